@@ -1,0 +1,2 @@
+pub mod chip;
+pub mod codes;
