@@ -32,7 +32,11 @@ pub enum EncodeError {
 
 impl Command {
     pub fn new(mnemonic: &str) -> Self {
-        Command { mnemonic: mnemonic.to_string(), params: Vec::new(), payload: None }
+        Command {
+            mnemonic: mnemonic.to_string(),
+            params: Vec::new(),
+            payload: None,
+        }
     }
 
     pub fn param(mut self, p: impl ToString) -> Self {
@@ -56,11 +60,18 @@ impl Command {
         }
         for (index, p) in self.params.iter().enumerate() {
             if p.bytes().any(|b| b == SEP || b < 0x20 || b == 0x7F) {
-                return Err(EncodeError::ReservedByte { mnemonic: self.mnemonic.clone(), index });
+                return Err(EncodeError::ReservedByte {
+                    mnemonic: self.mnemonic.clone(),
+                    index,
+                });
             }
         }
         let payload_len = self.payload.as_ref().map_or(0, |p| p.len() + 1);
-        dst.reserve(2 + self.mnemonic.len() + self.params.iter().map(|p| p.len() + 1).sum::<usize>() + payload_len);
+        dst.reserve(
+            2 + self.mnemonic.len()
+                + self.params.iter().map(|p| p.len() + 1).sum::<usize>()
+                + payload_len,
+        );
         dst.put_u8(ESC);
         dst.put_slice(self.mnemonic.as_bytes());
         for p in &self.params {
@@ -115,7 +126,13 @@ mod tests {
 
     #[test]
     fn frames_a_payload_after_the_parameters() {
-        let b = Command::new("Dbc").param("k").param(2).param(3).with_payload(Bytes::from_static(&[0, 0xFF, 13])).to_bytes().unwrap();
+        let b = Command::new("Dbc")
+            .param("k")
+            .param(2)
+            .param(3)
+            .with_payload(Bytes::from_static(&[0, 0xFF, 13]))
+            .to_bytes()
+            .unwrap();
         assert_eq!(&b[..], b"\x1bDbc;k;2;3;\x00\xff\x0d\r");
     }
 
@@ -123,14 +140,22 @@ mod tests {
     fn refuses_parameters_that_would_split_the_frame() {
         for bad in ["a;b", "a\rb", "\x1b", "tab\t"] {
             let e = Command::new("Wt").param(bad).to_bytes().unwrap_err();
-            assert!(matches!(e, EncodeError::ReservedByte { index: 0, .. }), "{bad:?}");
+            assert!(
+                matches!(e, EncodeError::ReservedByte { index: 0, .. }),
+                "{bad:?}"
+            );
         }
-        assert!(matches!(Command::new("S1").to_bytes(), Err(EncodeError::BadMnemonic(_))));
+        assert!(matches!(
+            Command::new("S1").to_bytes(),
+            Err(EncodeError::BadMnemonic(_))
+        ));
     }
 
     #[test]
     fn debug_output_masks_card_numbers() {
-        let c = Command::new("Dm").param(2).param("4000001234567899=2812101");
+        let c = Command::new("Dm")
+            .param(2)
+            .param("4000001234567899=2812101");
         let shown = format!("{c:?}");
         assert!(!shown.contains("4000001234567899"), "{shown}");
         assert!(shown.contains("400000******7899"), "{shown}");

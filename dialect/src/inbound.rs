@@ -29,7 +29,10 @@ pub struct CommandCodec {
 
 impl CommandCodec {
     pub fn new(geometry: Geometry) -> Self {
-        CommandCodec { geometry, discarding: false }
+        CommandCodec {
+            geometry,
+            discarding: false,
+        }
     }
 
     /// Largest payload a `Dbc` may announce: compressed data never needs more
@@ -58,7 +61,10 @@ impl CommandCodec {
             return Parse::Need;
         }
         if name_len == 0 {
-            return Parse::Bad(format!("frame does not start with a mnemonic (byte 0x{:02x})", body[0]));
+            return Parse::Bad(format!(
+                "frame does not start with a mnemonic (byte 0x{:02x})",
+                body[0]
+            ));
         }
         if name_len > 8 {
             return Parse::Bad(format!("mnemonic longer than 8 letters ({name_len})"));
@@ -72,12 +78,21 @@ impl CommandCodec {
         let mut params: Vec<String> = Vec::new();
         let mut i = name_len;
         loop {
-            let Some(&b) = body.get(i) else { return self.need_or_too_long(i) };
+            let Some(&b) = body.get(i) else {
+                return self.need_or_too_long(i);
+            };
             if b == CR {
                 if fixed.is_some() {
                     return Parse::Bad(format!("{mnemonic} without its panel data"));
                 }
-                return Parse::Done(Inbound::Command(Command { mnemonic, params, payload: None }), start + i + 1);
+                return Parse::Done(
+                    Inbound::Command(Command {
+                        mnemonic,
+                        params,
+                        payload: None,
+                    }),
+                    start + i + 1,
+                );
             }
             if b != SEP {
                 return Parse::Bad(format!("0x{b:02x} where a ';' or CR was expected"));
@@ -88,7 +103,10 @@ impl CommandCodec {
                     return self.payload(mnemonic, params, &body[i..], start + i);
                 }
             }
-            let len = body[i..].iter().take_while(|&&b| b != SEP && b != CR).count();
+            let len = body[i..]
+                .iter()
+                .take_while(|&&b| b != SEP && b != CR)
+                .count();
             if i + len >= body.len() {
                 return self.need_or_too_long(i + len);
             }
@@ -113,24 +131,42 @@ impl CommandCodec {
         let panel_ok = Panel::from_letter(&params[0]).is_some();
         let levels = params[1].parse::<u32>().ok().and_then(Levels::from_number);
         let (Some(levels), true) = (levels, panel_ok) else {
-            return Parse::Bad(format!("{mnemonic}: bad panel or level count {:?};{:?}", params[0], params[1]));
+            return Parse::Bad(format!(
+                "{mnemonic}: bad panel or level count {:?};{:?}",
+                params[0], params[1]
+            ));
         };
         let len = if mnemonic == "Db" {
             self.geometry.raw_len(levels)
         } else {
             match params[2].parse::<usize>() {
                 Ok(n) if n <= self.max_payload() => n,
-                _ => return Parse::Bad(format!("Dbc: byte count {:?} is not a number up to {}", params[2], self.max_payload())),
+                _ => {
+                    return Parse::Bad(format!(
+                        "Dbc: byte count {:?} is not a number up to {}",
+                        params[2],
+                        self.max_payload()
+                    ))
+                }
             }
         };
         if rest.len() < len + 1 {
             return Parse::Need;
         }
         if rest[len] != CR {
-            return Parse::Bad(format!("{mnemonic}: panel data is not followed by CR after {len} bytes"));
+            return Parse::Bad(format!(
+                "{mnemonic}: panel data is not followed by CR after {len} bytes"
+            ));
         }
         let payload = Bytes::copy_from_slice(&rest[..len]);
-        Parse::Done(Inbound::Command(Command { mnemonic, params, payload: Some(payload) }), offset + len + 1)
+        Parse::Done(
+            Inbound::Command(Command {
+                mnemonic,
+                params,
+                payload: Some(payload),
+            }),
+            offset + len + 1,
+        )
     }
 }
 
@@ -139,47 +175,38 @@ impl Decoder for CommandCodec {
     type Error = std::io::Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Inbound>, std::io::Error> {
-        loop {
-            if self.discarding {
-                match src.iter().position(|&b| b == CR) {
-                    Some(i) => {
-                        src.advance(i + 1);
-                        self.discarding = false;
-                    }
+        if self.discarding {
+            let Some(i) = src.iter().position(|&b| b == CR) else {
+                src.clear();
+                return Ok(None);
+            };
+            src.advance(i + 1);
+            self.discarding = false;
+        }
+        // Blank separators between frames are harmless.
+        while matches!(src.first(), Some(&CR) | Some(&b'\n')) {
+            src.advance(1);
+        }
+        if src.is_empty() {
+            return Ok(None);
+        }
+        match self.parse(src) {
+            Parse::Need => Ok(None),
+            Parse::Done(item, used) => {
+                src.advance(used);
+                Ok(Some(item))
+            }
+            Parse::Bad(why) => {
+                let end = src.iter().position(|&b| b == CR);
+                let raw = src[..end.unwrap_or(src.len()).min(64)].to_vec();
+                match end {
+                    Some(i) => src.advance(i + 1),
                     None => {
                         src.clear();
-                        return Ok(None);
+                        self.discarding = true;
                     }
                 }
-            }
-            // Blank separators between frames are harmless.
-            while matches!(src.first(), Some(&CR) | Some(&b'\n')) {
-                src.advance(1);
-            }
-            if src.is_empty() {
-                return Ok(None);
-            }
-            match self.parse(src) {
-                Parse::Need => return Ok(None),
-                Parse::Done(item, used) => {
-                    src.advance(used);
-                    return Ok(Some(item));
-                }
-                Parse::Bad(why) => {
-                    let end = src.iter().position(|&b| b == CR);
-                    let raw = match end {
-                        Some(i) => src[..i.min(64)].to_vec(),
-                        None => src[..src.len().min(64)].to_vec(),
-                    };
-                    match end {
-                        Some(i) => src.advance(i + 1),
-                        None => {
-                            src.clear();
-                            self.discarding = true;
-                        }
-                    }
-                    return Ok(Some(Inbound::Malformed { raw, why }));
-                }
+                Ok(Some(Inbound::Malformed { raw, why }))
             }
         }
     }
@@ -201,17 +228,27 @@ mod tests {
     }
 
     fn cmd(m: &str, p: &[&str]) -> Inbound {
-        Inbound::Command(Command { mnemonic: m.into(), params: p.iter().map(|s| s.to_string()).collect(), payload: None })
+        Inbound::Command(Command {
+            mnemonic: m.into(),
+            params: p.iter().map(|s| s.to_string()).collect(),
+            payload: None,
+        })
     }
 
     #[test]
     fn text_commands_with_optional_esc_after_cr() {
-        assert_eq!(decode_all(b"\x1bPmi;F\rSi\r\x1bRse;o\r", Geometry::default()), vec![cmd("Pmi", &["F"]), cmd("Si", &[]), cmd("Rse", &["o"])]);
+        assert_eq!(
+            decode_all(b"\x1bPmi;F\rSi\r\x1bRse;o\r", Geometry::default()),
+            vec![cmd("Pmi", &["F"]), cmd("Si", &[]), cmd("Rse", &["o"])]
+        );
     }
 
     #[test]
     fn binary_panel_with_cr_bytes_inside() {
-        let g = Geometry { width: 16, height: 2 };
+        let g = Geometry {
+            width: 16,
+            height: 2,
+        };
         let data = [0x0D, 0x1B, 0x3B, 0x0D];
         let mut input = b"\x1bDb;k;2;".to_vec();
         input.extend_from_slice(&data);
@@ -219,21 +256,37 @@ mod tests {
         input.extend_from_slice(b"\x1bSe\r");
         let out = decode_all(&input, g);
         assert_eq!(out.len(), 2);
-        let Inbound::Command(c) = &out[0] else { panic!("{out:?}") };
+        let Inbound::Command(c) = &out[0] else {
+            panic!("{out:?}")
+        };
         assert_eq!(c.payload.as_deref(), Some(&data[..]));
         assert_eq!(out[1], cmd("Se", &[]));
     }
 
     #[test]
     fn compressed_panel_round_trips_through_the_frame() {
-        let g = Geometry { width: 648, height: 30 };
+        let g = Geometry {
+            width: 648,
+            height: 30,
+        };
         let mut bm = panel::Bitmap::blank(g, Levels::Two);
         bm.set(10, 10, 1);
         let data = panel::compress(&bm);
-        let frame = Command::new("Dbc").param("k").param(2).param(data.len()).with_payload(Bytes::from(data)).to_bytes().unwrap();
+        let frame = Command::new("Dbc")
+            .param("k")
+            .param(2)
+            .param(data.len())
+            .with_payload(Bytes::from(data))
+            .to_bytes()
+            .unwrap();
         let out = decode_all(&frame, g);
-        let Inbound::Command(c) = &out[0] else { panic!("{out:?}") };
-        assert_eq!(panel::decompress(c.payload.as_ref().unwrap(), g, Levels::Two).unwrap(), bm);
+        let Inbound::Command(c) = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            panel::decompress(c.payload.as_ref().unwrap(), g, Levels::Two).unwrap(),
+            bm
+        );
     }
 
     #[test]
@@ -250,7 +303,10 @@ mod tests {
         let out = decode_all(b"\x1b\xff\xfe\r\x1bRsn\r", Geometry::default());
         assert!(matches!(out[0], Inbound::Malformed { .. }));
         assert_eq!(out[1], cmd("Rsn", &[]));
-        let out = decode_all(b"\x1bDbc;k;2;99999999999;xx\r\x1bRsn\r", Geometry::default());
+        let out = decode_all(
+            b"\x1bDbc;k;2;99999999999;xx\r\x1bRsn\r",
+            Geometry::default(),
+        );
         assert!(matches!(out[0], Inbound::Malformed { .. }), "{out:?}");
         assert_eq!(out[1], cmd("Rsn", &[]));
     }

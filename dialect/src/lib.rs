@@ -13,6 +13,8 @@
 //! * [`redact`]: masking of card numbers for anything a person or a log will read.
 
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inbound;
 pub mod ops;
 pub mod panel;

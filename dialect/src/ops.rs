@@ -132,7 +132,10 @@ pub enum Op {
     ToSmartStation,
     ToContactlessStation,
     /// `Dm;track;data`: track content without sentinels or LRC (the printer adds them).
-    LoadTrack { track: u8, data: String },
+    LoadTrack {
+        track: u8,
+        data: String,
+    },
     WriteMagnetic,
     ReadTrack(u8),
     SetRibbon(String),
@@ -140,9 +143,19 @@ pub enum Op {
     FrontSide,
     ClearBitmap(Panel),
     /// `Wt;x;y;font;height;text` into the K bitmap with a resident font.
-    WriteText { x: u32, y: u32, font: u8, height: u32, text: String },
+    WriteText {
+        x: u32,
+        y: u32,
+        font: u8,
+        height: u32,
+        text: String,
+    },
     /// A whole panel, compressed (`Dbc`) or raw (`Db`).
-    Download { panel: Panel, bitmap: Bitmap, compressed: bool },
+    Download {
+        panel: Panel,
+        bitmap: Bitmap,
+        compressed: bool,
+    },
     PrintPanel(Panel),
     /// `Se`: end of sequence, card to the bezel for the customer.
     EjectToCustomer,
@@ -153,7 +166,11 @@ pub enum Op {
     SoftReset,
     ClearStatus,
     /// Emboss extension (`Xel`, `Xec`, `Xee`): see `hardware/DIALECT.md`.
-    EmbossLoadLine { line: u8, font: u8, text: String },
+    EmbossLoadLine {
+        line: u8,
+        font: u8,
+        text: String,
+    },
     EmbossClear,
     Emboss,
     /// A technician's command, sent as it is.
@@ -190,13 +207,35 @@ impl Op {
             StartSequence => Command::new("Ss"),
             FrontSide => Command::new("Sr"),
             ClearBitmap(p) => Command::new("Wcb").param(p.letter()),
-            WriteText { x, y, font, height, text } => Command::new("Wt").param(x).param(y).param(font).param(height).param(text),
-            Download { panel, bitmap, compressed } => {
+            WriteText {
+                x,
+                y,
+                font,
+                height,
+                text,
+            } => Command::new("Wt")
+                .param(x)
+                .param(y)
+                .param(font)
+                .param(height)
+                .param(text),
+            Download {
+                panel,
+                bitmap,
+                compressed,
+            } => {
                 if *compressed {
                     let data = panel::compress(bitmap);
-                    Command::new("Dbc").param(panel.letter()).param(bitmap.levels.number()).param(data.len()).with_payload(Bytes::from(data))
+                    Command::new("Dbc")
+                        .param(panel.letter())
+                        .param(bitmap.levels.number())
+                        .param(data.len())
+                        .with_payload(Bytes::from(data))
                 } else {
-                    Command::new("Db").param(panel.letter()).param(bitmap.levels.number()).with_payload(Bytes::from(panel::pack(bitmap)))
+                    Command::new("Db")
+                        .param(panel.letter())
+                        .param(bitmap.levels.number())
+                        .with_payload(Bytes::from(panel::pack(bitmap)))
                 }
             }
             PrintPanel(p) => Command::new("Sp").param(p.letter()),
@@ -206,7 +245,9 @@ impl Op {
             TestCard => Command::new("St"),
             SoftReset => Command::new("Srs"),
             ClearStatus => Command::new("Scs"),
-            EmbossLoadLine { line, font, text } => Command::new("Xel").param(line).param(font).param(text),
+            EmbossLoadLine { line, font, text } => {
+                Command::new("Xel").param(line).param(font).param(text)
+            }
             EmbossClear => Command::new("Xec"),
             Emboss => Command::new("Xee"),
             Raw(c) => c.clone(),
@@ -216,8 +257,10 @@ impl Op {
     pub fn expects(&self) -> Expect {
         use Op::*;
         match self {
-            ReadModel | ReadSerial | ReadFirmware | ReadStatus | ReadSensor(_) | ReadCardPosition | ReadCleaning | ReadRejectBox
-            | ReadFeeders | ReadFeederWarnings | ReadRibbonType | ReadCounter(_) | ReadErrorMode | ReadTrack(_) | Raw(_) => Expect::Text,
+            ReadModel | ReadSerial | ReadFirmware | ReadStatus | ReadSensor(_)
+            | ReadCardPosition | ReadCleaning | ReadRejectBox | ReadFeeders
+            | ReadFeederWarnings | ReadRibbonType | ReadCounter(_) | ReadErrorMode
+            | ReadTrack(_) | Raw(_) => Expect::Text,
             _ => Expect::Ok,
         }
     }
@@ -225,10 +268,14 @@ impl Op {
     pub fn timeout_class(&self) -> TimeoutClass {
         use Op::*;
         match self {
-            Insert | ToSmartStation | ToContactlessStation | EjectToCustomer | Reject => TimeoutClass::Move,
+            Insert | ToSmartStation | ToContactlessStation | EjectToCustomer | Reject => {
+                TimeoutClass::Move
+            }
             WriteMagnetic | ReadTrack(_) => TimeoutClass::Magnetic,
             PrintPanel(_) => TimeoutClass::Print,
-            Download { .. } => TimeoutClass::Download { bytes: self.command().payload.map_or(0, |p| p.len()) },
+            Download { .. } => TimeoutClass::Download {
+                bytes: self.command().payload.map_or(0, |p| p.len()),
+            },
             Emboss => TimeoutClass::Emboss,
             Clean | TestCard | SoftReset => TimeoutClass::Maintenance,
             Raw(c) => match c.payload.as_ref() {
@@ -245,13 +292,30 @@ impl Op {
         use Op::*;
         matches!(
             self,
-            Insert | ToSmartStation | ToContactlessStation | WriteMagnetic | PrintPanel(_) | EjectToCustomer | Reject | Clean | TestCard | Emboss | Raw(_)
+            Insert
+                | ToSmartStation
+                | ToContactlessStation
+                | WriteMagnetic
+                | PrintPanel(_)
+                | EjectToCustomer
+                | Reject
+                | Clean
+                | TestCard
+                | Emboss
+                | Raw(_)
         )
     }
 
     /// Parameters or reply carry card data: logs and errors show neither.
     pub fn is_sensitive(&self) -> bool {
-        matches!(self, Op::LoadTrack { .. } | Op::ReadTrack(_) | Op::WriteText { .. } | Op::EmbossLoadLine { .. } | Op::Download { .. })
+        matches!(
+            self,
+            Op::LoadTrack { .. }
+                | Op::ReadTrack(_)
+                | Op::WriteText { .. }
+                | Op::EmbossLoadLine { .. }
+                | Op::Download { .. }
+        )
     }
 
     /// A short name for logs and journals (never the parameters of sensitive ops).
@@ -282,7 +346,10 @@ mod tests {
 
     #[test]
     fn sensitive_ops_never_show_their_data() {
-        let op = Op::LoadTrack { track: 1, data: "B4000001234567899^DOE/JOHN^28121010000".into() };
+        let op = Op::LoadTrack {
+            track: 1,
+            data: "B4000001234567899^DOE/JOHN^28121010000".into(),
+        };
         assert_eq!(op.name(), "Dm;1");
         assert!(!format!("{op:?}").contains("4000001234567899"));
     }
@@ -290,10 +357,21 @@ mod tests {
     #[test]
     fn downloads_scale_their_timeout_with_the_payload() {
         let bm = Bitmap::blank(panel::Geometry::default(), panel::Levels::Two);
-        let raw = Op::Download { panel: Panel::K, bitmap: bm.clone(), compressed: false };
-        assert_eq!(raw.timeout_class(), TimeoutClass::Download { bytes: 82_296 });
+        let raw = Op::Download {
+            panel: Panel::K,
+            bitmap: bm.clone(),
+            compressed: false,
+        };
+        assert_eq!(
+            raw.timeout_class(),
+            TimeoutClass::Download { bytes: 82_296 }
+        );
         assert_eq!(raw.command().payload.unwrap().len(), 82_296);
-        let dbc = Op::Download { panel: Panel::K, bitmap: bm, compressed: true };
+        let dbc = Op::Download {
+            panel: Panel::K,
+            bitmap: bm,
+            compressed: true,
+        };
         // A white panel is one byte a line.
         assert_eq!(dbc.timeout_class(), TimeoutClass::Download { bytes: 1016 });
     }

@@ -27,7 +27,10 @@ pub struct Geometry {
 
 impl Default for Geometry {
     fn default() -> Self {
-        Geometry { width: 648, height: 1016 }
+        Geometry {
+            width: 648,
+            height: 1016,
+        }
     }
 }
 
@@ -134,13 +137,24 @@ pub struct Bitmap {
 
 impl fmt::Debug for Bitmap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Bitmap({}x{}, {} levels, {} inked)", self.geometry.width, self.geometry.height, self.levels.number(), self.inked())
+        write!(
+            f,
+            "Bitmap({}x{}, {} levels, {} inked)",
+            self.geometry.width,
+            self.geometry.height,
+            self.levels.number(),
+            self.inked()
+        )
     }
 }
 
 impl Bitmap {
     pub fn blank(geometry: Geometry, levels: Levels) -> Self {
-        Bitmap { geometry, levels, pixels: vec![0; geometry.pixels()] }
+        Bitmap {
+            geometry,
+            levels,
+            pixels: vec![0; geometry.pixels()],
+        }
     }
     pub fn get(&self, x: usize, y: usize) -> u8 {
         self.pixels[y * self.geometry.width + x]
@@ -208,7 +222,10 @@ pub fn pack(bitmap: &Bitmap) -> Vec<u8> {
 pub fn unpack(data: &[u8], geometry: Geometry, levels: Levels) -> Result<Bitmap, PanelError> {
     let want = geometry.raw_len(levels);
     if data.len() != want {
-        return Err(PanelError::Length { got: data.len(), want });
+        return Err(PanelError::Length {
+            got: data.len(),
+            want,
+        });
     }
     let mut bm = Bitmap::blank(geometry, levels);
     match levels {
@@ -251,7 +268,7 @@ pub fn compress(bitmap: &Bitmap) -> Vec<u8> {
                 let used = line.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
                 if used == 0 {
                     out.push(0);
-                } else if g.width % 8 == 0 && line.iter().all(|&b| b == 0xFF) {
+                } else if g.width.is_multiple_of(8) && line.iter().all(|&b| b == 0xFF) {
                     out.push(255);
                 } else {
                     out.push(used as u8);
@@ -306,7 +323,10 @@ pub fn decompress(data: &[u8], geometry: Geometry, levels: Levels) -> Result<Bit
             let mut packed = vec![0u8; lb * g.height];
             for y in 0..g.height {
                 let Some(&n) = data.get(i) else {
-                    return Err(PanelError::Short { lines: y, height: g.height });
+                    return Err(PanelError::Short {
+                        lines: y,
+                        height: g.height,
+                    });
                 };
                 i += 1;
                 let line = &mut packed[y * lb..(y + 1) * lb];
@@ -316,16 +336,26 @@ pub fn decompress(data: &[u8], geometry: Geometry, levels: Levels) -> Result<Bit
                     n if (n as usize) <= lb => {
                         let n = n as usize;
                         let Some(bytes) = data.get(i..i + n) else {
-                            return Err(PanelError::Short { lines: y, height: g.height });
+                            return Err(PanelError::Short {
+                                lines: y,
+                                height: g.height,
+                            });
                         };
                         line[..n].copy_from_slice(bytes);
                         i += n;
                     }
-                    n => return Err(PanelError::Line { line: y, what: format!("length byte {n} is above {lb}") }),
+                    n => {
+                        return Err(PanelError::Line {
+                            line: y,
+                            what: format!("length byte {n} is above {lb}"),
+                        })
+                    }
                 }
             }
             if i != data.len() {
-                return Err(PanelError::Trailing { extra: data.len() - i });
+                return Err(PanelError::Trailing {
+                    extra: data.len() - i,
+                });
             }
             let mut out = unpack(&packed, g, levels)?;
             // Padding bits beyond the width carry no pixel.
@@ -340,21 +370,34 @@ pub fn decompress(data: &[u8], geometry: Geometry, levels: Levels) -> Result<Bit
                 let mut x = 0;
                 while x < row.len() {
                     let Some(&b) = data.get(i) else {
-                        return Err(PanelError::Short { lines: y, height: g.height });
+                        return Err(PanelError::Short {
+                            lines: y,
+                            height: g.height,
+                        });
                     };
                     i += 1;
                     if b & 0x80 == 0 {
                         if b > value_mask {
-                            return Err(PanelError::Value { value: b, max: value_mask });
+                            return Err(PanelError::Value {
+                                value: b,
+                                max: value_mask,
+                            });
                         }
                         row[x] = b;
                         x += 1;
                         continue;
                     }
                     let v = b & value_mask;
-                    let ext = if spare == 0 { 0 } else { ((b & 0x7F) >> (7 - spare)) as usize };
+                    let ext = if spare == 0 {
+                        0
+                    } else {
+                        ((b & 0x7F) >> (7 - spare)) as usize
+                    };
                     let Some(&c) = data.get(i) else {
-                        return Err(PanelError::Short { lines: y, height: g.height });
+                        return Err(PanelError::Short {
+                            lines: y,
+                            height: g.height,
+                        });
                     };
                     i += 1;
                     let count = ext * 256 + c as usize;
@@ -362,7 +405,10 @@ pub fn decompress(data: &[u8], geometry: Geometry, levels: Levels) -> Result<Bit
                         row[x..].fill(v);
                         x = row.len();
                     } else if x + count > row.len() {
-                        return Err(PanelError::Line { line: y, what: format!("a run of {count} at pixel {x} crosses the line end") });
+                        return Err(PanelError::Line {
+                            line: y,
+                            what: format!("a run of {count} at pixel {x} crosses the line end"),
+                        });
                     } else {
                         row[x..x + count].fill(v);
                         x += count;
@@ -370,7 +416,9 @@ pub fn decompress(data: &[u8], geometry: Geometry, levels: Levels) -> Result<Bit
                 }
             }
             if i != data.len() {
-                return Err(PanelError::Trailing { extra: data.len() - i });
+                return Err(PanelError::Trailing {
+                    extra: data.len() - i,
+                });
             }
             Ok(bm)
         }
@@ -382,7 +430,10 @@ mod tests {
     use super::*;
 
     fn small() -> Geometry {
-        Geometry { width: 20, height: 4 }
+        Geometry {
+            width: 20,
+            height: 4,
+        }
     }
 
     #[test]
@@ -395,7 +446,10 @@ mod tests {
 
     #[test]
     fn mono_compression_follows_the_line_rule() {
-        let g = Geometry { width: 16, height: 3 };
+        let g = Geometry {
+            width: 16,
+            height: 3,
+        };
         let mut bm = Bitmap::blank(g, Levels::Two);
         for x in 0..16 {
             bm.set(x, 1, 1);
@@ -409,7 +463,10 @@ mod tests {
     #[test]
     fn colour_compression_round_trips_in_every_mode() {
         for levels in [Levels::L32, Levels::L64, Levels::L128] {
-            let g = Geometry { width: 700, height: 3 };
+            let g = Geometry {
+                width: 700,
+                height: 3,
+            };
             let mut bm = Bitmap::blank(g, levels);
             for x in 0..700 {
                 bm.set(x, 0, (x % 7) as u8);
@@ -425,7 +482,10 @@ mod tests {
     fn long_runs_use_the_spare_bits_in_five_bit_mode() {
         // 5-bit: flag, 2 spare bits, 5 value bits. A run of 600 of value 3:
         // 600 = 2 * 256 + 88, so the spare bits hold 2.
-        let g = Geometry { width: 601, height: 1 };
+        let g = Geometry {
+            width: 601,
+            height: 1,
+        };
         let mut bm = Bitmap::blank(g, Levels::L32);
         for x in 0..600 {
             bm.set(x, 0, 3);
@@ -445,11 +505,29 @@ mod tests {
     #[test]
     fn bad_payloads_are_errors_not_panics() {
         let g = small();
-        assert!(matches!(decompress(&[0, 0], g, Levels::Two), Err(PanelError::Short { lines: 2, .. })));
-        assert!(matches!(decompress(&[9, 0, 0, 0], g, Levels::Two), Err(PanelError::Line { line: 0, .. })));
-        assert!(matches!(decompress(&[0, 0, 0, 0, 7], g, Levels::Two), Err(PanelError::Trailing { extra: 1 })));
-        assert!(matches!(decompress(&[0x85, 30], g, Levels::L32), Err(PanelError::Line { .. })));
-        assert!(matches!(decompress(&[0x7F], g, Levels::L32), Err(PanelError::Value { .. })));
-        assert!(matches!(unpack(&[0; 3], g, Levels::Two), Err(PanelError::Length { .. })));
+        assert!(matches!(
+            decompress(&[0, 0], g, Levels::Two),
+            Err(PanelError::Short { lines: 2, .. })
+        ));
+        assert!(matches!(
+            decompress(&[9, 0, 0, 0], g, Levels::Two),
+            Err(PanelError::Line { line: 0, .. })
+        ));
+        assert!(matches!(
+            decompress(&[0, 0, 0, 0, 7], g, Levels::Two),
+            Err(PanelError::Trailing { extra: 1 })
+        ));
+        assert!(matches!(
+            decompress(&[0x85, 30], g, Levels::L32),
+            Err(PanelError::Line { .. })
+        ));
+        assert!(matches!(
+            decompress(&[0x7F], g, Levels::L32),
+            Err(PanelError::Value { .. })
+        ));
+        assert!(matches!(
+            unpack(&[0; 3], g, Levels::Two),
+            Err(PanelError::Length { .. })
+        ));
     }
 }

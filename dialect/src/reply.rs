@@ -65,7 +65,10 @@ pub enum Reply {
     Ack,
     /// NACK with its code character (`1`, `2`, `T`, `C`, ...).
     Nack(u8),
-    Malformed { raw: Vec<u8>, why: Malformed },
+    Malformed {
+        raw: Vec<u8>,
+        why: Malformed,
+    },
 }
 
 /// Codec for the host end: encodes [`Command`]s, decodes [`Reply`]s.
@@ -82,7 +85,12 @@ impl ReplyCodec {
     /// `max_reply` bounds a text reply; nothing the printer says legitimately
     /// comes near it (track 3 read-back, the longest, is 107 characters).
     pub fn new(terminator: Terminator, ack_nack: bool, max_reply: usize) -> Self {
-        ReplyCodec { terminator, ack_nack, max_reply: max_reply.max(8), discarding: false }
+        ReplyCodec {
+            terminator,
+            ack_nack,
+            max_reply: max_reply.max(8),
+            discarding: false,
+        }
     }
 
     pub fn set_ack_nack(&mut self, on: bool) {
@@ -118,76 +126,94 @@ impl Decoder for ReplyCodec {
     type Error = std::io::Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Reply>, std::io::Error> {
-        loop {
-            if self.discarding && !self.skip_to_terminator(src) {
-                return Ok(None);
-            }
-            // Tolerate the second half of a CR LF or CR NUL pair between replies.
-            while let Some(&b) = src.first() {
-                let tolerated = match self.terminator {
-                    Terminator::Cr => b == LF,
-                    Terminator::Nul => false,
-                };
-                if tolerated {
-                    src.advance(1);
-                } else {
-                    break;
-                }
-            }
-            let Some(&first) = src.first() else { return Ok(None) };
-            if first == ACK || first == NACK {
-                if !self.ack_nack {
-                    src.advance(1);
-                    return Ok(Some(Reply::Malformed { raw: vec![first], why: Malformed::UnexpectedControl(first) }));
-                }
-                if first == ACK {
-                    src.advance(1);
-                    return Ok(Some(Reply::Ack));
-                }
-                if src.len() < 2 {
-                    return Ok(None);
-                }
-                let code = src[1];
-                src.advance(2);
-                if code.is_ascii_graphic() {
-                    return Ok(Some(Reply::Nack(code)));
-                }
-                return Ok(Some(Reply::Malformed { raw: vec![NACK, code], why: Malformed::UnexpectedControl(NACK) }));
-            }
-            let Some(end) = src.iter().position(|&b| self.is_term(b)) else {
-                if src.len() > self.max_reply {
-                    let raw = src[..self.max_reply].to_vec();
-                    src.clear();
-                    self.discarding = true;
-                    return Ok(Some(Reply::Malformed { raw, why: Malformed::Oversized(self.max_reply) }));
-                }
-                // A bad byte is reported at once rather than after the terminator:
-                // a line that only carries noise may never send one.
-                if let Some(bad) = src.iter().position(|&b| !is_text(b, self.terminator)) {
-                    let raw = src[..=bad].to_vec();
-                    let b = src[bad];
-                    src.advance(bad + 1);
-                    self.discarding = true;
-                    return Ok(Some(Reply::Malformed { raw, why: Malformed::BadByte(b) }));
-                }
-                return Ok(None);
-            };
-            if end > self.max_reply {
-                let raw = src[..self.max_reply].to_vec();
-                src.advance(end + 1);
-                return Ok(Some(Reply::Malformed { raw, why: Malformed::Oversized(self.max_reply) }));
-            }
-            let mut line = src.split_to(end + 1);
-            line.truncate(end);
-            if self.terminator == Terminator::Nul && line.last() == Some(&CR) {
-                line.truncate(line.len() - 1);
-            }
-            if let Some(&b) = line.iter().find(|&&b| !(0x20..0x7F).contains(&b)) {
-                return Ok(Some(Reply::Malformed { raw: line.to_vec(), why: Malformed::BadByte(b) }));
-            }
-            let text = String::from_utf8(line.to_vec()).expect("checked printable ASCII");
-            return Ok(Some(Reply::Text(text)));
+        if self.discarding && !self.skip_to_terminator(src) {
+            return Ok(None);
         }
+        // Tolerate the second half of a CR LF or CR NUL pair between replies.
+        while let Some(&b) = src.first() {
+            let tolerated = match self.terminator {
+                Terminator::Cr => b == LF,
+                Terminator::Nul => false,
+            };
+            if tolerated {
+                src.advance(1);
+            } else {
+                break;
+            }
+        }
+        let Some(&first) = src.first() else {
+            return Ok(None);
+        };
+        if first == ACK || first == NACK {
+            if !self.ack_nack {
+                src.advance(1);
+                return Ok(Some(Reply::Malformed {
+                    raw: vec![first],
+                    why: Malformed::UnexpectedControl(first),
+                }));
+            }
+            if first == ACK {
+                src.advance(1);
+                return Ok(Some(Reply::Ack));
+            }
+            if src.len() < 2 {
+                return Ok(None);
+            }
+            let code = src[1];
+            src.advance(2);
+            if code.is_ascii_graphic() {
+                return Ok(Some(Reply::Nack(code)));
+            }
+            return Ok(Some(Reply::Malformed {
+                raw: vec![NACK, code],
+                why: Malformed::UnexpectedControl(NACK),
+            }));
+        }
+        let Some(end) = src.iter().position(|&b| self.is_term(b)) else {
+            if src.len() > self.max_reply {
+                let raw = src[..self.max_reply].to_vec();
+                src.clear();
+                self.discarding = true;
+                return Ok(Some(Reply::Malformed {
+                    raw,
+                    why: Malformed::Oversized(self.max_reply),
+                }));
+            }
+            // A bad byte is reported at once rather than after the terminator:
+            // a line that only carries noise may never send one.
+            if let Some(bad) = src.iter().position(|&b| !is_text(b, self.terminator)) {
+                let raw = src[..=bad].to_vec();
+                let b = src[bad];
+                src.advance(bad + 1);
+                self.discarding = true;
+                return Ok(Some(Reply::Malformed {
+                    raw,
+                    why: Malformed::BadByte(b),
+                }));
+            }
+            return Ok(None);
+        };
+        if end > self.max_reply {
+            let raw = src[..self.max_reply].to_vec();
+            src.advance(end + 1);
+            return Ok(Some(Reply::Malformed {
+                raw,
+                why: Malformed::Oversized(self.max_reply),
+            }));
+        }
+        let mut line = src.split_to(end + 1);
+        line.truncate(end);
+        if self.terminator == Terminator::Nul && line.last() == Some(&CR) {
+            line.truncate(line.len() - 1);
+        }
+        if let Some(&b) = line.iter().find(|&&b| !(0x20..0x7F).contains(&b)) {
+            return Ok(Some(Reply::Malformed {
+                raw: line.to_vec(),
+                why: Malformed::BadByte(b),
+            }));
+        }
+        let text = String::from_utf8(line.to_vec()).expect("checked printable ASCII");
+        Ok(Some(Reply::Text(text)))
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Reply>, std::io::Error> {
@@ -199,7 +225,10 @@ impl Decoder for ReplyCodec {
             return Ok(None);
         }
         let raw = src.split().to_vec();
-        Ok(Some(Reply::Malformed { raw, why: Malformed::Truncated }))
+        Ok(Some(Reply::Malformed {
+            raw,
+            why: Malformed::Truncated,
+        }))
     }
 }
 
@@ -211,7 +240,8 @@ impl Encoder<&Command> for ReplyCodec {
     type Error = std::io::Error;
 
     fn encode(&mut self, item: &Command, dst: &mut BytesMut) -> Result<(), std::io::Error> {
-        item.encode(dst).map_err(|e: EncodeError| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        item.encode(dst)
+            .map_err(|e: EncodeError| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
     }
 }
 
@@ -250,14 +280,21 @@ mod tests {
         let mut c = ReplyCodec::new(Terminator::Cr, false, 64);
         assert_eq!(
             decode_all(&mut c, b"OK\rCOVER OPEN\r\nKM500B\r"),
-            vec![Reply::Text("OK".into()), Reply::Text("COVER OPEN".into()), Reply::Text("KM500B".into())]
+            vec![
+                Reply::Text("OK".into()),
+                Reply::Text("COVER OPEN".into()),
+                Reply::Text("KM500B".into())
+            ]
         );
     }
 
     #[test]
     fn usb_replies_end_with_nul() {
         let mut c = ReplyCodec::new(Terminator::Nul, false, 64);
-        assert_eq!(decode_all(&mut c, b"OK\0SN123\r\0"), vec![Reply::Text("OK".into()), Reply::Text("SN123".into())]);
+        assert_eq!(
+            decode_all(&mut c, b"OK\0SN123\r\0"),
+            vec![Reply::Text("OK".into()), Reply::Text("SN123".into())]
+        );
     }
 
     #[test]
@@ -266,22 +303,48 @@ mod tests {
         let mut buf = BytesMut::from(&b"FEEDER EM"[..]);
         assert_eq!(c.decode(&mut buf).unwrap(), None);
         buf.extend_from_slice(b"PTY\r");
-        assert_eq!(c.decode(&mut buf).unwrap(), Some(Reply::Text("FEEDER EMPTY".into())));
+        assert_eq!(
+            c.decode(&mut buf).unwrap(),
+            Some(Reply::Text("FEEDER EMPTY".into()))
+        );
     }
 
     #[test]
     fn ack_nack_mode() {
         let mut c = ReplyCodec::new(Terminator::Cr, true, 64);
-        assert_eq!(decode_all(&mut c, b"\x06\x15C\x06OK\r"), vec![Reply::Ack, Reply::Nack(b'C'), Reply::Ack, Reply::Text("OK".into())]);
+        assert_eq!(
+            decode_all(&mut c, b"\x06\x15C\x06OK\r"),
+            vec![
+                Reply::Ack,
+                Reply::Nack(b'C'),
+                Reply::Ack,
+                Reply::Text("OK".into())
+            ]
+        );
         let mut off = ReplyCodec::new(Terminator::Cr, false, 64);
-        assert!(matches!(decode_all(&mut off, b"\x06")[0], Reply::Malformed { why: Malformed::UnexpectedControl(0x06), .. }));
+        assert!(matches!(
+            decode_all(&mut off, b"\x06")[0],
+            Reply::Malformed {
+                why: Malformed::UnexpectedControl(0x06),
+                ..
+            }
+        ));
     }
 
     #[test]
     fn noise_becomes_malformed_then_decoding_resumes() {
         let mut c = ReplyCodec::new(Terminator::Cr, false, 64);
         let out = decode_all(&mut c, b"O\xffK\rOK\r");
-        assert!(matches!(&out[0], Reply::Malformed { why: Malformed::BadByte(0xff), .. }), "{out:?}");
+        assert!(
+            matches!(
+                &out[0],
+                Reply::Malformed {
+                    why: Malformed::BadByte(0xff),
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
         assert_eq!(out[1], Reply::Text("OK".into()));
         assert_eq!(out.len(), 2);
     }
@@ -290,7 +353,13 @@ mod tests {
     fn noise_without_terminator_is_reported_at_once() {
         let mut c = ReplyCodec::new(Terminator::Cr, false, 64);
         let mut buf = BytesMut::from(&b"\x00\x00\x00"[..]);
-        assert!(matches!(c.decode(&mut buf).unwrap(), Some(Reply::Malformed { why: Malformed::BadByte(0), .. })));
+        assert!(matches!(
+            c.decode(&mut buf).unwrap(),
+            Some(Reply::Malformed {
+                why: Malformed::BadByte(0),
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -300,13 +369,24 @@ mod tests {
         input.push(CR);
         input.extend_from_slice(b"OK\r");
         let out = decode_all(&mut c, &input);
-        assert!(matches!(&out[0], Reply::Malformed { raw, why: Malformed::Oversized(16) } if raw.len() == 16));
+        assert!(
+            matches!(&out[0], Reply::Malformed { raw, why: Malformed::Oversized(16) } if raw.len() == 16)
+        );
         assert_eq!(out.last(), Some(&Reply::Text("OK".into())));
     }
 
     #[test]
     fn truncated_reply_at_eof() {
         let mut c = ReplyCodec::new(Terminator::Cr, false, 16);
-        assert_eq!(decode_all(&mut c, b"OK\rERR"), vec![Reply::Text("OK".into()), Reply::Malformed { raw: b"ERR".to_vec(), why: Malformed::Truncated }]);
+        assert_eq!(
+            decode_all(&mut c, b"OK\rERR"),
+            vec![
+                Reply::Text("OK".into()),
+                Reply::Malformed {
+                    raw: b"ERR".to_vec(),
+                    why: Malformed::Truncated
+                }
+            ]
+        );
     }
 }

@@ -16,7 +16,11 @@ impl StatusWords {
         bit < 32 && self.get(word) & (1 << bit) != 0
     }
     pub fn render(&self) -> String {
-        self.words.iter().map(|(k, v)| format!("{k}={v:08X}")).collect::<Vec<_>>().join(" ")
+        self.words
+            .iter()
+            .map(|(k, v)| format!("{k}={v:08X}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -25,14 +29,21 @@ impl StatusWords {
 pub fn parse_status_words(text: &str) -> Result<StatusWords, String> {
     let mut words = BTreeMap::new();
     for item in text.split_whitespace() {
-        let (name, hex) = item.split_once('=').ok_or_else(|| format!("status item {item:?} has no '='"))?;
-        if name.len() != 3 || !name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
+        let (name, hex) = item
+            .split_once('=')
+            .ok_or_else(|| format!("status item {item:?} has no '='"))?;
+        if name.len() != 3
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        {
             return Err(format!("status word name {name:?} is not three capitals"));
         }
         if hex.len() != 8 {
             return Err(format!("status word {name} is not 8 hex digits"));
         }
-        let v = u32::from_str_radix(hex, 16).map_err(|_| format!("status word {name} is not hexadecimal"))?;
+        let v = u32::from_str_radix(hex, 16)
+            .map_err(|_| format!("status word {name} is not hexadecimal"))?;
         if words.insert(name.to_string(), v).is_some() {
             return Err(format!("status word {name} appears twice"));
         }
@@ -60,7 +71,9 @@ pub fn parse_card_position(text: &str) -> Result<CardPosition, String> {
         "CARD" => Ok(CardPosition::Inside),
         "SMART CARD" => Ok(CardPosition::SmartStation),
         "CONTACTLESS CARD" => Ok(CardPosition::ContactlessStation),
-        other => Err(format!("card position reply {other:?} is not one of OK, CARD, SMART CARD, CONTACTLESS CARD")),
+        other => Err(format!(
+            "card position reply {other:?} is not one of OK, CARD, SMART CARD, CONTACTLESS CARD"
+        )),
     }
 }
 
@@ -69,10 +82,13 @@ pub fn parse_card_position(text: &str) -> Result<CardPosition, String> {
 pub fn parse_feeder_answer(text: &str, feeders: u8) -> Result<Vec<bool>, String> {
     let n = feeders.clamp(1, 4) as usize;
     if let Some(mask) = text.strip_prefix('M') {
-        let m = u8::from_str_radix(mask, 16).map_err(|_| format!("feeder mask {text:?} is not hexadecimal"))?;
+        let m = u8::from_str_radix(mask, 16)
+            .map_err(|_| format!("feeder mask {text:?} is not hexadecimal"))?;
         return Ok((0..n).map(|i| m & (1 << i) != 0).collect());
     }
-    let v: u8 = text.parse().map_err(|_| format!("feeder answer {text:?} is not a number"))?;
+    let v: u8 = text
+        .parse()
+        .map_err(|_| format!("feeder answer {text:?} is not a number"))?;
     match v {
         0 => Ok(vec![false; n]),
         3 => Ok(vec![true; n]),
@@ -84,7 +100,9 @@ pub fn parse_feeder_answer(text: &str, feeders: u8) -> Result<Vec<bool>, String>
 /// `Rse;x`: a voltage such as `4.98` (volts).
 pub fn parse_voltage(text: &str) -> Result<f32, String> {
     let t = text.trim_end_matches('V');
-    let v: f32 = t.parse().map_err(|_| format!("sensor reply {text:?} is not a voltage"))?;
+    let v: f32 = t
+        .parse()
+        .map_err(|_| format!("sensor reply {text:?} is not a voltage"))?;
     if !(0.0..=30.0).contains(&v) {
         return Err(format!("sensor voltage {v} is out of range"));
     }
@@ -93,7 +111,9 @@ pub fn parse_voltage(text: &str) -> Result<f32, String> {
 
 /// A decimal counter.
 pub fn parse_count(text: &str) -> Result<u64, String> {
-    text.trim().parse().map_err(|_| format!("counter reply {text:?} is not a whole number"))
+    text.trim()
+        .parse()
+        .map_err(|_| format!("counter reply {text:?} is not a whole number"))
 }
 
 #[cfg(test)]
@@ -102,11 +122,16 @@ mod tests {
 
     #[test]
     fn status_words_parse_and_reject() {
-        let s = parse_status_words("CFG=0000001F INF=00000010 WAR=00000000 ERR=00000004 EX1=00000000").unwrap();
+        let s =
+            parse_status_words("CFG=0000001F INF=00000010 WAR=00000000 ERR=00000004 EX1=00000000")
+                .unwrap();
         assert!(s.bit("ERR", 2));
         assert!(s.bit("INF", 4));
         assert!(!s.bit("ERR", 3));
-        assert_eq!(s.render(), "CFG=0000001F ERR=00000004 EX1=00000000 INF=00000010 WAR=00000000");
+        assert_eq!(
+            s.render(),
+            "CFG=0000001F ERR=00000004 EX1=00000000 INF=00000010 WAR=00000000"
+        );
         assert!(parse_status_words("CFG=1 INF=00000000").is_err());
         assert!(parse_status_words("CFG=0000001F INF=00000010 WAR=00000000").is_err());
         assert!(parse_status_words("CFG=0000001G INF=00000010 WAR=00000000 ERR=00000000").is_err());
@@ -117,14 +142,20 @@ mod tests {
         assert_eq!(parse_feeder_answer("0", 2).unwrap(), vec![false, false]);
         assert_eq!(parse_feeder_answer("2", 2).unwrap(), vec![false, true]);
         assert_eq!(parse_feeder_answer("3", 1).unwrap(), vec![true]);
-        assert_eq!(parse_feeder_answer("M5", 4).unwrap(), vec![true, false, true, false]);
+        assert_eq!(
+            parse_feeder_answer("M5", 4).unwrap(),
+            vec![true, false, true, false]
+        );
         assert!(parse_feeder_answer("2", 1).is_err());
         assert!(parse_feeder_answer("x", 1).is_err());
     }
 
     #[test]
     fn positions_and_voltages() {
-        assert_eq!(parse_card_position("SMART CARD").unwrap(), CardPosition::SmartStation);
+        assert_eq!(
+            parse_card_position("SMART CARD").unwrap(),
+            CardPosition::SmartStation
+        );
         assert!(parse_card_position("MAYBE").is_err());
         assert_eq!(parse_voltage("4.98").unwrap(), 4.98);
         assert!(parse_voltage("NaN").is_err() || parse_voltage("NaN").is_ok_and(|v| !v.is_nan()));

@@ -1,10 +1,38 @@
 //! Chip personalisation through the kiosk's PC/SC reader.
 //!
-//! INTERFACE STUB: the signatures below are the contract with the rest of the
-//! agent; the bodies are filled in by the chip work.
+//! [`PcscStation`] replays a [`ChipScript`] on the card under the contacts of
+//! the smart-card station, through pcsc-lite (`pcscd`): it waits for the card
+//! (`card_wait_ms`), connects exclusively (T=0 or T=1), sends each step, and
+//! stops at the first status word the step does not accept. `61xx` and `6Cxx`
+//! answers the step does not list are followed up as T=0 requires (GET
+//! RESPONSE; the command again with the right Le).
+//!
+//! Faults (standard codes; descriptions hold step numbers, counts, status
+//! words and reader names, never bytes of the script or of the answers):
+//! - pcscd unreachable: `PRT_SETUP_ERROR` / `smart-card-service-missing`;
+//! - no (matching) reader: `PRT_SETUP_ERROR` / `smart-card-reader-missing`;
+//! - another program keeps the reader: `PRT_SETUP_ERROR` / `smart-card-reader-busy`;
+//! - no card within `card_wait_ms`: `PRD_SMARTCARD_CARD_NOT_IN_READER` / `media-missing`;
+//! - mute chip, failed exchange, card removed, no answer within
+//!   `apdu_timeout_ms`, unexpected status word: `PRD_SMARTCARD` / `chip-error`;
+//! - a step that is not a well-formed command APDU: `PRD_UNEXPECTED_DATA`
+//!   (checked before anything reaches the card).
+//!
+//! [`MemoryStation`] behaves the same in memory; [`ChipStation`] covers both.
+//! [`script`] parses scripts from text.
 
-use crate::codes::{ErrorCode, Fault};
+use crate::codes::Fault;
+use futures::future::BoxFuture;
 use std::fmt;
+
+mod faults;
+mod memory;
+mod pcsc_station;
+mod run;
+pub mod script;
+
+pub use memory::{MemoryFault, MemoryStation, MemoryStats};
+pub use script::{ApduCase, ScriptError, StepError};
 
 /// One command of a personalisation script and the status words it may answer.
 #[derive(Clone, PartialEq, Eq)]
@@ -44,7 +72,11 @@ pub struct PcscConfig {
 
 impl Default for PcscConfig {
     fn default() -> Self {
-        PcscConfig { reader: None, card_wait_ms: 3000, apdu_timeout_ms: 5000 }
+        PcscConfig {
+            reader: None,
+            card_wait_ms: 3000,
+            apdu_timeout_ms: 5000,
+        }
     }
 }
 
@@ -60,7 +92,67 @@ impl PcscStation {
     }
 
     /// Runs the script against the card under the contacts.
-    pub async fn personalise(&self, _script: &ChipScript) -> Result<ChipReport, Fault> {
-        Err(Fault::new(ErrorCode::PRT_SETUP_ERROR, "other", "chip personalisation is not implemented yet"))
+    ///
+    /// An empty script succeeds with 0 steps without touching the reader. A
+    /// script with a malformed step fails before touching it.
+    pub async fn personalise(&self, script: &ChipScript) -> Result<ChipReport, Fault> {
+        pcsc_station::personalise(&self.config, script).await
+    }
+
+    /// The names of the readers pcscd sees (technician diagnostics).
+    pub async fn readers() -> Result<Vec<String>, Fault> {
+        readers().await
+    }
+}
+
+/// The names of the readers pcscd sees, in its order (technician diagnostics).
+pub async fn readers() -> Result<Vec<String>, Fault> {
+    pcsc_station::readers().await
+}
+
+/// What pcscd says of each reader right now (technician diagnostics).
+pub async fn reader_statuses() -> Result<Vec<ReaderStatus>, Fault> {
+    pcsc_station::reader_statuses().await
+}
+
+/// One reader as pcscd sees it (no ATR, no card data).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReaderStatus {
+    pub name: String,
+    pub card_present: bool,
+    /// A card is there but did not answer to reset.
+    pub card_mute: bool,
+    /// A program is connected to the card.
+    pub in_use: bool,
+    /// A program holds the card exclusively.
+    pub exclusive: bool,
+    /// pcscd cannot tell the reader's state.
+    pub unavailable: bool,
+}
+
+/// A station that runs personalisation scripts: [`PcscStation`] in the kiosk,
+/// [`MemoryStation`] in tests.
+pub trait ChipStation: Send + Sync {
+    fn personalise<'a>(
+        &'a self,
+        script: &'a ChipScript,
+    ) -> BoxFuture<'a, Result<ChipReport, Fault>>;
+}
+
+impl ChipStation for PcscStation {
+    fn personalise<'a>(
+        &'a self,
+        script: &'a ChipScript,
+    ) -> BoxFuture<'a, Result<ChipReport, Fault>> {
+        Box::pin(PcscStation::personalise(self, script))
+    }
+}
+
+impl ChipStation for MemoryStation {
+    fn personalise<'a>(
+        &'a self,
+        script: &'a ChipScript,
+    ) -> BoxFuture<'a, Result<ChipReport, Fault>> {
+        Box::pin(MemoryStation::personalise(self, script))
     }
 }

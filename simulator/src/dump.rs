@@ -1,0 +1,52 @@
+//! Printed panels as PNG images, so a person can see what a card got.
+//! K and O are black on white; Y, M and C are drawn in their colour, the
+//! pixel value giving the strength.
+
+use crate::model::PanelImage;
+use dialect::panel::{self, Panel};
+use std::io;
+use std::path::{Path, PathBuf};
+
+fn rgb_of(panel: Panel) -> [u8; 3] {
+    match panel {
+        Panel::Y => [255, 220, 0],
+        Panel::M => [230, 0, 126],
+        Panel::C => [0, 160, 227],
+        Panel::K | Panel::O => [0, 0, 0],
+    }
+}
+
+/// Writes one PNG per image as `card-<seq>-<n>-<panel>.png` in `dir`.
+pub fn write_images(
+    seq: u64,
+    images: &[PanelImage],
+    geometry: panel::Geometry,
+    dir: &Path,
+) -> io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let mut out = Vec::new();
+    for (n, img) in images.iter().enumerate() {
+        let bm = panel::decompress(&img.data, geometry, img.levels)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        let ink = rgb_of(img.panel);
+        let max = bm.levels.max_value().max(1) as u32;
+        let mut rgb = Vec::with_capacity(bm.pixels.len() * 3);
+        for &v in &bm.pixels {
+            let a = (v as u32).min(max);
+            for &c in &ink {
+                // White blended towards the ink by the pixel's strength.
+                rgb.push((255 - (255 - c as u32) * a / max) as u8);
+            }
+        }
+        let path = dir.join(format!("card-{seq}-{}-{}.png", n + 1, img.panel.letter()));
+        let file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        let mut enc = png::Encoder::new(file, geometry.width as u32, geometry.height as u32);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut w = enc.write_header().map_err(io::Error::other)?;
+        w.write_image_data(&rgb).map_err(io::Error::other)?;
+        w.finish().map_err(io::Error::other)?;
+        out.push(path);
+    }
+    Ok(out)
+}

@@ -1,0 +1,287 @@
+//! The part of a hardware profile the simulator reads: `[model]`,
+//! `[capabilities]`, `[panel]`, two `[link]` keys, and `extends`.
+//!
+//! Profiles live in `hardware/`. The shipped ones are embedded so that the
+//! simulator runs from any directory; a profile given by path may extend
+//! another file in its own directory or one of the embedded profiles.
+
+use dialect::panel::Geometry;
+use std::path::Path;
+use toml::{Table, Value};
+
+/// The profiles shipped in `hardware/`, by id.
+const EMBEDDED: &[(&str, &str)] = &[
+    (
+        "evolis-km500b",
+        include_str!("../../hardware/evolis-km500b.toml"),
+    ),
+    (
+        "instant-embosser-ie4",
+        include_str!("../../hardware/instant-embosser-ie4.toml"),
+    ),
+];
+
+/// Ids of the embedded profiles.
+pub fn embedded_ids() -> Vec<&'static str> {
+    EMBEDDED.iter().map(|(id, _)| *id).collect()
+}
+
+/// What the simulated printer is, as its profile describes it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Profile {
+    pub id: String,
+    pub name: String,
+    /// What `Rtp` answers.
+    pub model_reply: String,
+    pub feeders: u8,
+    pub magnetic: bool,
+    pub smart_station: bool,
+    pub contactless: bool,
+    pub emboss: bool,
+    pub bezel: bool,
+    pub reject_box: bool,
+    pub lock: bool,
+    pub ribbons: Vec<String>,
+    pub emboss_lines: u8,
+    pub emboss_line_chars: Vec<usize>,
+    #[serde(skip)]
+    pub geometry: Geometry,
+    /// Value added to `Pem` for ACK/NACK mode (16: `Pem;2+16` = `Pem;18`).
+    pub ack_nack_bit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProfileError {
+    #[error("no profile with id {0:?} (embedded: {1})")]
+    Unknown(String, String),
+    #[error("profile {0}: {1}")]
+    Invalid(String, String),
+    #[error("profile {0}: cannot read: {1}")]
+    Io(String, String),
+    #[error("profile {0}: `extends` chain loops")]
+    Loop(String),
+}
+
+impl Profile {
+    /// An embedded profile by id.
+    pub fn embedded(id: &str) -> Result<Profile, ProfileError> {
+        let table = resolve_embedded(id, 0)?;
+        Profile::from_table(id, &table)
+    }
+
+    /// A profile file; `extends` looks in the file's directory first, then
+    /// among the embedded profiles.
+    pub fn from_path(path: &Path) -> Result<Profile, ProfileError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ProfileError::Io(shown.clone(), e.to_string()))?;
+        let table = resolve_text(&shown, &text, path.parent(), 0)?;
+        Profile::from_table(&shown, &table)
+    }
+
+    /// A profile from its text (`extends` resolves among the embedded profiles).
+    pub fn from_toml_str(name: &str, text: &str) -> Result<Profile, ProfileError> {
+        let table = resolve_text(name, text, None, 0)?;
+        Profile::from_table(name, &table)
+    }
+
+    fn from_table(name: &str, t: &Table) -> Result<Profile, ProfileError> {
+        let bad = |what: String| ProfileError::Invalid(name.to_string(), what);
+        let model = t
+            .get("model")
+            .and_then(Value::as_table)
+            .ok_or_else(|| bad("no [model] table".into()))?;
+        let caps = t
+            .get("capabilities")
+            .and_then(Value::as_table)
+            .cloned()
+            .unwrap_or_default();
+        let s = |tab: &Table, k: &str| tab.get(k).and_then(Value::as_str).map(str::to_string);
+        let b = |k: &str| caps.get(k).and_then(Value::as_bool).unwrap_or(false);
+        let id = s(model, "id").ok_or_else(|| bad("[model] has no id".into()))?;
+        let model_reply =
+            s(model, "model_reply").ok_or_else(|| bad("[model] has no model_reply".into()))?;
+        let feeders = caps.get("feeders").and_then(Value::as_integer).unwrap_or(1);
+        if !(1..=4).contains(&feeders) {
+            return Err(bad(format!(
+                "capabilities.feeders is {feeders}, expected 1 to 4"
+            )));
+        }
+        let ribbons = match caps.get("ribbons") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_lowercase)
+                .collect(),
+            _ => vec!["ymcko".to_string()],
+        };
+        let emboss = b("emboss");
+        let emboss_lines = caps
+            .get("emboss_lines")
+            .and_then(Value::as_integer)
+            .unwrap_or(if emboss { 3 } else { 0 });
+        if !(0..=8).contains(&emboss_lines) {
+            return Err(bad(format!(
+                "capabilities.emboss_lines is {emboss_lines}, expected 0 to 8"
+            )));
+        }
+        let mut emboss_line_chars: Vec<usize> = match caps.get("emboss_line_chars") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_integer)
+                .map(|n| n.clamp(0, 64) as usize)
+                .collect(),
+            _ => Vec::new(),
+        };
+        // A line without a stated width takes the usual 27 characters.
+        emboss_line_chars.resize(emboss_lines as usize, 27);
+        let panel = t
+            .get("panel")
+            .and_then(Value::as_table)
+            .cloned()
+            .unwrap_or_default();
+        let dim = |k: &str, d: usize| -> Result<usize, ProfileError> {
+            match panel.get(k).and_then(Value::as_integer) {
+                None => Ok(d),
+                Some(n) if (8..=4096).contains(&n) => Ok(n as usize),
+                Some(n) => Err(bad(format!("panel.{k} is {n}, expected 8 to 4096"))),
+            }
+        };
+        let geometry = Geometry {
+            width: dim("width", 648)?,
+            height: dim("height", 1016)?,
+        };
+        let link = t
+            .get("link")
+            .and_then(Value::as_table)
+            .cloned()
+            .unwrap_or_default();
+        let ack_nack_bit = link
+            .get("ack_nack_bit")
+            .and_then(Value::as_integer)
+            .unwrap_or(16)
+            .clamp(0, u32::MAX as i64) as u32;
+        Ok(Profile {
+            name: s(model, "name").unwrap_or_else(|| id.clone()),
+            id,
+            model_reply,
+            feeders: feeders as u8,
+            magnetic: b("magnetic"),
+            smart_station: b("smart_station"),
+            contactless: b("contactless"),
+            emboss,
+            bezel: b("bezel"),
+            reject_box: b("reject_box"),
+            lock: b("lock"),
+            ribbons,
+            emboss_lines: emboss_lines as u8,
+            emboss_line_chars,
+            geometry,
+            ack_nack_bit,
+        })
+    }
+}
+
+const MAX_DEPTH: usize = 8;
+
+fn resolve_embedded(id: &str, depth: usize) -> Result<Table, ProfileError> {
+    let Some((_, text)) = EMBEDDED.iter().find(|(i, _)| *i == id) else {
+        return Err(ProfileError::Unknown(
+            id.to_string(),
+            embedded_ids().join(", "),
+        ));
+    };
+    resolve_text(id, text, None, depth)
+}
+
+fn resolve_text(
+    name: &str,
+    text: &str,
+    dir: Option<&Path>,
+    depth: usize,
+) -> Result<Table, ProfileError> {
+    if depth > MAX_DEPTH {
+        return Err(ProfileError::Loop(name.to_string()));
+    }
+    let table: Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ProfileError::Invalid(name.to_string(), e.to_string()))?;
+    let Some(parent_id) = table
+        .get("extends")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return Ok(table);
+    };
+    let parent = match dir.map(|d| d.join(format!("{parent_id}.toml"))) {
+        Some(p) if p.is_file() => {
+            let shown = p.display().to_string();
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| ProfileError::Io(shown.clone(), e.to_string()))?;
+            resolve_text(&shown, &text, dir, depth + 1)?
+        }
+        _ => resolve_embedded(&parent_id, depth + 1)?,
+    };
+    Ok(merge(parent, table))
+}
+
+/// Tables merge key by key; anything else in the child replaces the parent's.
+/// (Rule arrays such as `[[flag]]` are the driver's business, not read here.)
+fn merge(mut parent: Table, child: Table) -> Table {
+    for (k, v) in child {
+        match (parent.remove(&k), v) {
+            (Some(Value::Table(p)), Value::Table(c)) => {
+                parent.insert(k, Value::Table(merge(p, c)));
+            }
+            (_, v) => {
+                parent.insert(k, v);
+            }
+        }
+    }
+    parent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_profiles_load_and_extend() {
+        let km = Profile::embedded("evolis-km500b").unwrap();
+        assert_eq!(km.model_reply, "KM500B");
+        assert_eq!(km.feeders, 2);
+        assert!(km.magnetic && km.smart_station && km.bezel && km.reject_box && !km.emboss);
+        assert_eq!(
+            km.geometry,
+            Geometry {
+                width: 648,
+                height: 1016
+            }
+        );
+        assert_eq!(km.ack_nack_bit, 16);
+        let ie = Profile::embedded("instant-embosser-ie4").unwrap();
+        assert_eq!(ie.model_reply, "IE4-EMB");
+        assert_eq!(ie.feeders, 4);
+        assert!(
+            ie.emboss && ie.magnetic,
+            "inherits the parent's capabilities"
+        );
+        assert_eq!(ie.emboss_line_chars, vec![19, 27, 27, 27]);
+        assert!(matches!(
+            Profile::embedded("nope"),
+            Err(ProfileError::Unknown(..))
+        ));
+    }
+
+    #[test]
+    fn bad_profiles_are_errors() {
+        let e = Profile::from_toml_str(
+            "x",
+            "[model]\nid='x'\nmodel_reply='X'\n[capabilities]\nfeeders=9\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("feeders"), "{e}");
+        assert!(Profile::from_toml_str("x", "not toml [").is_err());
+        assert!(Profile::from_toml_str("x", "extends='x-missing'\n").is_err());
+    }
+}

@@ -1,0 +1,140 @@
+//! How the field tools print: text for people, `--json` for scripts.
+
+use crate::codes::Fault;
+use crate::printer::snapshot::Snapshot;
+use crate::printer::{Endpoint, Identity, Profile};
+
+pub fn fault_out(f: &Fault, json: bool) {
+    if json {
+        println!("{}", serde_json::json!({ "error": { "code": f.code, "reason": f.reason, "description": f.description } }));
+    } else {
+        eprintln!("error: {} ({})\n  {}\n  {}", f.code, f.reason, f.code.description(), f.description);
+        if let Some(hint) = hint(f) {
+            eprintln!("  hint: {hint}");
+        }
+    }
+}
+
+/// A next step for the technician, by code.
+fn hint(f: &Fault) -> Option<&'static str> {
+    use crate::codes::ErrorCode::*;
+    Some(match f.code {
+        PRT_NOT_REACHABLE => "check the cable and power, the device path (--device), and that no other program holds the port",
+        PRT_TIMEOUT => "check the serial speed (--baud) against the printer's Pcom setting, and that the printer is not busy",
+        PRT_SETUP_ERROR => "check --model against the printer, and the printer's options",
+        PRD_UNEXPECTED_DATA => "noise on the line or a wrong serial speed: check --baud and the cable",
+        PRT_COVER_OPEN => "close the printer cover",
+        PRD_FEEDER_EMPTY => "load cards into the feeder",
+        _ => return None,
+    })
+}
+
+pub fn info(id: &Identity, p: &Profile, endpoint: &Endpoint, json: bool) {
+    let c = &p.capabilities;
+    if json {
+        let v = serde_json::json!({
+            "identity": id,
+            "endpoint": endpoint.to_string(),
+            "profile": { "id": p.model.id, "name": p.model.name, "source": p.source },
+            "capabilities": {
+                "feeders": c.feeders, "magnetic": c.magnetic, "smart_station": c.smart_station,
+                "contactless": c.contactless, "emboss": c.emboss, "bezel": c.bezel,
+                "reject_box": c.reject_box, "lock": c.lock, "ribbons": c.ribbons,
+            },
+            "panel": { "width": p.geometry.width, "height": p.geometry.height },
+        });
+        println!("{v:#}");
+        return;
+    }
+    println!("Printer    {}  serial {}  firmware {}", id.model, id.serial, id.firmware);
+    println!("Link       {endpoint}");
+    println!("Profile    {} ({})  from {}", p.model.id, p.model.name, p.source);
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    println!(
+        "Options    feeders {}, magnetic {}, smart station {}, contactless {}, emboss {}, bezel {}, reject box {}, lock {}",
+        c.feeders,
+        yes(c.magnetic),
+        yes(c.smart_station),
+        yes(c.contactless),
+        yes(c.emboss),
+        yes(c.bezel),
+        yes(c.reject_box),
+        yes(c.lock)
+    );
+    println!("Ribbons    {}", c.ribbons.join(", "));
+    println!("Panel      {} x {} pixels", p.geometry.width, p.geometry.height);
+}
+
+pub fn snapshot(s: &Snapshot, endpoint: &Endpoint, json: bool) {
+    if json {
+        let mut v = serde_json::to_value(s).unwrap_or_default();
+        v["ready"] = serde_json::Value::Bool(s.ready());
+        v["endpoint"] = serde_json::Value::String(endpoint.to_string());
+        println!("{v:#}");
+        return;
+    }
+    if let Some(id) = &s.identity {
+        println!("Printer    {}  serial {}  ({})", id.model, id.serial, endpoint);
+    }
+    if s.ready() {
+        println!("Ready      yes");
+    } else {
+        println!("Ready      NO");
+        for f in &s.faults {
+            println!("  {:<32} {} ({})", f.code.as_str(), f.code.description(), f.reason);
+        }
+    }
+    let warnings: Vec<_> = s.flags.iter().filter(|f| f.severity == crate::codes::Severity::Warning).map(|f| format!("{} ({})", f.name, f.reason)).collect();
+    if !warnings.is_empty() {
+        println!("Warnings   {}", warnings.join(", "));
+    }
+    let feeders: Vec<_> = s
+        .feeders
+        .iter()
+        .map(|f| format!("{}: {}", f.feeder, if f.empty { "empty" } else if f.near_empty { "near empty" } else { "ok" }))
+        .collect();
+    println!("Feeders    {}", feeders.join(", "));
+    println!("Card       {}", s.card_position.as_deref().map(describe_position).unwrap_or("unknown"));
+    println!(
+        "Ribbon     {}{}",
+        s.ribbon.as_deref().unwrap_or("unknown"),
+        s.ribbon_cards_left.map(|n| format!(", about {n} cards left")).unwrap_or_default()
+    );
+    println!("Cleaning   {}", match s.cleaning_due { Some(true) => "due", Some(false) => "not due", None => "unknown" });
+    println!("Reject box {}", match s.reject_box_full { Some(true) => "FULL", Some(false) => "ok", None => "unknown" });
+    if let Some(w) = &s.status_words {
+        println!("Status     {w}");
+    }
+    if !s.unknown_bits.is_empty() {
+        println!("Unknown    {} (not in the profile)", s.unknown_bits.join(", "));
+    }
+    let sensors: Vec<_> = s.sensors.iter().map(|(k, v)| format!("{k} {v:.2} V")).collect();
+    println!("Sensors    {}", sensors.join(", "));
+    let counters: Vec<_> = s.counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!("Counters   {}", counters.join(", "));
+    for (k, why) in &s.unavailable {
+        println!("  ({k} unavailable: {why})");
+    }
+}
+
+fn describe_position(p: &str) -> &'static str {
+    match p {
+        "OK" | "NO CARD" => "none inside",
+        "CARD" => "inside",
+        "SMART CARD" => "at the smart-card station",
+        "CONTACTLESS CARD" => "at the contactless station",
+        _ => "unknown",
+    }
+}
+
+pub fn raw(sent: &str, reply: &str, fault: Option<&Fault>, json: bool) {
+    if json {
+        println!("{}", serde_json::json!({ "sent": sent, "reply": dialect::redact::mask_text(reply), "fault": fault }));
+        return;
+    }
+    println!("> {sent}");
+    println!("< {}", dialect::redact::mask_text(reply));
+    if let Some(f) = fault {
+        println!("  = {} ({}): {}", f.code, f.reason, f.code.description());
+    }
+}

@@ -1,0 +1,428 @@
+//! One open connection to a printer: the codec over a link, one command at a
+//! time, with time-outs and resynchronisation.
+//!
+//! Results keep device answers apart from link trouble, as
+//! `Result<Result<T, Fault>, LinkError>`: the outer error says the link itself
+//! failed (nothing reliable was heard), the inner one that the printer answered
+//! and refused.
+
+use super::faults::{self, Classified, Native};
+use super::profile::{Profile, Timeouts};
+use super::transport::{Endpoint, Link, SerialSettings};
+use crate::codes::{ErrorCode, Fault};
+use bytes::BytesMut;
+use dialect::ops::{Expect, Op};
+use dialect::reply::{Reply, ReplyCodec};
+use dialect::status::{parse_status_words, StatusWords};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::codec::Decoder;
+
+/// The link failed: no usable answer came.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("printer not reachable: {0}")]
+    NotReachable(String),
+    #[error("{op}: no answer within {} ms", after.as_millis())]
+    Timeout { op: String, after: Duration },
+    #[error("{0}")]
+    Garbled(Fault),
+}
+
+impl LinkError {
+    pub fn to_fault(&self) -> Fault {
+        match self {
+            LinkError::NotReachable(d) => Fault::new(ErrorCode::PRT_NOT_REACHABLE, "offline", d.clone()),
+            LinkError::Timeout { .. } => Fault::new(ErrorCode::PRT_TIMEOUT, "timed-out", self.to_string()),
+            LinkError::Garbled(f) => f.clone(),
+        }
+    }
+}
+
+pub type Outcome<T> = Result<Result<T, Fault>, LinkError>;
+
+/// What the printer says it is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub model: String,
+    pub serial: String,
+    pub firmware: String,
+}
+
+/// How to reach the printer and speak to it.
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    pub endpoint: Endpoint,
+    pub serial: SerialSettings,
+    pub ack_nack: bool,
+    pub timeouts: Timeouts,
+}
+
+impl LinkSettings {
+    pub fn from_profile(endpoint: Endpoint, profile: &Profile) -> Self {
+        LinkSettings { endpoint, serial: SerialSettings::from_profile(&profile.link), ack_nack: false, timeouts: profile.timeouts.clone() }
+    }
+}
+
+pub struct Connection {
+    link: Link,
+    codec: ReplyCodec,
+    buf: BytesMut,
+    profile: Arc<Profile>,
+    timeouts: Timeouts,
+    ack_nack: bool,
+    /// A late answer or noise may still be on its way: resynchronise first.
+    out_of_step: bool,
+    identity: Option<Identity>,
+    /// `None` until tried; `Some(false)` when the firmware has no `Rst`.
+    status_supported: Option<bool>,
+    /// Resynchronisation probes sent and not yet answered.
+    probes_pending: u32,
+}
+
+/// How long the line must stay quiet before a resynchronisation probe.
+const QUIET: Duration = Duration::from_millis(30);
+/// Replies skipped while looking for the probe's answer.
+const RESYNC_SKIP: usize = 16;
+
+impl Connection {
+    /// Opens the link and performs the handshake: host error management, then
+    /// identity, checked against the profile.
+    pub async fn open(settings: &LinkSettings, profile: Arc<Profile>) -> Outcome<(Connection, Identity)> {
+        let usb = matches!(settings.endpoint, super::transport::Endpoint::Usb(_));
+        let link = Link::open(&settings.endpoint, &settings.serial, profile.link.usb_reopen_before_read)
+            .await
+            .map_err(|e| LinkError::NotReachable(format!("cannot open {}: {e}", settings.endpoint)))?;
+        Self::handshake(link, usb, settings, profile).await
+    }
+
+    /// The handshake over an already open link (in-process tests use this).
+    pub async fn handshake(link: Link, usb: bool, settings: &LinkSettings, profile: Arc<Profile>) -> Outcome<(Connection, Identity)> {
+        let terminator = if usb { profile.link.usb_reply_terminator } else { profile.link.reply_terminator };
+        let mut c = Connection {
+            link,
+            // ACK/NACK decoding is on from the start when asked for: the reply to
+            // `Pem` itself may already come as an ACK.
+            codec: ReplyCodec::new(terminator.to_dialect(), settings.ack_nack, profile.link.max_reply_bytes),
+            buf: BytesMut::with_capacity(4096),
+            profile,
+            timeouts: settings.timeouts.clone(),
+            ack_nack: settings.ack_nack,
+            // Whatever a previous session left on the line is not ours.
+            out_of_step: true,
+            identity: None,
+            status_supported: None,
+            probes_pending: 0,
+        };
+        let mode = c.profile.link.host_error_mode | if settings.ack_nack { c.profile.link.ack_nack_bit } else { 0 };
+        if let Err(f) = c.run(&Op::SetErrorMode(mode)).await? {
+            return Ok(Err(Fault::new(
+                ErrorCode::PRT_SETUP_ERROR,
+                "setup",
+                format!("the printer refused host error management (Pem;{mode}): {}", f.description),
+            )));
+        }
+        let model = match c.run(&Op::ReadModel).await? {
+            Ok(m) => m,
+            Err(f) => return Ok(Err(f)),
+        };
+        if model != c.profile.model.model_reply {
+            return Ok(Err(Fault::new(
+                ErrorCode::PRT_SETUP_ERROR,
+                "setup",
+                format!("the printer says it is {model:?}, but profile {} expects {:?}: check `model` in the configuration", c.profile.model.id, c.profile.model.model_reply),
+            )));
+        }
+        let serial = match c.run(&Op::ReadSerial).await? {
+            Ok(s) if !s.is_empty() => s,
+            Ok(_) => return Ok(Err(Fault::new(ErrorCode::PRT_SETUP_ERROR, "setup", "the printer answered an empty serial number"))),
+            Err(f) => return Ok(Err(f)),
+        };
+        let firmware = match c.run(&Op::ReadFirmware).await? {
+            Ok(f) => f,
+            Err(f) => return Ok(Err(f)),
+        };
+        let id = Identity { model, serial, firmware };
+        c.identity = Some(id.clone());
+        Ok(Ok((c, id)))
+    }
+
+    pub fn profile(&self) -> &Arc<Profile> {
+        &self.profile
+    }
+
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+
+    /// Sends one operation and returns its reply as the printer sent it.
+    pub async fn exchange(&mut self, op: &Op) -> Result<Reply, LinkError> {
+        let command = op.command();
+        let bytes = command.to_bytes().map_err(|e| LinkError::Garbled(Fault::new(ErrorCode::PRD_UNEXPECTED_DATA, "other", format!("{}: {e}", op.name()))))?;
+        let timeout = self.timeouts.for_class(op.timeout_class());
+        if self.out_of_step || !self.buf.is_empty() {
+            self.resync().await?;
+        }
+        tracing::trace!(op = %op.name(), "send");
+        self.link.send(&bytes).await.map_err(|e| LinkError::NotReachable(format!("{}: write failed: {e}", op.name())))?;
+        match self.read_reply(Instant::now() + timeout).await {
+            Ok(r) => {
+                if matches!(r, Reply::Malformed { .. }) {
+                    self.out_of_step = true;
+                }
+                Ok(r)
+            }
+            Err(LinkError::Timeout { .. }) => {
+                self.out_of_step = true;
+                Err(LinkError::Timeout { op: op.name(), after: timeout })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs an operation: its data on success, the mapped fault on refusal.
+    pub async fn run(&mut self, op: &Op) -> Outcome<String> {
+        let reply = self.exchange(op).await?;
+        match faults::classify(reply, op.expects(), &self.profile) {
+            Classified::Success(t) => Ok(Ok(t)),
+            Classified::Garbled { raw, why } => Err(LinkError::Garbled(faults::garbled(&op.name(), &raw, &why, op.is_sensitive()))),
+            Classified::Failure(native) => Ok(Err(self.explain(op, &native).await?)),
+        }
+    }
+
+    /// Maps a refusal, reading the status words when they can say more.
+    async fn explain(&mut self, op: &Op, native: &Native) -> Result<Fault, LinkError> {
+        let status = if faults::wants_status(&self.profile, native) { self.read_status().await?.ok() } else { None };
+        let fault = faults::map_failure(&self.profile, &op.name(), native, status.as_ref(), op.is_sensitive());
+        tracing::debug!(op = %op.name(), code = %fault.code, reason = %fault.reason, "printer refused");
+        Ok(fault)
+    }
+
+    /// Reads the status words; `Ok(Err)` when the firmware has no `Rst` or
+    /// answers it with something that is not status words.
+    pub async fn read_status(&mut self) -> Result<Result<StatusWords, Fault>, LinkError> {
+        if self.status_supported == Some(false) {
+            return Ok(Err(Fault::new(ErrorCode::PRT_SETUP_ERROR, "unsupported", "this printer does not answer Rst")));
+        }
+        let reply = self.exchange(&Op::ReadStatus).await?;
+        match reply {
+            Reply::Text(t) => match parse_status_words(&t) {
+                Ok(s) => {
+                    self.status_supported = Some(true);
+                    Ok(Ok(s))
+                }
+                Err(_) if t.starts_with("ERR") => {
+                    self.status_supported = Some(false);
+                    Ok(Err(Fault::new(ErrorCode::PRT_SETUP_ERROR, "unsupported", format!("Rst: printer answered \"{}\"", dialect::redact::mask_text(&t)))))
+                }
+                Err(why) => Err(LinkError::Garbled(Fault::new(ErrorCode::PRD_UNEXPECTED_DATA, "other", format!("Rst: {why}")))),
+            },
+            Reply::Malformed { raw, why } => Err(LinkError::Garbled(faults::garbled("Rst", &raw, &why, false))),
+            other => Err(LinkError::Garbled(Fault::new(ErrorCode::PRD_UNEXPECTED_DATA, "other", format!("Rst: unexpected {other:?}")))),
+        }
+    }
+
+    async fn read_reply(&mut self, deadline: Instant) -> Result<Reply, LinkError> {
+        let mut chunk = [0u8; 8192];
+        loop {
+            if let Some(r) = self.codec.decode(&mut self.buf).map_err(|e| LinkError::NotReachable(e.to_string()))? {
+                return Ok(r);
+            }
+            match tokio::time::timeout_at(deadline, self.link.recv(&mut chunk)).await {
+                Err(_) => return Err(LinkError::Timeout { op: String::new(), after: Duration::ZERO }),
+                Ok(Ok(0)) => {
+                    self.buf.clear();
+                    return Err(LinkError::NotReachable("the printer closed the link".into()));
+                }
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(Err(e)) => return Err(LinkError::NotReachable(format!("read failed: {e}"))),
+            }
+        }
+    }
+
+    /// Brings the link back in step after a time-out or noise: waits for the line
+    /// to go quiet, discards what came, then asks for the serial number and skips
+    /// replies until the one it knows comes back. Every probe sent and not yet
+    /// answered is counted, so that a probe's late answer is never taken for the
+    /// answer of a later command.
+    async fn resync(&mut self) -> Result<(), LinkError> {
+        let patience = Duration::from_millis(self.timeouts.command.saturating_mul(3).max(2_000));
+        let deadline = Instant::now() + patience;
+        let mut chunk = [0u8; 4096];
+        loop {
+            match tokio::time::timeout(QUIET, self.link.recv(&mut chunk)).await {
+                Err(_) => break,
+                Ok(Ok(0)) => return Err(LinkError::NotReachable("the printer closed the link".into())),
+                Ok(Ok(_)) if Instant::now() < deadline => continue,
+                Ok(Ok(_)) => return Err(LinkError::Timeout { op: "resynchronisation".into(), after: patience }),
+                Ok(Err(e)) => return Err(LinkError::NotReachable(format!("read failed: {e}"))),
+            }
+        }
+        if !self.buf.is_empty() {
+            tracing::debug!(bytes = self.buf.len(), "discarding stale bytes from the printer");
+        }
+        self.buf.clear();
+        self.codec = ReplyCodec::new(self.codec.terminator(), self.ack_nack, self.profile.link.max_reply_bytes);
+        let Some(serial) = self.identity.as_ref().map(|i| i.serial.clone()) else {
+            self.out_of_step = false;
+            return Ok(());
+        };
+        let probe = Op::ReadSerial.command().to_bytes().expect("static command");
+        self.link.send(&probe).await.map_err(|e| LinkError::NotReachable(format!("write failed: {e}")))?;
+        self.probes_pending += 1;
+        let mut matched = false;
+        let mut skipped = 0;
+        while self.probes_pending > 0 {
+            match self.read_reply(deadline).await {
+                Ok(Reply::Text(t)) if t == serial => {
+                    self.probes_pending -= 1;
+                    matched = true;
+                }
+                Ok(_) => {
+                    skipped += 1;
+                    if skipped > RESYNC_SKIP {
+                        return Err(LinkError::Garbled(Fault::new(
+                            ErrorCode::PRD_UNEXPECTED_DATA,
+                            "other",
+                            format!("the printer kept answering something else than its serial number for {RESYNC_SKIP} replies"),
+                        )));
+                    }
+                }
+                // Earlier probes may have been lost with a power cycle: one answer is enough.
+                Err(LinkError::Timeout { .. }) if matched => self.probes_pending = 0,
+                Err(LinkError::Timeout { .. }) => return Err(LinkError::Timeout { op: "resynchronisation (Rsn)".into(), after: patience }),
+                Err(e) => return Err(e),
+            }
+        }
+        self.out_of_step = false;
+        Ok(())
+    }
+}
+
+impl Connection {
+    /// Reads one operation's text without mapping it (for replies whose `ERR`
+    /// prefix is data, such as `Rlr;r` answering `ERR NEED CLEANING`).
+    pub async fn read_text(&mut self, op: &Op) -> Outcome<String> {
+        match self.exchange(op).await? {
+            Reply::Text(t) => Ok(Ok(t)),
+            Reply::Ack => Ok(Ok(String::new())),
+            Reply::Nack(c) => Ok(Err(self.explain(op, &Native::Nack(c)).await?)),
+            Reply::Malformed { raw, why } => Err(LinkError::Garbled(faults::garbled(&op.name(), &raw, &why, op.is_sensitive()))),
+        }
+    }
+
+    /// Sends a technician's command and returns the reply as text, mapped
+    /// fault included when the reply is an error word.
+    pub async fn raw(&mut self, command: dialect::Command) -> Result<(String, Option<Fault>), LinkError> {
+        let op = Op::Raw(command);
+        match self.exchange(&op).await? {
+            Reply::Text(t) => {
+                let fault = match faults::classify(Reply::Text(t.clone()), Expect::Text, &self.profile) {
+                    Classified::Failure(n) => Some(self.explain(&op, &n).await?),
+                    _ => None,
+                };
+                Ok((t, fault))
+            }
+            Reply::Ack => Ok(("<ACK>".into(), None)),
+            Reply::Nack(c) => {
+                let f = self.explain(&op, &Native::Nack(c)).await?;
+                Ok((format!("<NACK {}>", c as char), Some(f)))
+            }
+            Reply::Malformed { raw, why } => Err(LinkError::Garbled(faults::garbled(&op.name(), &raw, &why, false))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The connection against a scripted device on an in-process stream: the
+    //! few behaviours the simulator cannot be made to show (a reply word no
+    //! table knows, bytes no printer sends). The simulator covers the rest.
+    use super::*;
+    use crate::printer::transport::Link;
+    use dialect::inbound::{CommandCodec, Inbound};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A device that answers each command with `answer(mnemonic)` bytes.
+    fn device(answer: fn(&str) -> Vec<u8>) -> (Link, tokio::task::JoinHandle<Vec<String>>) {
+        let (host, mut dev) = tokio::io::duplex(1 << 16);
+        let task = tokio::spawn(async move {
+            let mut codec = CommandCodec::new(dialect::panel::Geometry::default());
+            let mut buf = BytesMut::new();
+            let mut seen = Vec::new();
+            let mut chunk = [0u8; 1024];
+            loop {
+                while let Some(item) = codec.decode(&mut buf).unwrap() {
+                    if let Inbound::Command(c) = item {
+                        seen.push(c.display_redacted());
+                        if dev.write_all(&answer(&c.mnemonic)).await.is_err() {
+                            return seen;
+                        }
+                    }
+                }
+                match dev.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return seen,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+        });
+        (Link::from_stream(host), task)
+    }
+
+    fn normal(m: &str) -> Vec<u8> {
+        match m {
+            "Rtp" => b"KM500B\r".to_vec(),
+            "Rsn" => b"SN1\r".to_vec(),
+            "Rfv" => b"1.2.3\r".to_vec(),
+            "Rst" => b"CFG=00000000 INF=00000000 WAR=00000000 ERR=00000000\r".to_vec(),
+            "Si" => b"ERROR FLUX CAPACITOR 4000001234567899\r".to_vec(),
+            "Rco" => vec![b'9'; 4000],
+            "Rse" => b"4.9\x00\x00\r".to_vec(),
+            _ => b"OK\r".to_vec(),
+        }
+    }
+
+    async fn open(answer: fn(&str) -> Vec<u8>) -> (Connection, tokio::task::JoinHandle<Vec<String>>) {
+        let profile = Arc::new(Profile::load("evolis-km500b", None).unwrap());
+        let mut settings = LinkSettings::from_profile(Endpoint::Tcp("in-process:0".into()), &profile);
+        settings.timeouts.command = 300;
+        let (link, task) = device(answer);
+        let (conn, id) = Connection::handshake(link, false, &settings, profile).await.unwrap().unwrap();
+        assert_eq!(id, Identity { model: "KM500B".into(), serial: "SN1".into(), firmware: "1.2.3".into() });
+        (conn, task)
+    }
+
+    #[tokio::test]
+    async fn handshake_sets_host_mode_first() {
+        let (conn, task) = open(normal).await;
+        drop(conn);
+        assert_eq!(task.await.unwrap(), ["Pem;2", "Rtp", "Rsn", "Rfv"]);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_answer_is_an_unknown_error_with_the_answer_kept_masked() {
+        let (mut conn, _task) = open(normal).await;
+        let f = conn.run(&Op::Insert).await.unwrap().unwrap_err();
+        assert_eq!(f.code, ErrorCode::UNKNOWN_ERROR);
+        assert!(f.description.contains("ERROR FLUX CAPACITOR 400000******7899"), "{}", f.description);
+    }
+
+    #[tokio::test]
+    async fn oversized_and_nul_answers_are_unexpected_data_and_do_not_hang() {
+        let (mut conn, _task) = open(normal).await;
+        let e = conn.run(&Op::ReadCounter(dialect::ops::Counter::InsertedCards)).await.unwrap_err();
+        assert_eq!(e.to_fault().code, ErrorCode::PRD_UNEXPECTED_DATA, "{e}");
+        let e = conn.run(&Op::ReadSensor(dialect::ops::Sensor::Cover)).await.unwrap_err();
+        assert_eq!(e.to_fault().code, ErrorCode::PRD_UNEXPECTED_DATA, "{e}");
+        // And the link is usable again.
+        assert_eq!(conn.run(&Op::ReadModel).await.unwrap().unwrap(), "KM500B");
+    }
+
+    #[tokio::test]
+    async fn a_printer_that_says_nothing_is_a_timeout() {
+        let (mut conn, _task) = open(|m| if m == "Sis" { Vec::new() } else { normal(m) }).await;
+        let e = conn.run(&Op::ToSmartStation).await.unwrap_err();
+        assert_eq!(e.to_fault().code, ErrorCode::PRT_TIMEOUT, "{e}");
+    }
+}

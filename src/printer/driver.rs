@@ -1,0 +1,263 @@
+//! The printer handle the rest of the agent uses.
+//!
+//! It owns at most one [`Connection`] and serialises commands on it. When the
+//! link fails, the handle drops the connection and a supervisor task reconnects
+//! on its own with exponential backoff, re-applies the settings (the handshake)
+//! and checks the identity: a serial number different from the one last seen is
+//! reported as an identity change, never ignored. While the link is down,
+//! commands fail at once with `PRT_NOT_REACHABLE` instead of waiting.
+
+use super::conn::{Connection, Identity, LinkError, LinkSettings, Outcome};
+use super::profile::Profile;
+use crate::codes::{ErrorCode, Fault};
+use dialect::ops::Op;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{watch, Mutex, Notify};
+use tokio::time::Instant;
+
+/// The link as the rest of the agent sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum LinkState {
+    /// Not tried yet.
+    Idle,
+    Connected { identity: Identity },
+    /// Down; the supervisor retries. `last_error` says why it is down.
+    Reconnecting { attempt: u32, last_error: Fault, next_try_in_ms: u64 },
+}
+
+/// A serial number that differs from the one last seen.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IdentityChange {
+    pub previous: Identity,
+    pub current: Identity,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LinkStatus {
+    #[serde(flatten)]
+    pub state: LinkState,
+    /// Set when the printer behind the link changed; stays until acknowledged.
+    pub identity_change: Option<IdentityChange>,
+}
+
+/// Reconnection backoff.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { initial: Duration::from_millis(250), max: Duration::from_secs(30) }
+    }
+}
+
+impl Backoff {
+    /// Delay before attempt `n` (1-based): doubling from `initial`, capped, with
+    /// up to a quarter of jitter so that many kiosks do not retry in step.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let base = self.initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(self.max);
+        let jitter_range = base.as_millis() as u64 / 4;
+        let jitter = if jitter_range == 0 { 0 } else { pseudo_random() % jitter_range };
+        base + Duration::from_millis(jitter)
+    }
+}
+
+fn pseudo_random() -> u64 {
+    let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    (t.subsec_nanos() as u64).wrapping_mul(6364136223846793005).rotate_left(17)
+}
+
+struct Inner {
+    settings: LinkSettings,
+    profile: Arc<Profile>,
+    backoff: Backoff,
+    conn: Mutex<Slot>,
+    status: watch::Sender<LinkStatus>,
+    wake: Notify,
+}
+
+struct Slot {
+    conn: Option<Connection>,
+    attempt: u32,
+    next_try: Instant,
+    last_error: Option<Fault>,
+    last_identity: Option<Identity>,
+}
+
+/// Cheap to clone; all clones share one link.
+#[derive(Clone)]
+pub struct Printer {
+    inner: Arc<Inner>,
+}
+
+impl Printer {
+    /// A handle that connects on first use and, when `supervise` is set,
+    /// reconnects on its own in the background (the daemon). Field tools pass
+    /// `false`: one attempt per command, nothing in the background.
+    pub fn new(settings: LinkSettings, profile: Arc<Profile>, backoff: Backoff, expected_serial: Option<Identity>, supervise: bool) -> Printer {
+        let (status, _) = watch::channel(LinkStatus { state: LinkState::Idle, identity_change: None });
+        let inner = Arc::new(Inner {
+            settings,
+            profile,
+            backoff,
+            conn: Mutex::new(Slot { conn: None, attempt: 0, next_try: Instant::now(), last_error: None, last_identity: expected_serial }),
+            status,
+            wake: Notify::new(),
+        });
+        if supervise {
+            tokio::spawn(supervisor(Arc::downgrade(&inner)));
+        }
+        Printer { inner }
+    }
+
+    pub fn profile(&self) -> &Arc<Profile> {
+        &self.inner.profile
+    }
+
+    pub fn status(&self) -> watch::Receiver<LinkStatus> {
+        self.inner.status.subscribe()
+    }
+
+    /// Forgets a reported identity change (a technician saw it).
+    pub fn acknowledge_identity_change(&self) {
+        self.inner.status.send_modify(|s| s.identity_change = None);
+    }
+
+    /// Connects now if not connected (ignoring the backoff) and returns the identity.
+    pub async fn connect(&self) -> Result<Identity, Fault> {
+        let mut slot = self.inner.conn.lock().await;
+        if let Some(c) = slot.conn.as_ref() {
+            if let Some(id) = c.identity() {
+                return Ok(id.clone());
+            }
+        }
+        self.inner.try_connect(&mut slot).await
+    }
+
+    /// Runs a closure with the connection, connecting first when due. Link
+    /// failures drop the connection and wake the supervisor.
+    pub async fn with_conn<T, F>(&self, f: F) -> Result<T, Fault>
+    where
+        F: for<'c> FnOnce(&'c mut Connection) -> futures::future::BoxFuture<'c, Outcome<T>>,
+    {
+        let mut slot = self.inner.conn.lock().await;
+        if slot.conn.is_none() {
+            if Instant::now() < slot.next_try && slot.attempt > 0 {
+                let last = slot.last_error.clone().map(|f| f.description).unwrap_or_default();
+                return Err(Fault::new(
+                    ErrorCode::PRT_NOT_REACHABLE,
+                    "offline",
+                    format!("the printer link is down ({last}); reconnect attempt {} in {} ms", slot.attempt + 1, slot.next_try.saturating_duration_since(Instant::now()).as_millis()),
+                ));
+            }
+            self.inner.try_connect(&mut slot).await?;
+        }
+        let conn = slot.conn.as_mut().expect("connected above");
+        match f(conn).await {
+            Ok(r) => r,
+            Err(e) => {
+                let fault = e.to_fault();
+                if matches!(e, LinkError::NotReachable(_)) {
+                    tracing::warn!(code = %fault.code, error = %fault.description, "printer link lost");
+                    slot.conn = None;
+                    slot.attempt = 0;
+                    self.inner.mark_down(&mut slot, fault.clone());
+                }
+                Err(fault)
+            }
+        }
+    }
+
+    /// Runs one operation.
+    pub async fn run(&self, op: Op) -> Result<String, Fault> {
+        self.with_conn(move |c| Box::pin(async move { c.run(&op).await })).await
+    }
+}
+
+impl Inner {
+    async fn try_connect(&self, slot: &mut Slot) -> Result<Identity, Fault> {
+        let result = Connection::open(&self.settings, self.profile.clone()).await;
+        let fault = match result {
+            Ok(Ok((conn, id))) => {
+                if let Some(prev) = slot.last_identity.as_ref().filter(|p| p.serial != id.serial) {
+                    tracing::warn!(previous = %prev.serial, current = %id.serial, model = %id.model, "the printer's serial number changed");
+                    let change = IdentityChange { previous: prev.clone(), current: id.clone(), at: crate::time::now_rfc3339() };
+                    self.status.send_modify(|s| s.identity_change = Some(change));
+                }
+                tracing::info!(endpoint = %self.settings.endpoint, model = %id.model, serial = %id.serial, firmware = %id.firmware, "printer connected");
+                slot.conn = Some(conn);
+                slot.attempt = 0;
+                slot.last_error = None;
+                slot.last_identity = Some(id.clone());
+                let identity = id.clone();
+                self.status.send_modify(|s| s.state = LinkState::Connected { identity });
+                return Ok(id);
+            }
+            Ok(Err(f)) => f,
+            Err(e) => e.to_fault(),
+        };
+        self.mark_down(slot, fault.clone());
+        Err(fault)
+    }
+
+    fn mark_down(&self, slot: &mut Slot, fault: Fault) {
+        slot.attempt = slot.attempt.saturating_add(1);
+        let delay = self.backoff.delay(slot.attempt);
+        slot.next_try = Instant::now() + delay;
+        slot.last_error = Some(fault.clone());
+        tracing::debug!(attempt = slot.attempt, delay_ms = delay.as_millis() as u64, code = %fault.code, "printer link down");
+        let state = LinkState::Reconnecting { attempt: slot.attempt, last_error: fault, next_try_in_ms: delay.as_millis() as u64 };
+        self.status.send_modify(|s| s.state = state);
+        self.wake.notify_one();
+    }
+}
+
+/// Reconnects in the background while the link is down; ends with the handle.
+async fn supervisor(inner: Weak<Inner>) {
+    loop {
+        let Some(strong) = inner.upgrade() else { return };
+        let wait = {
+            let mut slot = strong.conn.lock().await;
+            if slot.conn.is_some() {
+                None
+            } else if Instant::now() >= slot.next_try {
+                let _ = strong.try_connect(&mut slot).await;
+                Some(slot.next_try.saturating_duration_since(Instant::now()))
+            } else {
+                Some(slot.next_try.saturating_duration_since(Instant::now()))
+            }
+        };
+        match wait {
+            // Connected: sleep until told the link went down (or a while, to
+            // notice the handle being dropped).
+            None => {
+                let _ = tokio::time::timeout(Duration::from_secs(5), strong.wake.notified()).await;
+            }
+            Some(d) => {
+                drop(strong);
+                tokio::time::sleep(d.max(Duration::from_millis(10))).await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let b = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(2) };
+        let d1 = b.delay(1);
+        let d3 = b.delay(3);
+        let d20 = b.delay(20);
+        assert!(d1 >= Duration::from_millis(100) && d1 < Duration::from_millis(126), "{d1:?}");
+        assert!(d3 >= Duration::from_millis(400) && d3 < Duration::from_millis(501), "{d3:?}");
+        assert!(d20 >= Duration::from_secs(2) && d20 <= Duration::from_millis(2500), "{d20:?}");
+    }
+}

@@ -1,0 +1,14 @@
+//! The printer link: transports, connection, fault mapping, profiles, steps.
+
+pub mod conn;
+pub mod driver;
+pub mod faults;
+pub mod profile;
+pub mod snapshot;
+pub mod steps;
+pub mod transport;
+
+pub use conn::{Connection, Identity, LinkError, LinkSettings, Outcome};
+pub use driver::{Backoff, LinkState, LinkStatus, Printer};
+pub use profile::Profile;
+pub use transport::Endpoint;

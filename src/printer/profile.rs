@@ -1,0 +1,426 @@
+//! Printer model profiles: `hardware/*.toml`, one file per model.
+//!
+//! A profile is data: link defaults, capabilities, panel geometry, time-outs and
+//! the tables that turn native reply words, NACK characters and status flags
+//! into the standard codes. The shipped profiles are embedded in the binary; a
+//! directory of profiles (config `hardware_dir`) adds or overrides models, so a
+//! new model is a new file, not new code.
+
+use crate::codes::{ErrorCode, Severity};
+use dialect::panel::Geometry;
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Profiles shipped with the agent, by id.
+pub const EMBEDDED: &[(&str, &str)] = &[
+    ("evolis-km500b", include_str!("../../hardware/evolis-km500b.toml")),
+    ("instant-embosser-ie4", include_str!("../../hardware/instant-embosser-ie4.toml")),
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    pub id: String,
+    pub name: String,
+    pub model_reply: String,
+    #[serde(default = "default_dialect")]
+    pub dialect: String,
+}
+
+fn default_dialect() -> String {
+    "evolis".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Parity {
+    None,
+    Odd,
+    Even,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowControl {
+    None,
+    Software,
+    Hardware,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TerminatorName {
+    Cr,
+    Nul,
+}
+
+impl TerminatorName {
+    pub fn to_dialect(self) -> dialect::Terminator {
+        match self {
+            TerminatorName::Cr => dialect::Terminator::Cr,
+            TerminatorName::Nul => dialect::Terminator::Nul,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkDefaults {
+    pub baud: u32,
+    pub parity: Parity,
+    pub stop_bits: u8,
+    pub data_bits: u8,
+    pub flow_control: FlowControl,
+    pub usb_reply_terminator: TerminatorName,
+    pub usb_reopen_before_read: bool,
+    pub reply_terminator: TerminatorName,
+    pub max_reply_bytes: usize,
+    pub host_error_mode: u32,
+    pub ack_nack_bit: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    pub feeders: u8,
+    pub magnetic: bool,
+    pub smart_station: bool,
+    pub contactless: bool,
+    pub emboss: bool,
+    pub bezel: bool,
+    pub reject_box: bool,
+    pub lock: bool,
+    pub ribbons: Vec<String>,
+    #[serde(default)]
+    pub emboss_lines: u8,
+    #[serde(default)]
+    pub emboss_line_chars: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PanelSize {
+    pub width: usize,
+    pub height: usize,
+}
+
+/// Time-outs in milliseconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    pub command: u64,
+    #[serde(rename = "move")]
+    pub movement: u64,
+    pub magnetic: u64,
+    pub print: u64,
+    pub emboss: u64,
+    pub maintenance: u64,
+    pub download_base: u64,
+    pub download_bytes_per_second: u64,
+    pub download_margin: f64,
+    pub take: u64,
+}
+
+impl Timeouts {
+    pub fn for_class(&self, class: dialect::ops::TimeoutClass) -> Duration {
+        use dialect::ops::TimeoutClass::*;
+        let ms = match class {
+            Command => self.command,
+            Move => self.movement,
+            Magnetic => self.magnetic,
+            Print => self.print,
+            Emboss => self.emboss,
+            Maintenance => self.maintenance,
+            Download { bytes } => {
+                let wire_ms = (bytes as f64 * 1000.0 / self.download_bytes_per_second.max(1) as f64) * self.download_margin.max(1.0);
+                self.download_base.saturating_add(wire_ms as u64)
+            }
+        };
+        Duration::from_millis(ms)
+    }
+}
+
+/// A flag that names a fault more precisely than the reply word.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refine {
+    pub flag: String,
+    pub code: ErrorCode,
+    pub reason: String,
+}
+
+/// A reply word or NACK character and what it means.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyRule {
+    #[serde(alias = "char")]
+    pub word: String,
+    pub code: ErrorCode,
+    pub reason: String,
+    #[serde(default)]
+    pub refine: Vec<Refine>,
+}
+
+/// One bit of the status words.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagRule {
+    pub word: String,
+    pub bit: u8,
+    pub name: String,
+    #[serde(default)]
+    pub code: Option<ErrorCode>,
+    pub severity: Severity,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileFile {
+    // `extends` is resolved (and removed) before this is read.
+    model: Model,
+    link: LinkDefaults,
+    capabilities: Capabilities,
+    panel: PanelSize,
+    timeouts: Timeouts,
+    #[serde(default)]
+    reply: Vec<ReplyRule>,
+    #[serde(default)]
+    nack: Vec<ReplyRule>,
+    #[serde(default)]
+    flag: Vec<FlagRule>,
+}
+
+/// A loaded, checked profile.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub model: Model,
+    pub link: LinkDefaults,
+    pub capabilities: Capabilities,
+    pub geometry: Geometry,
+    pub timeouts: Timeouts,
+    pub replies: Vec<ReplyRule>,
+    pub nacks: Vec<ReplyRule>,
+    pub flags: Vec<FlagRule>,
+    /// Where it came from, for diagnostics.
+    pub source: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("printer model {0:?} is unknown: no hardware/{0}.toml in {1} and no embedded profile of that name")]
+    Unknown(String, String),
+    #[error("cannot read profile {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("profile {source_name}: {message}")]
+    Invalid { source_name: String, message: String },
+}
+
+impl Profile {
+    /// Finds a profile by id (in `dir`, then embedded) or by path (a value with a
+    /// `/` or ending in `.toml`).
+    pub fn load(name: &str, dir: Option<&Path>) -> Result<Profile, ProfileError> {
+        let (source, value) = load_value(name, dir, &mut Vec::new())?;
+        let file: ProfileFile = value.try_into().map_err(|e: toml::de::Error| invalid(&source, e.to_string()))?;
+        Profile::check(file, source)
+    }
+
+    /// Parses a profile from text (no `extends` resolution beyond the embedded profiles).
+    pub fn from_toml(text: &str, source: &str) -> Result<Profile, ProfileError> {
+        let value: toml::Value = toml::from_str(text).map_err(|e| invalid(source, e.to_string()))?;
+        let value = resolve_extends(value, source, None, &mut vec![source.to_string()])?;
+        let file: ProfileFile = value.try_into().map_err(|e: toml::de::Error| invalid(source, e.to_string()))?;
+        Profile::check(file, source.to_string())
+    }
+
+    fn check(file: ProfileFile, source: String) -> Result<Profile, ProfileError> {
+        let bad = |m: String| Err(invalid(&source, m));
+        let c = &file.capabilities;
+        if !(1..=4).contains(&c.feeders) {
+            return bad(format!("capabilities.feeders is {}, a printer has 1 to 4", c.feeders));
+        }
+        if c.emboss && (c.emboss_lines == 0 || c.emboss_line_chars.len() != c.emboss_lines as usize) {
+            return bad("an emboss module needs emboss_lines and one emboss_line_chars entry per line".into());
+        }
+        if file.panel.width == 0 || file.panel.height == 0 || file.panel.width > 4096 || file.panel.height > 4096 {
+            return bad(format!("panel {}x{} is not a plausible size", file.panel.width, file.panel.height));
+        }
+        if file.link.max_reply_bytes < 64 {
+            return bad("link.max_reply_bytes must be at least 64".into());
+        }
+        let mut names = BTreeSet::new();
+        let mut bits = BTreeSet::new();
+        for f in &file.flag {
+            if f.bit > 31 {
+                return bad(format!("flag {}: bit {} is beyond a 32-bit word", f.name, f.bit));
+            }
+            if f.word.len() != 3 {
+                return bad(format!("flag {}: word {:?} is not a three-letter status word", f.name, f.word));
+            }
+            if !names.insert(f.name.clone()) {
+                return bad(format!("flag {} is defined twice", f.name));
+            }
+            if !bits.insert((f.word.clone(), f.bit)) {
+                return bad(format!("flag {}: {} bit {} is already taken", f.name, f.word, f.bit));
+            }
+        }
+        for (kind, rules) in [("reply", &file.reply), ("nack", &file.nack)] {
+            let mut seen = BTreeSet::new();
+            for r in rules {
+                if !seen.insert(r.word.clone()) {
+                    return bad(format!("{kind} {:?} is defined twice", r.word));
+                }
+                if kind == "nack" && r.word.len() != 1 {
+                    return bad(format!("nack {:?} is not one character", r.word));
+                }
+                for x in &r.refine {
+                    if !names.contains(&x.flag) {
+                        return bad(format!("{kind} {:?} refines by flag {:?}, which no [[flag]] defines", r.word, x.flag));
+                    }
+                }
+            }
+        }
+        Ok(Profile {
+            model: file.model,
+            link: file.link,
+            capabilities: file.capabilities,
+            geometry: Geometry { width: file.panel.width, height: file.panel.height },
+            timeouts: file.timeouts,
+            replies: file.reply,
+            nacks: file.nack,
+            flags: file.flag,
+            source,
+        })
+    }
+
+    pub fn reply_rule(&self, word: &str) -> Option<&ReplyRule> {
+        self.replies.iter().find(|r| r.word == word)
+    }
+
+    pub fn nack_rule(&self, code: u8) -> Option<&ReplyRule> {
+        self.nacks.iter().find(|r| r.word.as_bytes() == [code])
+    }
+
+    pub fn flag(&self, name: &str) -> Option<&FlagRule> {
+        self.flags.iter().find(|f| f.name == name)
+    }
+
+    /// Ids of the embedded profiles.
+    pub fn embedded_ids() -> impl Iterator<Item = &'static str> {
+        EMBEDDED.iter().map(|(id, _)| *id)
+    }
+}
+
+fn invalid(source: &str, message: String) -> ProfileError {
+    ProfileError::Invalid { source_name: source.to_string(), message }
+}
+
+fn load_value(name: &str, dir: Option<&Path>, chain: &mut Vec<String>) -> Result<(String, toml::Value), ProfileError> {
+    if chain.iter().any(|c| c == name) {
+        return Err(invalid(name, format!("`extends` loops: {} -> {name}", chain.join(" -> "))));
+    }
+    chain.push(name.to_string());
+    let (source, text) = if name.contains('/') || name.ends_with(".toml") {
+        let path = PathBuf::from(name);
+        let text = std::fs::read_to_string(&path).map_err(|source| ProfileError::Read { path: path.clone(), source })?;
+        (path.display().to_string(), text)
+    } else if let Some(text) = dir.map(|d| d.join(format!("{name}.toml"))).filter(|p| p.is_file()).map(|p| {
+        std::fs::read_to_string(&p).map(|t| (p.display().to_string(), t)).map_err(|source| ProfileError::Read { path: p, source })
+    }) {
+        text?
+    } else if let Some((_, text)) = EMBEDDED.iter().find(|(id, _)| *id == name) {
+        (format!("embedded:{name}"), text.to_string())
+    } else {
+        let where_ = dir.map_or("no hardware directory".to_string(), |d| d.display().to_string());
+        return Err(ProfileError::Unknown(name.to_string(), where_));
+    };
+    let value: toml::Value = toml::from_str(&text).map_err(|e| invalid(&source, e.to_string()))?;
+    let value = resolve_extends(value, &source, dir, chain)?;
+    Ok((source, value))
+}
+
+fn resolve_extends(mut value: toml::Value, source: &str, dir: Option<&Path>, chain: &mut Vec<String>) -> Result<toml::Value, ProfileError> {
+    let Some(table) = value.as_table_mut() else { return Err(invalid(source, "a profile is a TOML table".into())) };
+    let Some(parent) = table.remove("extends") else { return Ok(value) };
+    let Some(parent) = parent.as_str() else { return Err(invalid(source, "`extends` must be a profile id".into())) };
+    let (_, base) = load_value(parent, dir, chain)?;
+    Ok(merge(base, value))
+}
+
+/// Child over parent: tables merge key by key; the rule arrays merge by their key
+/// (`word` for replies and NACKs, `name` for flags), a child rule replacing the parent's.
+fn merge(base: toml::Value, child: toml::Value) -> toml::Value {
+    match (base, child) {
+        (toml::Value::Table(mut b), toml::Value::Table(c)) => {
+            for (k, v) in c {
+                let merged = match (b.remove(&k), k.as_str()) {
+                    (Some(toml::Value::Array(pa)), "reply" | "nack" | "flag") => {
+                        let key = if k == "flag" { "name" } else if k == "nack" { "char" } else { "word" };
+                        let toml::Value::Array(ca) = v else { return toml::Value::Table(b) };
+                        let child_keys: BTreeSet<String> = ca.iter().filter_map(|r| r.get(key).and_then(|x| x.as_str()).map(String::from)).collect();
+                        let mut out: Vec<toml::Value> = pa.into_iter().filter(|r| r.get(key).and_then(|x| x.as_str()).is_none_or(|x| !child_keys.contains(x))).collect();
+                        out.extend(ca);
+                        toml::Value::Array(out)
+                    }
+                    (Some(old), _) => merge(old, v),
+                    (None, _) => v,
+                };
+                b.insert(k, merged);
+            }
+            toml::Value::Table(b)
+        }
+        (_, child) => child,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_profiles_load_and_check() {
+        for id in Profile::embedded_ids() {
+            let p = Profile::load(id, None).unwrap_or_else(|e| panic!("{id}: {e}"));
+            assert_eq!(p.model.id, id);
+        }
+    }
+
+    #[test]
+    fn the_embosser_extends_the_kiosk_printer() {
+        let p = Profile::load("instant-embosser-ie4", None).unwrap();
+        assert_eq!(p.capabilities.feeders, 4);
+        assert!(p.capabilities.emboss);
+        // Inherited rules are there, and the embosser's own.
+        assert_eq!(p.reply_rule("COVER OPEN").unwrap().code, ErrorCode::PRT_COVER_OPEN);
+        assert_eq!(p.reply_rule("ERROR EMBOSS").unwrap().code, ErrorCode::PRD_EMBOSSER);
+        assert_eq!(p.flag("emboss_fault").unwrap().code, Some(ErrorCode::PRD_EMBOSSER));
+        assert_eq!(p.timeouts.emboss, 45_000);
+        assert_eq!(p.timeouts.command, 2_000);
+    }
+
+    #[test]
+    fn bad_profiles_get_specific_errors() {
+        let base = EMBEDDED[0].1;
+        let cases = [
+            (base.replace("code = \"PRD_FEEDER_EMPTY\"\nreason = \"media-empty\"\n\n[[reply]]\nword = \"CARD JAM\"", "code = \"PRD_NOPE\"\nreason = \"media-empty\"\n\n[[reply]]\nword = \"CARD JAM\""), "PRD_NOPE"),
+            (base.replace("feeders = 2", "feeders = 9"), "1 to 4"),
+            (base.replace("flag = \"no_ribbon\", code = \"PRT_RIBBON_MISSING\"", "flag = \"no_such\", code = \"PRT_RIBBON_MISSING\""), "no_such"),
+            (base.replace("bit = 19", "bit = 40"), "beyond"),
+            (base.replace("[panel]", "[panel]\ncolour = true"), "colour"),
+        ];
+        for (text, needle) in cases {
+            let err = Profile::from_toml(&text, "test.toml").unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+
+    #[test]
+    fn download_timeouts_scale_with_size() {
+        let p = Profile::load("evolis-km500b", None).unwrap();
+        let small = p.timeouts.for_class(dialect::ops::TimeoutClass::Download { bytes: 1_000 });
+        let big = p.timeouts.for_class(dialect::ops::TimeoutClass::Download { bytes: 600_000 });
+        assert!(big > small * 10, "{small:?} {big:?}");
+    }
+}

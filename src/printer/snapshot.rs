@@ -1,0 +1,161 @@
+//! A full reading of the printer for technicians and readiness checks: status
+//! flags with their codes, feeders, ribbon, cleaning, reject box, sensors,
+//! counters. Reads only: field tools never change the printer unless asked.
+
+use super::conn::{Connection, Identity, Outcome};
+use super::driver::Printer;
+use super::faults::{self, ActiveFlag};
+use crate::codes::{Fault, Severity};
+use dialect::ops::{Counter, Op, Sensor};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FeederState {
+    pub feeder: u8,
+    pub empty: bool,
+    pub near_empty: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub identity: Option<Identity>,
+    pub profile: String,
+    /// Raw status words, when the firmware has them.
+    pub status_words: Option<String>,
+    pub flags: Vec<ActiveFlag>,
+    /// Bits set that the profile does not know: shown, never dropped.
+    pub unknown_bits: Vec<String>,
+    /// Error-severity conditions, as standard faults: the printer cannot produce while any is present.
+    pub faults: Vec<Fault>,
+    pub feeders: Vec<FeederState>,
+    pub card_position: Option<String>,
+    pub ribbon: Option<String>,
+    pub ribbon_cards_left: Option<u64>,
+    pub cleaning_due: Option<bool>,
+    pub reject_box_full: Option<bool>,
+    pub sensors: BTreeMap<String, f32>,
+    pub counters: BTreeMap<String, u64>,
+    /// Reads that failed, with why (an old firmware lacks some).
+    pub unavailable: BTreeMap<String, String>,
+}
+
+impl Snapshot {
+    pub fn ready(&self) -> bool {
+        self.faults.is_empty()
+    }
+}
+
+impl Printer {
+    /// Reads everything a technician wants to see.
+    pub async fn snapshot(&self) -> Result<Snapshot, Fault> {
+        let profile = self.profile().clone();
+        self.with_conn(move |c| Box::pin(async move { read_all(c, &profile).await })).await
+    }
+}
+
+async fn read_all(c: &mut Connection, profile: &super::Profile) -> Outcome<Snapshot> {
+    let mut s = Snapshot {
+        identity: c.identity().cloned(),
+        profile: profile.model.id.clone(),
+        status_words: None,
+        flags: vec![],
+        unknown_bits: vec![],
+        faults: vec![],
+        feeders: vec![],
+        card_position: None,
+        ribbon: None,
+        ribbon_cards_left: None,
+        cleaning_due: None,
+        reject_box_full: None,
+        sensors: BTreeMap::new(),
+        counters: BTreeMap::new(),
+        unavailable: BTreeMap::new(),
+    };
+    match c.read_status().await? {
+        Ok(words) => {
+            let (flags, unknown) = faults::active_flags(profile, &words);
+            for f in flags.iter().filter(|f| f.severity == Severity::Error) {
+                if let Some(code) = f.code {
+                    s.faults.push(Fault::new(code, f.reason.clone(), format!("status flag {} is set", f.name)));
+                }
+            }
+            s.flags = flags;
+            s.unknown_bits = unknown.into_iter().map(|(w, b)| format!("{w} bit {b}")).collect();
+            s.status_words = Some(words.render());
+        }
+        Err(f) => {
+            s.unavailable.insert("status_words".into(), f.description);
+        }
+    }
+    let n = profile.capabilities.feeders;
+    let empty = read(c, &Op::ReadFeeders, &mut s.unavailable, "feeders").await?.and_then(|t| note(dialect::status::parse_feeder_answer(&t, n), "feeders", &mut s.unavailable));
+    let near = read(c, &Op::ReadFeederWarnings, &mut s.unavailable, "feeder_warnings").await?.and_then(|t| note(dialect::status::parse_feeder_answer(&t, n), "feeder_warnings", &mut s.unavailable));
+    for i in 0..n as usize {
+        s.feeders.push(FeederState {
+            feeder: i as u8 + 1,
+            empty: empty.as_ref().is_some_and(|v| v[i]),
+            near_empty: near.as_ref().is_some_and(|v| v[i]),
+        });
+    }
+    s.card_position = match c.read_text(&Op::ReadCardPosition).await? {
+        Ok(t) => Some(t),
+        Err(f) => {
+            s.unavailable.insert("card_position".into(), f.description);
+            None
+        }
+    };
+    s.ribbon = read(c, &Op::ReadRibbonType, &mut s.unavailable, "ribbon").await?;
+    s.ribbon_cards_left = read(c, &Op::ReadCounter(Counter::RibbonCardsLeft), &mut s.unavailable, "ribbon_cards_left")
+        .await?
+        .and_then(|t| note(dialect::status::parse_count(&t), "ribbon_cards_left", &mut s.unavailable));
+    s.cleaning_due = match c.read_text(&Op::ReadCleaning).await? {
+        Ok(t) => Some(t.contains("NEED CLEANING")),
+        Err(f) => {
+            s.unavailable.insert("cleaning".into(), f.description);
+            None
+        }
+    };
+    s.reject_box_full = match c.read_text(&Op::ReadRejectBox).await? {
+        Ok(t) => Some(t == "CARD"),
+        Err(f) => {
+            s.unavailable.insert("reject_box".into(), f.description);
+            None
+        }
+    };
+    for sensor in Sensor::ALL {
+        if let Some(t) = read(c, &Op::ReadSensor(sensor), &mut s.unavailable, sensor.name()).await? {
+            if let Some(v) = note(dialect::status::parse_voltage(&t), sensor.name(), &mut s.unavailable) {
+                s.sensors.insert(sensor.name().into(), v);
+            }
+        }
+    }
+    for (name, counter) in [("printed_panels", Counter::PrintedPanels), ("inserted_cards", Counter::InsertedCards), ("cleanings", Counter::CleaningsDone)] {
+        if let Some(t) = read(c, &Op::ReadCounter(counter), &mut s.unavailable, name).await? {
+            if let Some(v) = note(dialect::status::parse_count(&t), name, &mut s.unavailable) {
+                s.counters.insert(name.into(), v);
+            }
+        }
+    }
+    Ok(Ok(s))
+}
+
+async fn read(c: &mut Connection, op: &Op, unavailable: &mut BTreeMap<String, String>, name: &str) -> Result<Option<String>, super::LinkError> {
+    match c.run(op).await? {
+        Ok(t) => Ok(Some(t)),
+        Err(f) => {
+            unavailable.insert(name.into(), format!("{} {}", f.code, f.description));
+            Ok(None)
+        }
+    }
+}
+
+fn note<T>(r: Result<T, String>, name: &str, unavailable: &mut BTreeMap<String, String>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(why) => {
+            unavailable.insert(name.into(), why);
+            None
+        }
+    }
+}

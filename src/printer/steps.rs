@@ -1,0 +1,362 @@
+//! The physical steps of a card, as typed operations on the [`Printer`].
+//!
+//! Each step is one unit the production engine journals (intent before,
+//! outcome after). A step either succeeds or returns the fault with its
+//! standard code; none retries a physical movement on its own.
+
+use super::conn::Connection;
+use super::driver::Printer;
+use crate::codes::{ErrorCode, Fault};
+use dialect::ops::Op;
+use dialect::panel::{Bitmap, Panel};
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A magnetic track to write: content without sentinels or LRC.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Track {
+    pub number: u8,
+    pub data: String,
+}
+
+impl std::fmt::Debug for Track {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Track({}, {} chars)", self.number, self.data.len())
+    }
+}
+
+/// A line of resident-font text on the K panel.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TextLine {
+    pub x: u32,
+    pub y: u32,
+    pub font: u8,
+    pub height: u32,
+    pub text: String,
+}
+
+impl std::fmt::Debug for TextLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TextLine({},{} {})", self.x, self.y, dialect::redact::mask_text(&self.text))
+    }
+}
+
+/// A line for the emboss module.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EmbossLine {
+    pub line: u8,
+    pub font: u8,
+    pub text: String,
+}
+
+impl std::fmt::Debug for EmbossLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EmbossLine({} {})", self.line, dialect::redact::mask_text(&self.text))
+    }
+}
+
+/// How a presented card ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The kiosk application (or the customer at its prompt) accepts the card.
+    Accept,
+    /// Refused: the card goes to the reject box.
+    Refuse,
+}
+
+/// Where the agent believes the card is, for recovery after a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CardWhere {
+    None,
+    Inside,
+    Presented,
+    Unknown,
+}
+
+const POLL: Duration = Duration::from_millis(20);
+
+impl Printer {
+    /// Is the printer able to take a card now? Reads the status words: the first
+    /// error flag set (cover open, reject box full, ribbon missing, ...) is the
+    /// fault. A card is never started on a printer that could not finish it or
+    /// could not dispose of it. Firmware without status words passes: its
+    /// faults surface as reply words at the step that meets them.
+    pub async fn check_ready(&self) -> Result<(), Fault> {
+        let profile = self.profile().clone();
+        self.with_conn(move |c| {
+            Box::pin(async move {
+                let Ok(words) = c.read_status().await? else { return Ok(Ok(())) };
+                match super::faults::first_error_flag(&profile, &words) {
+                    Some(f) => Ok(Err(Fault::new(
+                        f.code.expect("error flags have codes"),
+                        f.reason.clone(),
+                        format!("the printer is not ready: status flag {} is set", f.name),
+                    ))),
+                    None => Ok(Ok(())),
+                }
+            })
+        })
+        .await
+    }
+
+    /// Chooses the feeder (1-based) on multi-feeder models and sets feeder insertion.
+    pub async fn select_feeder(&self, feeder: u8) -> Result<(), Fault> {
+        let feeders = self.profile().capabilities.feeders;
+        if feeder == 0 || feeder > feeders {
+            return Err(Fault::new(ErrorCode::PRT_SETUP_ERROR, "setup", format!("feeder {feeder} does not exist: the {} has {feeders}", self.profile().model.name)));
+        }
+        self.run(Op::InsertFromFeeder).await?;
+        if feeders > 1 {
+            self.run(Op::SelectFeeder(feeder)).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes a card from the chosen feeder into the printer.
+    pub async fn insert(&self) -> Result<(), Fault> {
+        self.run(Op::Insert).await.map(drop)
+    }
+
+    /// Parks the card under the contacts of the smart station (the chip is then
+    /// reached through PC/SC).
+    pub async fn to_smart_station(&self) -> Result<(), Fault> {
+        self.require(self.profile().capabilities.smart_station, "a contact smart-card station")?;
+        self.run(Op::ToSmartStation).await.map(drop)
+    }
+
+    /// Writes the tracks and reads each one back: a read-back that differs from
+    /// what was written is `PRD_MAGSTRIPE`. Card data never appears in the fault.
+    pub async fn encode_magnetic(&self, tracks: &[Track]) -> Result<(), Fault> {
+        self.require(self.profile().capabilities.magnetic, "a magnetic encoder")?;
+        if tracks.is_empty() {
+            return Ok(());
+        }
+        let tracks = tracks.to_vec();
+        self.with_conn(move |c| {
+            Box::pin(async move {
+                for t in &tracks {
+                    if let Err(f) = c.run(&Op::LoadTrack { track: t.number, data: t.data.clone() }).await? {
+                        return Ok(Err(f));
+                    }
+                }
+                if let Err(f) = c.run(&Op::WriteMagnetic).await? {
+                    return Ok(Err(f));
+                }
+                for t in &tracks {
+                    let back = match c.run(&Op::ReadTrack(t.number)).await? {
+                        Ok(b) => b,
+                        Err(f) => return Ok(Err(f)),
+                    };
+                    if back != t.data {
+                        return Ok(Err(Fault::new(
+                            ErrorCode::PRD_MAGSTRIPE,
+                            "encoder-error",
+                            format!(
+                                "track {} read back differs from what was written ({} characters written, {} read, first difference at character {})",
+                                t.number,
+                                t.data.len(),
+                                back.len(),
+                                first_difference(&t.data, &back) + 1
+                            ),
+                        )));
+                    }
+                }
+                Ok(Ok(()))
+            })
+        })
+        .await
+    }
+
+    /// Prints resident-font text on the K panel.
+    pub async fn print_text(&self, lines: &[TextLine]) -> Result<(), Fault> {
+        let lines = lines.to_vec();
+        self.with_conn(move |c| {
+            Box::pin(async move {
+                for op in [Op::ClearBitmap(Panel::K)] {
+                    if let Err(f) = c.run(&op).await? {
+                        return Ok(Err(f));
+                    }
+                }
+                for l in lines {
+                    let op = Op::WriteText { x: l.x, y: l.y, font: l.font, height: l.height, text: l.text };
+                    if let Err(f) = c.run(&op).await? {
+                        return Ok(Err(f));
+                    }
+                }
+                c.run(&Op::PrintPanel(Panel::K)).await.map(|r| r.map(drop))
+            })
+        })
+        .await
+    }
+
+    /// Downloads whole panels (compressed unless `raw`) and prints each one.
+    pub async fn print_panels(&self, panels: Vec<(Panel, Bitmap)>, raw: bool) -> Result<(), Fault> {
+        let geometry = self.profile().geometry;
+        if let Some((p, b)) = panels.iter().find(|(_, b)| b.geometry != geometry) {
+            return Err(Fault::new(
+                ErrorCode::PRD_UNEXPECTED_DATA,
+                "other",
+                format!("panel {} is {}x{}, the printer's panels are {}x{}", p.letter(), b.geometry.width, b.geometry.height, geometry.width, geometry.height),
+            ));
+        }
+        self.with_conn(move |c| {
+            Box::pin(async move {
+                for (panel, bitmap) in panels {
+                    if let Err(f) = c.run(&Op::Download { panel, bitmap, compressed: !raw }).await? {
+                        return Ok(Err(f));
+                    }
+                    if let Err(f) = c.run(&Op::PrintPanel(panel)).await? {
+                        return Ok(Err(f));
+                    }
+                }
+                Ok(Ok(()))
+            })
+        })
+        .await
+    }
+
+    /// Embosses the lines (emboss extension).
+    pub async fn emboss(&self, lines: &[EmbossLine]) -> Result<(), Fault> {
+        let caps = &self.profile().capabilities;
+        self.require(caps.emboss, "an emboss module")?;
+        for l in lines {
+            let max = caps.emboss_line_chars.get(usize::from(l.line).wrapping_sub(1)).copied();
+            match max {
+                None => return Err(Fault::new(ErrorCode::PRD_UNEXPECTED_DATA, "other", format!("emboss line {} does not exist (the module has {})", l.line, caps.emboss_lines))),
+                Some(max) if l.text.len() > max => {
+                    return Err(Fault::new(ErrorCode::PRD_UNEXPECTED_DATA, "other", format!("emboss line {} holds {} characters, at most {max} fit", l.line, l.text.len())))
+                }
+                _ => {}
+            }
+        }
+        let lines = lines.to_vec();
+        self.with_conn(move |c| {
+            Box::pin(async move {
+                if let Err(f) = c.run(&Op::EmbossClear).await? {
+                    return Ok(Err(f));
+                }
+                for l in lines {
+                    if let Err(f) = c.run(&Op::EmbossLoadLine { line: l.line, font: l.font, text: l.text }).await? {
+                        return Ok(Err(f));
+                    }
+                }
+                c.run(&Op::Emboss).await.map(|r| r.map(drop))
+            })
+        })
+        .await
+    }
+
+    /// Sends the card to the bezel for the customer.
+    pub async fn present(&self) -> Result<(), Fault> {
+        self.run(Op::EjectToCustomer).await.map(drop)
+    }
+
+    /// Sends the card inside (or waiting in the bezel) to the reject box.
+    pub async fn reject(&self) -> Result<(), Fault> {
+        self.run(Op::Reject).await.map(drop)
+    }
+
+    /// Is a presented card still waiting in the bezel?
+    pub async fn card_waiting_in_bezel(&self) -> Result<bool, Fault> {
+        let flag = self.profile().flag("card_eject").cloned();
+        self.with_conn(move |c| {
+            Box::pin(async move {
+                if let Some(flag) = flag {
+                    if let Ok(s) = c.read_status().await? {
+                        return Ok(Ok(s.bit(&flag.word, flag.bit)));
+                    }
+                }
+                // Firmware without status words: the bezel sensor's voltage.
+                let v = match c.run(&Op::ReadSensor(dialect::ops::Sensor::Bezel)).await? {
+                    Ok(v) => v,
+                    Err(f) => return Ok(Err(f)),
+                };
+                Ok(dialect::status::parse_voltage(&v).map(|v| v > 2.5).map_err(|why| Fault::new(ErrorCode::PRD_UNEXPECTED_DATA, "other", format!("Rse;b: {why}"))))
+            })
+        })
+        .await
+    }
+
+    /// Waits for the customer to take the presented card, or for the kiosk's
+    /// final validation to refuse it, or for `take` to run out. A card not
+    /// taken in time is retracted (`PRD_TIMEOUT`); a refused one too
+    /// (`PRD_FINAL_VALIDATION_NOK`). Ok means the card left the bezel.
+    pub async fn await_take<V>(&self, take: Duration, verdict: V) -> Result<(), Fault>
+    where
+        V: Future<Output = Verdict>,
+    {
+        let deadline = Instant::now() + take;
+        tokio::pin!(verdict);
+        let mut verdict_done = false;
+        loop {
+            if !self.card_waiting_in_bezel().await? {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(self.retract(ErrorCode::PRD_TIMEOUT, "timed-out", format!("the card was not taken within {} s", take.as_secs_f32())).await);
+            }
+            if verdict_done {
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+            tokio::select! {
+                v = &mut verdict => {
+                    verdict_done = true;
+                    if v == Verdict::Refuse {
+                        return Err(self.retract(ErrorCode::PRD_FINAL_VALIDATION_NOK, "refused", "the card was refused at final validation".to_string()).await);
+                    }
+                }
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    async fn retract(&self, code: ErrorCode, reason: &str, why: String) -> Fault {
+        match self.reject().await {
+            Ok(()) => Fault::new(code, reason, format!("{why}; it was retracted to the reject box")),
+            Err(f) => Fault::new(code, reason, format!("{why}; retracting it failed: {} {}", f.code, f.description)),
+        }
+    }
+
+    /// Asks the printer where the card is (for recovery after a restart).
+    pub async fn locate_card(&self) -> Result<CardWhere, Fault> {
+        let profile = self.profile().clone();
+        self.with_conn(move |c: &mut Connection| {
+            Box::pin(async move {
+                if let Ok(s) = c.read_status().await? {
+                    let set = |n: &str| profile.flag(n).is_some_and(|f| s.bit(&f.word, f.bit));
+                    if set("card_eject") {
+                        return Ok(Ok(CardWhere::Presented));
+                    }
+                    if ["card_feeder", "card_print", "card_smart", "card_contactless", "card_jam"].iter().any(|n| set(n)) {
+                        return Ok(Ok(CardWhere::Inside));
+                    }
+                    return Ok(Ok(CardWhere::None));
+                }
+                match c.read_text(&Op::ReadCardPosition).await? {
+                    Ok(t) => Ok(Ok(match dialect::status::parse_card_position(&t) {
+                        Ok(dialect::status::CardPosition::None) => CardWhere::None,
+                        Ok(_) => CardWhere::Inside,
+                        Err(_) => CardWhere::Unknown,
+                    })),
+                    Err(f) => Ok(Err(f)),
+                }
+            })
+        })
+        .await
+    }
+
+    fn require(&self, has: bool, what: &str) -> Result<(), Fault> {
+        if has {
+            Ok(())
+        } else {
+            Err(Fault::new(ErrorCode::PRT_SETUP_ERROR, "option-missing", format!("the {} profile has no {what}", self.profile().model.id)))
+        }
+    }
+}
+
+fn first_difference(a: &str, b: &str) -> usize {
+    a.bytes().zip(b.bytes()).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()))
+}

@@ -1,0 +1,292 @@
+//! Transports: one byte link to the printer, whatever carries it.
+//!
+//! * serial (`serial:///dev/ttyS0`, or a bare device path): the `serialport` crate
+//!   sets the line up (baud, parity, stop bits, flow control) and opens it
+//!   exclusively; the descriptor is then driven non-blocking through tokio.
+//! * USB printer class (`usb:///dev/usb/lp0`, or a path under `/dev/usb/`): a byte
+//!   stream, with the field quirk of reopening the node between a write and the
+//!   read of its reply as a profile option.
+//! * TCP (`tcp://host:port`) for networked printers.
+//! * in-process: any `AsyncRead + AsyncWrite` (the simulator's duplex stream) for tests.
+//!
+//! The codec sits above this: a link only moves bytes.
+
+use super::profile::{FlowControl, LinkDefaults, Parity};
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+/// Where the printer is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Serial(PathBuf),
+    Usb(PathBuf),
+    Tcp(String),
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Serial(p) => write!(f, "serial://{}", p.display()),
+            Endpoint::Usb(p) => write!(f, "usb://{}", p.display()),
+            Endpoint::Tcp(a) => write!(f, "tcp://{a}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(rest) = s.strip_prefix("tcp://") {
+            let ok = rest.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !ok {
+                return Err(format!("{s:?}: a TCP printer is tcp://host:port"));
+            }
+            return Ok(Endpoint::Tcp(rest.to_string()));
+        }
+        if let Some(rest) = s.strip_prefix("serial://") {
+            return path_of(rest, s).map(Endpoint::Serial);
+        }
+        if let Some(rest) = s.strip_prefix("usb://") {
+            return path_of(rest, s).map(Endpoint::Usb);
+        }
+        if s.contains("://") {
+            return Err(format!("{s:?}: the printer is serial://PATH, usb://PATH or tcp://HOST:PORT"));
+        }
+        let path = path_of(s, s)?;
+        if path.starts_with("/dev/usb/") {
+            Ok(Endpoint::Usb(path))
+        } else {
+            Ok(Endpoint::Serial(path))
+        }
+    }
+}
+
+fn path_of(p: &str, whole: &str) -> Result<PathBuf, String> {
+    if p.starts_with('/') {
+        Ok(PathBuf::from(p))
+    } else {
+        Err(format!("{whole:?}: a device is an absolute path such as /dev/ttyS0 or /dev/usb/lp0"))
+    }
+}
+
+/// Serial settings: the profile's defaults, each overridable by configuration.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct SerialSettings {
+    pub baud: u32,
+    pub parity: Parity,
+    pub stop_bits: u8,
+    pub data_bits: u8,
+    pub flow_control: FlowControl,
+}
+
+impl SerialSettings {
+    pub fn from_profile(l: &LinkDefaults) -> Self {
+        SerialSettings { baud: l.baud, parity: l.parity, stop_bits: l.stop_bits, data_bits: l.data_bits, flow_control: l.flow_control }
+    }
+}
+
+/// Anything that moves bytes both ways.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// An open link.
+pub enum Link {
+    Stream(Box<dyn Stream>),
+    Usb(UsbLink),
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Link::Stream(_) => f.write_str("Link::Stream"),
+            Link::Usb(u) => write!(f, "Link::Usb({})", u.path.display()),
+        }
+    }
+}
+
+impl Link {
+    pub async fn open(endpoint: &Endpoint, serial: &SerialSettings, usb_reopen: bool) -> io::Result<Link> {
+        match endpoint {
+            Endpoint::Tcp(addr) => {
+                let s = tokio::net::TcpStream::connect(addr).await?;
+                s.set_nodelay(true)?;
+                Ok(Link::Stream(Box::new(s)))
+            }
+            Endpoint::Serial(path) => Ok(Link::Stream(Box::new(open_serial(path, serial)?))),
+            Endpoint::Usb(path) => Ok(Link::Usb(UsbLink::open(path.clone(), usb_reopen)?)),
+        }
+    }
+
+    /// Wraps an in-process stream (the simulator's, in tests).
+    pub fn from_stream(s: impl Stream + 'static) -> Link {
+        Link::Stream(Box::new(s))
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Link::Stream(s) => {
+                s.write_all(bytes).await?;
+                s.flush().await
+            }
+            Link::Usb(u) => u.send(bytes).await,
+        }
+    }
+
+    /// Reads what is there (at least one byte); `Ok(0)` is the end of the link.
+    pub async fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Link::Stream(s) => s.read(buf).await,
+            Link::Usb(u) => u.recv(buf).await,
+        }
+    }
+}
+
+fn open_serial(path: &std::path::Path, s: &SerialSettings) -> io::Result<FdStream<serialport::TTYPort>> {
+    use serialport::{DataBits, FlowControl as F, Parity as P, StopBits};
+    let data_bits = match s.data_bits {
+        5 => DataBits::Five,
+        6 => DataBits::Six,
+        7 => DataBits::Seven,
+        _ => DataBits::Eight,
+    };
+    let port = serialport::new(path.to_string_lossy(), s.baud)
+        .data_bits(data_bits)
+        .parity(match s.parity {
+            Parity::None => P::None,
+            Parity::Odd => P::Odd,
+            Parity::Even => P::Even,
+        })
+        .stop_bits(if s.stop_bits == 2 { StopBits::Two } else { StopBits::One })
+        .flow_control(match s.flow_control {
+            FlowControl::None => F::None,
+            FlowControl::Software => F::Software,
+            FlowControl::Hardware => F::Hardware,
+        })
+        .open_native()
+        .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
+    // `open_native` has set TIOCEXCL: nobody else may open the line while we hold it.
+    FdStream::new(port)
+}
+
+/// A non-blocking descriptor driven by tokio's reactor.
+pub struct FdStream<T: AsRawFd> {
+    inner: AsyncFd<T>,
+}
+
+impl<T: AsRawFd> FdStream<T> {
+    pub fn new(inner: T) -> io::Result<Self> {
+        set_nonblocking(inner.as_raw_fd())?;
+        // SAFETY: `inner` owns its descriptor (a `TTYPort` or an `OwnedFd`) and
+        // keeps it open, unchanged, until it is dropped with the `AsyncFd`.
+        let inner = unsafe { AsyncFd::register(inner) }.map_err(|e| e.into_parts().1)?;
+        Ok(FdStream { inner })
+    }
+}
+
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(io::Error::from)?;
+    fcntl(fd, FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK)).map_err(io::Error::from)?;
+    Ok(())
+}
+
+impl<T: AsRawFd + Unpin> AsyncRead for FdStream<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            let mut guard = ready!(self.inner.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            match guard.try_io(|fd| nix::unistd::read(fd.as_raw_fd(), unfilled).map_err(io::Error::from)) {
+                Ok(Ok(n)) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                // A tty whose other end went away reads EIO: that is the end of the link.
+                Ok(Err(e)) if e.raw_os_error() == Some(nix::libc::EIO) => return Poll::Ready(Ok(())),
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+impl<T: AsRawFd + Unpin> AsyncWrite for FdStream<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.inner.poll_write_ready(cx))?;
+            match guard.try_io(|fd| nix::unistd::write(fd, data).map_err(io::Error::from)) {
+                Ok(r) => return Poll::Ready(r),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The USB printer-class node: a plain character device.
+pub struct UsbLink {
+    path: PathBuf,
+    reopen: bool,
+    node: Option<FdStream<OwnedFd>>,
+}
+
+impl UsbLink {
+    fn open(path: PathBuf, reopen: bool) -> io::Result<UsbLink> {
+        let mut l = UsbLink { path, reopen, node: None };
+        l.node = Some(l.open_node()?);
+        Ok(l)
+    }
+
+    fn open_node(&self) -> io::Result<FdStream<OwnedFd>> {
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(&self.path)?;
+        FdStream::new(OwnedFd::from(file))
+    }
+
+    async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let node = match self.node.as_mut() {
+            Some(n) => n,
+            None => self.node.insert(self.open_node()?),
+        };
+        node.write_all(bytes).await?;
+        if self.reopen {
+            // The field quirk: the reply only comes on a fresh open of the node.
+            self.node = None;
+        }
+        Ok(())
+    }
+
+    async fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let node = match self.node.as_mut() {
+            Some(n) => n,
+            None => self.node.insert(self.open_node()?),
+        };
+        node.read(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse() {
+        assert_eq!("tcp://10.0.0.5:9100".parse::<Endpoint>().unwrap(), Endpoint::Tcp("10.0.0.5:9100".into()));
+        assert_eq!("/dev/ttyS0".parse::<Endpoint>().unwrap(), Endpoint::Serial("/dev/ttyS0".into()));
+        assert_eq!("/dev/usb/lp0".parse::<Endpoint>().unwrap(), Endpoint::Usb("/dev/usb/lp0".into()));
+        assert_eq!("usb:///tmp/x".parse::<Endpoint>().unwrap(), Endpoint::Usb("/tmp/x".into()));
+        assert_eq!("serial:///dev/pts/3".parse::<Endpoint>().unwrap(), Endpoint::Serial("/dev/pts/3".into()));
+        for bad in ["tcp://nohost", "tcp://:12", "ttyS0", "ftp://x", "tcp://h:99999"] {
+            assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Wall-clock time as the API writes it (RFC 3339, UTC, milliseconds).
+
+/// Now, as `2024-01-01T12:24:56.121Z`.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
