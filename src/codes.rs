@@ -108,7 +108,10 @@ codes! {
 impl ErrorCode {
     /// The 22 printer and production codes (`PRT_*`, `PRD_*`) the printer link can raise.
     pub fn printer_codes() -> impl Iterator<Item = ErrorCode> {
-        ErrorCode::ALL.iter().copied().filter(|c| c.as_str().starts_with("PRT_") || c.as_str().starts_with("PRD_"))
+        ErrorCode::ALL
+            .iter()
+            .copied()
+            .filter(|c| c.as_str().starts_with("PRT_") || c.as_str().starts_with("PRD_"))
     }
 }
 
@@ -139,7 +142,11 @@ pub struct Fault {
 
 impl Fault {
     pub fn new(code: ErrorCode, reason: impl Into<String>, description: impl Into<String>) -> Self {
-        Fault { code, reason: reason.into(), description: description.into() }
+        Fault {
+            code,
+            reason: reason.into(),
+            description: description.into(),
+        }
     }
 }
 
@@ -165,7 +172,10 @@ mod tests {
     fn codes_round_trip_through_text_and_json() {
         for &c in ErrorCode::ALL {
             assert_eq!(c.as_str().parse::<ErrorCode>().unwrap(), c);
-            assert_eq!(serde_json::to_string(&c).unwrap(), format!("\"{}\"", c.as_str()));
+            assert_eq!(
+                serde_json::to_string(&c).unwrap(),
+                format!("\"{}\"", c.as_str())
+            );
         }
         assert!("PRT_NOPE".parse::<ErrorCode>().is_err());
     }

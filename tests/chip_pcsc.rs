@@ -129,6 +129,15 @@ async fn wait_empty(why: &str) {
     wait_reader(|s| !s.card_present, why).await;
 }
 
+/// Inserts the card off the async threads: a card put back soon after leaving
+/// waits (as a physical one would) before it connects.
+async fn insert(card: &VpcdCard) {
+    let card = card.clone();
+    tokio::task::spawn_blocking(move || card.insert())
+        .await
+        .expect("insert does not panic");
+}
+
 /// Waits until the card has answered at least `apdus` APDUs in all.
 async fn wait_apdus(card: &VpcdCard, apdus: u64) {
     let deadline = Instant::now() + STATE_WAIT;
@@ -162,7 +171,7 @@ async fn chip_personalisation_through_pcscd_and_vpcd() {
     assert!(f.description.contains(READER), "{f}");
 
     // A cooperative card runs the whole script.
-    card.insert();
+    insert(&card).await;
     assert!(
         card.stats().inserted,
         "the virtual card could not connect to vpcd at {VPCD_ADDR}; {SETUP_HINT}"
@@ -208,7 +217,7 @@ async fn chip_personalisation_through_pcscd_and_vpcd() {
     card.remove();
     wait_empty("pcscd did not see the card leave").await;
     card.set_fault(ChipFault::Mute);
-    card.insert();
+    insert(&card).await;
     let f = run(&station(5000), &s)
         .await
         .expect_err("a mute card fails");
@@ -230,7 +239,7 @@ async fn chip_personalisation_through_pcscd_and_vpcd() {
 
     // The chip falls silent in the middle of a script.
     let long = long_script();
-    card.insert();
+    insert(&card).await;
     let before = card.stats().apdus;
     let running = {
         let (station, long) = (station(5000), long.clone());
@@ -263,7 +272,7 @@ async fn chip_personalisation_through_pcscd_and_vpcd() {
     wait_empty("pcscd did not see the mute card leave").await;
 
     // The card leaves in the middle of a script.
-    card.insert();
+    insert(&card).await;
     let before = card.stats().apdus;
     let running = {
         let (station, long) = (station(5000), long.clone());
@@ -280,7 +289,7 @@ async fn chip_personalisation_through_pcscd_and_vpcd() {
     // Insert/remove cycles.
     let before = card.stats();
     for cycle in 1..=5u64 {
-        card.insert();
+        insert(&card).await;
         let report = run(&station(5000), &s)
             .await
             .unwrap_or_else(|f| panic!("cycle {cycle}: {f}"));

@@ -19,12 +19,17 @@ use std::path::{Path, PathBuf};
 /// masks those, so their read-back could not be replayed.
 fn golden_card() -> TestCard {
     let mut card = test_card();
-    card.tracks = vec![Track { number: 3, data: "0112345678=1234=5678901=2812".into() }];
+    card.tracks = vec![Track {
+        number: 3,
+        data: "0112345678=1234=5678901=2812".into(),
+    }];
     card
 }
 
 fn golden_path(model: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("card-{model}.jsonl"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("card-{model}.jsonl"))
 }
 
 /// The session without its timings: what was sent and answered, in order.
@@ -41,7 +46,13 @@ fn lines(t: &Transcript) -> Vec<String> {
 async fn record(model: &'static str) -> Transcript {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("session.jsonl");
-    let rig = rig(Options { model, chip: false, record: Some(path.clone()), ..Options::default() }).await;
+    let rig = rig(Options {
+        model,
+        chip: false,
+        record: Some(path.clone()),
+        ..Options::default()
+    })
+    .await;
     produce_one(&rig, &golden_card(), |_| {}).await.unwrap();
     drop(rig);
     let mut t = Transcript::load(&path).unwrap();
@@ -59,10 +70,15 @@ async fn the_wire_session_of_a_card_matches_the_golden_transcripts() {
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             got.save(&path).unwrap();
         }
-        let want = Transcript::load(&path).unwrap_or_else(|e| panic!("{e}: run with UPDATE_GOLDEN=1 to create it"));
+        let want = Transcript::load(&path)
+            .unwrap_or_else(|e| panic!("{e}: run with UPDATE_GOLDEN=1 to create it"));
         let (got, want) = (lines(&got), lines(&want));
         if got != want {
-            let first = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
+            let first = got
+                .iter()
+                .zip(&want)
+                .position(|(a, b)| a != b)
+                .unwrap_or(got.len().min(want.len()));
             panic!(
                 "{model}: the session differs from {} at line {}:\n  got:  {:?}\n  want: {:?}\n(review, then UPDATE_GOLDEN=1 if intended)",
                 path.display(),
@@ -72,7 +88,10 @@ async fn the_wire_session_of_a_card_matches_the_golden_transcripts() {
             );
         }
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(!text.contains("4000001234567899"), "a golden transcript holds a full PAN");
+        assert!(
+            !text.contains("4000001234567899"),
+            "a golden transcript holds a full PAN"
+        );
     }
 }
 
@@ -84,13 +103,26 @@ async fn the_driver_carries_a_card_through_a_replayed_session() {
         let addr = listener.local_addr().unwrap();
         let device = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
-            replay(&transcript, stream, ReplayOptions { idle: std::time::Duration::from_secs(5), ..Default::default() }).await.unwrap()
+            replay(
+                &transcript,
+                stream,
+                ReplayOptions {
+                    idle: std::time::Duration::from_secs(5),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
         });
         let profile = std::sync::Arc::new(satellite::printer::Profile::load(model, None).unwrap());
-        let mut settings = satellite::printer::LinkSettings::from_profile(satellite::printer::Endpoint::Tcp(addr.to_string()), &profile);
+        let mut settings = satellite::printer::LinkSettings::from_profile(
+            satellite::printer::Endpoint::Tcp(addr.to_string()),
+            &profile,
+        );
         settings.timeouts = test_timeouts(&profile);
         let take = std::time::Duration::from_millis(settings.timeouts.take);
-        let printer = satellite::printer::Printer::new(settings, profile, Default::default(), None, false);
+        let printer =
+            satellite::printer::Printer::new(settings, profile, Default::default(), None, false);
         let card = golden_card();
         let p = &printer;
         async {
@@ -110,6 +142,11 @@ async fn the_driver_carries_a_card_through_a_replayed_session() {
         .unwrap_or_else(|f| panic!("{model}: {f}"));
         drop(printer);
         let report = device.await.unwrap();
-        assert!(report.ok(), "{model}: {}\n{:?}", report.summary(), report.divergences);
+        assert!(
+            report.ok(),
+            "{model}: {}\n{:?}",
+            report.summary(),
+            report.divergences
+        );
     }
 }

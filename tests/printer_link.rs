@@ -11,26 +11,41 @@ use satellite::codes::ErrorCode;
 use satellite::printer::LinkState;
 
 fn no_chip() -> Options {
-    Options { chip: false, ..Options::default() }
+    Options {
+        chip: false,
+        ..Options::default()
+    }
 }
 
 #[tokio::test]
 async fn a_card_runs_over_tcp() {
-    let rig = rig(Options { via: Via::Tcp, ..no_chip() }).await;
+    let rig = rig(Options {
+        via: Via::Tcp,
+        ..no_chip()
+    })
+    .await;
     produce_one(&rig, &test_card(), |_| {}).await.unwrap();
     assert_eq!(rig.sim.state().counters.taken, 1);
 }
 
 #[tokio::test]
 async fn a_card_runs_over_a_usb_printer_node() {
-    let rig = rig(Options { via: Via::UsbNode, ..no_chip() }).await;
+    let rig = rig(Options {
+        via: Via::UsbNode,
+        ..no_chip()
+    })
+    .await;
     produce_one(&rig, &test_card(), |_| {}).await.unwrap();
     assert_eq!(rig.sim.state().counters.taken, 1);
 }
 
 #[tokio::test]
 async fn ack_nack_mode_runs_a_card_and_maps_nack_codes() {
-    let rig = rig(Options { ack_nack: true, ..no_chip() }).await;
+    let rig = rig(Options {
+        ack_nack: true,
+        ..no_chip()
+    })
+    .await;
     produce_one(&rig, &test_card(), |_| {}).await.unwrap();
     rig.sim.raise("cover-open".parse::<Condition>().unwrap());
     let f = rig.printer.insert().await.unwrap_err();
@@ -40,33 +55,55 @@ async fn ack_nack_mode_runs_a_card_and_maps_nack_codes() {
 
 #[tokio::test]
 async fn the_link_comes_back_by_itself_and_a_new_serial_is_reported() {
-    let rig = rig(Options { serial: Some("SN-FIRST".into()), ..no_chip() }).await;
+    let rig = rig(Options {
+        serial: Some("SN-FIRST".into()),
+        ..no_chip()
+    })
+    .await;
     let first = rig.printer.connect().await.unwrap();
     assert_eq!(first.serial, "SN-FIRST");
     let mut status = rig.printer.status();
 
-    rig.sim.raise("unreachable:300".parse::<Condition>().unwrap());
+    rig.sim
+        .raise("unreachable:300".parse::<Condition>().unwrap());
     let f = rig.printer.run(Op::ReadModel).await.unwrap_err();
     assert_eq!(f.code, ErrorCode::PRT_NOT_REACHABLE, "{f}");
     // Nobody calls the printer: the supervisor reconnects on its own.
     wait_connected(&mut status).await;
-    assert!(status.borrow().identity_change.is_none(), "same printer, no identity change");
+    assert!(
+        status.borrow().identity_change.is_none(),
+        "same printer, no identity change"
+    );
 
     // Another printer behind the same link: reported, not ignored.
     rig.sim.set_serial("SN-SECOND");
-    rig.sim.raise("unreachable:300".parse::<Condition>().unwrap());
+    rig.sim
+        .raise("unreachable:300".parse::<Condition>().unwrap());
     let _ = rig.printer.run(Op::ReadModel).await;
     wait_connected(&mut status).await;
-    let change = status.borrow().identity_change.clone().expect("identity change reported");
-    assert_eq!((change.previous.serial.as_str(), change.current.serial.as_str()), ("SN-FIRST", "SN-SECOND"));
+    let change = status
+        .borrow()
+        .identity_change
+        .clone()
+        .expect("identity change reported");
+    assert_eq!(
+        (
+            change.previous.serial.as_str(),
+            change.current.serial.as_str()
+        ),
+        ("SN-FIRST", "SN-SECOND")
+    );
     rig.printer.acknowledge_identity_change();
     assert!(rig.printer.status().borrow().identity_change.is_none());
 }
 
 async fn wait_connected(status: &mut tokio::sync::watch::Receiver<satellite::printer::LinkStatus>) {
-    let ok = tokio::time::timeout(std::time::Duration::from_secs(20), status.wait_for(|s| matches!(s.state, LinkState::Connected { .. })))
-        .await
-        .is_ok();
+    let ok = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        status.wait_for(|s| matches!(s.state, LinkState::Connected { .. })),
+    )
+    .await
+    .is_ok();
     assert!(ok, "the link did not come back: {:?}", status.borrow());
 }
 
@@ -87,12 +124,19 @@ async fn a_late_answer_is_never_taken_for_the_next_one() {
     let rig = rig(no_chip()).await;
     rig.printer.connect().await.unwrap();
     rig.sim.raise("slow:1500".parse::<Condition>().unwrap());
-    let f = rig.printer.run(Op::ReadCounter(Counter::InsertedCards)).await.unwrap_err();
+    let f = rig
+        .printer
+        .run(Op::ReadCounter(Counter::InsertedCards))
+        .await
+        .unwrap_err();
     assert_eq!(f.code, ErrorCode::PRT_TIMEOUT, "{f}");
     rig.sim.clear(None);
     // The counter's answer arrives late; the next command must get its own.
     assert_eq!(rig.printer.run(Op::ReadModel).await.unwrap(), "KM500B");
-    assert_eq!(rig.printer.run(Op::ReadFirmware).await.unwrap(), rig.printer.connect().await.unwrap().firmware);
+    assert_eq!(
+        rig.printer.run(Op::ReadFirmware).await.unwrap(),
+        rig.printer.connect().await.unwrap().firmware
+    );
 }
 
 #[tokio::test]
@@ -105,9 +149,14 @@ async fn the_wrong_model_is_a_setup_error() {
     });
     let dir = tempfile::tempdir().unwrap();
     let path = sim.serve_pty(Some(&dir.path().join("p"))).await.unwrap();
-    let profile = std::sync::Arc::new(satellite::printer::Profile::load("evolis-km500b", None).unwrap());
-    let settings = satellite::printer::LinkSettings::from_profile(satellite::printer::Endpoint::Serial(path), &profile);
-    let printer = satellite::printer::Printer::new(settings, profile, Default::default(), None, false);
+    let profile =
+        std::sync::Arc::new(satellite::printer::Profile::load("evolis-km500b", None).unwrap());
+    let settings = satellite::printer::LinkSettings::from_profile(
+        satellite::printer::Endpoint::Serial(path),
+        &profile,
+    );
+    let printer =
+        satellite::printer::Printer::new(settings, profile, Default::default(), None, false);
     let f = printer.connect().await.unwrap_err();
     assert_eq!(f.code, ErrorCode::PRT_SETUP_ERROR, "{f}");
     assert!(f.description.contains("IE4-EMB"), "{f}");
@@ -133,23 +182,56 @@ fn satellite_bin() -> std::process::Command {
 
 #[test]
 fn cli_status_info_and_raw_against_the_bundled_simulator() {
-    let out = satellite_bin().args(["printer", "status", "--sim", "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = satellite_bin()
+        .args(["printer", "status", "--sim", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ready"], true);
     assert_eq!(v["identity"]["model"], "KM500B");
 
-    let out = satellite_bin().args(["printer", "info", "--sim", "--model", "instant-embosser-ie4"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = satellite_bin()
+        .args([
+            "printer",
+            "info",
+            "--sim",
+            "--model",
+            "instant-embosser-ie4",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("IE4-EMB") && text.contains("emboss yes"), "{text}");
+    assert!(
+        text.contains("IE4-EMB") && text.contains("emboss yes"),
+        "{text}"
+    );
 
-    let out = satellite_bin().args(["printer", "raw", "--sim", "Rse;o", "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = satellite_bin()
+        .args(["printer", "raw", "--sim", "Rse;o", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["sent"], "Rse;o");
 
-    let out = satellite_bin().args(["printer", "status", "--device", "tcp://127.0.0.1:1"]).output().unwrap();
+    let out = satellite_bin()
+        .args(["printer", "status", "--device", "tcp://127.0.0.1:1"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("PRT_NOT_REACHABLE"));
 }

@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub mod inbound;
 pub mod ops;
 pub mod panel;
+pub mod profiles;
 pub mod redact;
 pub mod reply;
 pub mod status;

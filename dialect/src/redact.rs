@@ -14,7 +14,10 @@ pub fn mask_text(text: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if !bytes[i].is_ascii_digit() {
-            let ch = text[i..].chars().next().expect("index is on a char boundary");
+            let ch = text[i..]
+                .chars()
+                .next()
+                .expect("index is on a char boundary");
             out.push(ch);
             i += ch.len_utf8();
             continue;
@@ -25,7 +28,9 @@ pub fn mask_text(text: &str) -> String {
             if bytes[i].is_ascii_digit() {
                 digits += 1;
                 i += 1;
-            } else if matches!(bytes[i], b' ' | b'-') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            } else if matches!(bytes[i], b' ' | b'-')
+                && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
+            {
                 i += 1;
             } else {
                 break;
@@ -99,10 +104,16 @@ mod tests {
     #[test]
     fn masks_numbers_printed_in_groups() {
         assert_eq!(mask_text("4000 0012 3456 7899"), "4000 00** **** 7899");
-        assert_eq!(mask_text("PAN 4000-0012-3456-7899 EXP 12/28"), "PAN 4000-00**-****-7899 EXP 12/28");
+        assert_eq!(
+            mask_text("PAN 4000-0012-3456-7899 EXP 12/28"),
+            "PAN 4000-00**-****-7899 EXP 12/28"
+        );
         // Short groups stay: dates, amounts, counters.
         assert_eq!(mask_text("12 28 2026"), "12 28 2026");
-        assert_eq!(mask_text("CFG=00000175 INF=00000000"), "CFG=00000175 INF=00000000");
+        assert_eq!(
+            mask_text("CFG=00000175 INF=00000000"),
+            "CFG=00000175 INF=00000000"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Printed panels as PNG images, so a person can see what a card got.
 //! K and O are black on white; Y, M and C are drawn in their colour, the
-//! pixel value giving the strength.
+//! pixel value giving the strength. The image shows the card landscape, as a
+//! person holds it: a panel line is one column of the card (see `font`).
 
 use crate::model::PanelImage;
 use dialect::panel::{self, Panel};
@@ -30,17 +31,21 @@ pub fn write_images(
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
         let ink = rgb_of(img.panel);
         let max = bm.levels.max_value().max(1) as u32;
+        // Landscape: image width is the panel's line count, height its line width.
+        let (img_w, img_h) = (geometry.height, geometry.width);
         let mut rgb = Vec::with_capacity(bm.pixels.len() * 3);
-        for &v in &bm.pixels {
-            let a = (v as u32).min(max);
-            for &c in &ink {
-                // White blended towards the ink by the pixel's strength.
-                rgb.push((255 - (255 - c as u32) * a / max) as u8);
+        for row in 0..img_h {
+            for col in 0..img_w {
+                let a = (bm.get(row, col) as u32).min(max);
+                for &c in &ink {
+                    // White blended towards the ink by the pixel's strength.
+                    rgb.push((255 - (255 - c as u32) * a / max) as u8);
+                }
             }
         }
         let path = dir.join(format!("card-{seq}-{}-{}.png", n + 1, img.panel.letter()));
         let file = std::io::BufWriter::new(std::fs::File::create(&path)?);
-        let mut enc = png::Encoder::new(file, geometry.width as u32, geometry.height as u32);
+        let mut enc = png::Encoder::new(file, img_w as u32, img_h as u32);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
         let mut w = enc.write_header().map_err(io::Error::other)?;

@@ -96,12 +96,17 @@ pub fn scale_for_height(height_pt: u32) -> usize {
 
 /// Draws `text` with its top-left corner at (x, y), each font pixel a
 /// `scale` x `scale` square of value 1. What falls outside the bitmap is clipped.
+/// Draws `text` at card coordinates: `x` along the card's long edge (0 to
+/// the panel's line count), `y` along its short edge (0 to the line width),
+/// origin at the top left of the front seen landscape. A panel line runs
+/// across the short edge, so card column `x` is line `x` of the bitmap and
+/// card row `y` is pixel `y` of that line.
 pub fn draw_text(bm: &mut Bitmap, x: usize, y: usize, scale: usize, text: &str) {
     let scale = scale.max(1);
-    let (w, h) = (bm.geometry.width, bm.geometry.height);
+    let (card_w, card_h) = (bm.geometry.height, bm.geometry.width);
     for (i, c) in text.chars().enumerate() {
         let cx = x.saturating_add(i.saturating_mul(CELL_W * scale));
-        if cx >= w || y >= h {
+        if cx >= card_w || y >= card_h {
             break;
         }
         for (row, bits) in glyph(c).iter().enumerate() {
@@ -111,7 +116,8 @@ pub fn draw_text(bm: &mut Bitmap, x: usize, y: usize, scale: usize, text: &str) 
                 }
                 for dy in 0..scale {
                     for dx in 0..scale {
-                        bm.set(cx + col * scale + dx, y + row * scale + dy, 1);
+                        // Card (column, row) is bitmap (pixel = row, line = column).
+                        bm.set(y + row * scale + dy, cx + col * scale + dx, 1);
                     }
                 }
             }
@@ -135,8 +141,16 @@ mod tests {
         // 'I' has 3 + 1 + 1 + 1 + 1 + 1 + 3 pixels.
         assert_eq!(bm.inked(), 11);
         let mut bm = Bitmap::blank(g, Levels::Two);
-        draw_text(&mut bm, 30, 15, 3, "WWWWWWWWWWWW");
+        // Card coordinates: x runs along the 20 lines, y along the 40-pixel lines.
+        draw_text(&mut bm, 15, 30, 3, "WWWWWWWWWWWW");
         assert!(bm.inked() > 0);
+        let mut beyond = Bitmap::blank(g, Levels::Two);
+        draw_text(&mut beyond, 20, 0, 1, "W");
+        assert_eq!(
+            beyond.inked(),
+            0,
+            "x beyond the card's long edge draws nothing"
+        );
         draw_text(&mut bm, usize::MAX, usize::MAX, 40, "X");
         assert_eq!(scale_for_height(12), 6);
         assert_eq!(scale_for_height(1), 1);

@@ -6,24 +6,13 @@
 //! another file in its own directory or one of the embedded profiles.
 
 use dialect::panel::Geometry;
+use dialect::profiles;
 use std::path::Path;
 use toml::{Table, Value};
 
-/// The profiles shipped in `hardware/`, by id.
-const EMBEDDED: &[(&str, &str)] = &[
-    (
-        "evolis-km500b",
-        include_str!("../../hardware/evolis-km500b.toml"),
-    ),
-    (
-        "instant-embosser-ie4",
-        include_str!("../../hardware/instant-embosser-ie4.toml"),
-    ),
-];
-
 /// Ids of the embedded profiles.
 pub fn embedded_ids() -> Vec<&'static str> {
-    EMBEDDED.iter().map(|(id, _)| *id).collect()
+    profiles::embedded_ids().collect()
 }
 
 /// What the simulated printer is, as its profile describes it.
@@ -50,43 +39,33 @@ pub struct Profile {
     pub ack_nack_bit: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProfileError {
-    #[error("no profile with id {0:?} (embedded: {1})")]
-    Unknown(String, String),
-    #[error("profile {0}: {1}")]
-    Invalid(String, String),
-    #[error("profile {0}: cannot read: {1}")]
-    Io(String, String),
-    #[error("profile {0}: `extends` chain loops")]
-    Loop(String),
-}
+pub use dialect::profiles::ProfileError;
 
 impl Profile {
     /// An embedded profile by id.
     pub fn embedded(id: &str) -> Result<Profile, ProfileError> {
-        let table = resolve_embedded(id, 0)?;
-        Profile::from_table(id, &table)
+        let r = profiles::resolve(id, None)?;
+        Profile::from_table(&r.source, &r.table)
     }
 
     /// A profile file; `extends` looks in the file's directory first, then
     /// among the embedded profiles.
     pub fn from_path(path: &Path) -> Result<Profile, ProfileError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ProfileError::Io(shown.clone(), e.to_string()))?;
-        let table = resolve_text(&shown, &text, path.parent(), 0)?;
-        Profile::from_table(&shown, &table)
+        let r = profiles::resolve(&path.display().to_string(), None)?;
+        Profile::from_table(&r.source, &r.table)
     }
 
     /// A profile from its text (`extends` resolves among the embedded profiles).
     pub fn from_toml_str(name: &str, text: &str) -> Result<Profile, ProfileError> {
-        let table = resolve_text(name, text, None, 0)?;
-        Profile::from_table(name, &table)
+        let r = profiles::resolve_text(name, text, None)?;
+        Profile::from_table(name, &r.table)
     }
 
     fn from_table(name: &str, t: &Table) -> Result<Profile, ProfileError> {
-        let bad = |what: String| ProfileError::Invalid(name.to_string(), what);
+        let bad = |what: String| ProfileError::Invalid {
+            source_name: name.to_string(),
+            message: what,
+        };
         let model = t
             .get("model")
             .and_then(Value::as_table)
@@ -182,65 +161,6 @@ impl Profile {
     }
 }
 
-const MAX_DEPTH: usize = 8;
-
-fn resolve_embedded(id: &str, depth: usize) -> Result<Table, ProfileError> {
-    let Some((_, text)) = EMBEDDED.iter().find(|(i, _)| *i == id) else {
-        return Err(ProfileError::Unknown(
-            id.to_string(),
-            embedded_ids().join(", "),
-        ));
-    };
-    resolve_text(id, text, None, depth)
-}
-
-fn resolve_text(
-    name: &str,
-    text: &str,
-    dir: Option<&Path>,
-    depth: usize,
-) -> Result<Table, ProfileError> {
-    if depth > MAX_DEPTH {
-        return Err(ProfileError::Loop(name.to_string()));
-    }
-    let table: Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| ProfileError::Invalid(name.to_string(), e.to_string()))?;
-    let Some(parent_id) = table
-        .get("extends")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-    else {
-        return Ok(table);
-    };
-    let parent = match dir.map(|d| d.join(format!("{parent_id}.toml"))) {
-        Some(p) if p.is_file() => {
-            let shown = p.display().to_string();
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| ProfileError::Io(shown.clone(), e.to_string()))?;
-            resolve_text(&shown, &text, dir, depth + 1)?
-        }
-        _ => resolve_embedded(&parent_id, depth + 1)?,
-    };
-    Ok(merge(parent, table))
-}
-
-/// Tables merge key by key; anything else in the child replaces the parent's.
-/// (Rule arrays such as `[[flag]]` are the driver's business, not read here.)
-fn merge(mut parent: Table, child: Table) -> Table {
-    for (k, v) in child {
-        match (parent.remove(&k), v) {
-            (Some(Value::Table(p)), Value::Table(c)) => {
-                parent.insert(k, Value::Table(merge(p, c)));
-            }
-            (_, v) => {
-                parent.insert(k, v);
-            }
-        }
-    }
-    parent
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,7 +189,7 @@ mod tests {
         assert_eq!(ie.emboss_line_chars, vec![19, 27, 27, 27]);
         assert!(matches!(
             Profile::embedded("nope"),
-            Err(ProfileError::Unknown(..))
+            Err(ProfileError::Unknown { .. })
         ));
     }
 

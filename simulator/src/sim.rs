@@ -220,16 +220,21 @@ impl Simulator {
     fn apply(&self, effects: Vec<Effect>) {
         for e in effects {
             match e {
+                // The chip may block on its socket (up to ~0.7 s while pcscd
+                // notices a card change): never on the caller's thread.
                 Effect::ChipInsert { .. } => {
-                    if let Some(chip) = &self.inner.chip {
-                        chip.insert();
+                    if let Some(chip) = self.inner.chip.clone() {
+                        self.inner.runtime.spawn_blocking(move || chip.insert());
                     }
                 }
                 Effect::ChipRemove { card } => {
-                    if let Some(chip) = &self.inner.chip {
-                        chip.remove();
-                        let stats = chip.stats();
-                        self.printer().set_card_chip(card, stats);
+                    if let Some(chip) = self.inner.chip.clone() {
+                        let sim = self.clone();
+                        self.inner.runtime.spawn_blocking(move || {
+                            chip.remove();
+                            let stats = chip.stats();
+                            sim.printer().set_card_chip(card, stats);
+                        });
                     }
                 }
                 Effect::ChipFault(f) => {

@@ -42,6 +42,14 @@ pub struct ApduStep {
     pub expect_sw: Vec<u16>,
 }
 
+impl Drop for ApduStep {
+    // Scripts are card data: every copy is wiped when it goes, the copies made
+    // for the blocking PC/SC task included.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.command);
+    }
+}
+
 impl fmt::Debug for ApduStep {
     // Scripts are card data: never print their bytes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

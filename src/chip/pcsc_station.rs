@@ -5,8 +5,9 @@
 //! reader driver, and vpcd waits for its virtual card without limit). The
 //! session reports each phase with its time budget through a watch channel; the
 //! supervisor answers with a fault when a budget runs out, and marks the
-//! session abandoned: the blocking task stops at the next step and resets the
-//! card once pcscd answers.
+//! session abandoned: the blocking task stops at the next step and lets the
+//! card go once pcscd answers. Until then it may hold the reader: later faults
+//! say so.
 
 use super::faults::{self, LinkError};
 use super::run::{run_script, CardChannel};
@@ -16,7 +17,7 @@ use pcsc::{
     Card, Context, Disposition, Error as PcscError, Protocols, ReaderState, Scope, ShareMode, State,
 };
 use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -45,19 +46,67 @@ struct Progress {
     budget: Duration,
 }
 
+/// Abandoned sessions whose blocking task has not returned yet (may dip below
+/// zero for a moment).
+static STUCK_SESSIONS: AtomicIsize = AtomicIsize::new(0);
+
+/// A note for faults that a stuck session may explain.
+fn stuck_note() -> &'static str {
+    if STUCK_SESSIONS.load(Ordering::SeqCst) > 0 {
+        "; an earlier chip session of the agent is still blocked on the reader (restart pcscd if this persists)"
+    } else {
+        ""
+    }
+}
+
+const RUNNING: u8 = 0;
+const ABANDONED: u8 = 1;
+const FINISHED: u8 = 2;
+
+/// Whether a session runs, was given up by its supervisor, or has ended.
+#[derive(Clone, Default)]
+struct Fate(Arc<AtomicU8>);
+
+impl Fate {
+    /// The supervisor gives up (unless the session has just ended).
+    fn abandon(&self) {
+        let given_up =
+            self.0
+                .compare_exchange(RUNNING, ABANDONED, Ordering::SeqCst, Ordering::SeqCst);
+        if given_up.is_ok() {
+            STUCK_SESSIONS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    fn abandoned(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == ABANDONED
+    }
+    fn finish(&self) {
+        if self.0.swap(FINISHED, Ordering::SeqCst) == ABANDONED {
+            STUCK_SESSIONS.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
 /// The blocking side's link to its supervisor.
 struct Reporter {
     tx: watch::Sender<Progress>,
-    abandoned: Arc<AtomicBool>,
+    fate: Fate,
+}
+
+impl Drop for Reporter {
+    // The blocking task ends.
+    fn drop(&mut self) {
+        self.fate.finish();
+    }
 }
 
 impl Reporter {
     fn set(&self, phase: Phase, budget: Duration) {
-        // No receiver: the supervisor has gone, `abandoned` says so.
+        // No receiver: the supervisor has gone, `fate` says so.
         let _ = self.tx.send(Progress { phase, budget });
     }
     fn abandoned(&self) -> bool {
-        self.abandoned.load(Ordering::SeqCst)
+        self.fate.abandoned()
     }
 }
 
@@ -82,10 +131,10 @@ pub(super) async fn personalise(
         phase: Phase::Starting,
         budget: apdu_timeout,
     });
-    let abandoned = Arc::new(AtomicBool::new(false));
+    let fate = Fate::default();
     let reporter = Reporter {
         tx,
-        abandoned: abandoned.clone(),
+        fate: fate.clone(),
     };
     let (cfg, owned_script) = (config.clone(), script.clone());
     let mut task = tokio::task::spawn_blocking(move || session(&cfg, &owned_script, &reporter));
@@ -101,8 +150,8 @@ pub(super) async fn personalise(
                 }
             }
             () = tokio::time::sleep(progress.budget) => {
-                abandoned.store(true, Ordering::SeqCst);
                 let fault = timeout_fault(progress, total);
+                fate.abandon();
                 tracing::warn!(code = %fault.code, description = %fault.description, "chip session abandoned");
                 return Err(fault);
             }
@@ -112,7 +161,7 @@ pub(super) async fn personalise(
 
 fn timeout_fault(progress: Progress, total: usize) -> Fault {
     let ms = millis(progress.budget);
-    match progress.phase {
+    let mut fault = match progress.phase {
         Phase::Starting => faults::service_missing(&format!(
             "the smart-card service (pcscd) did not answer within {ms} ms"
         )),
@@ -123,7 +172,11 @@ fn timeout_fault(progress: Progress, total: usize) -> Fault {
         Phase::Step(n) => faults::chip_error(format!(
             "chip did not answer within {ms} ms at step {n} of {total}"
         )),
+    };
+    if !matches!(progress.phase, Phase::Step(_)) {
+        fault.description.push_str(stuck_note());
     }
+    fault
 }
 
 fn join_fault(e: tokio::task::JoinError) -> Fault {
@@ -376,7 +429,9 @@ fn open_card(
             Err(PcscError::SharingViolation) => {
                 if Instant::now() >= deadline {
                     tracing::warn!(reader = %name, "the reader stays in use by another program");
-                    return Err(faults::reader_busy(name, config.card_wait_ms));
+                    let mut fault = faults::reader_busy(name, config.card_wait_ms);
+                    fault.description.push_str(stuck_note());
+                    return Err(fault);
                 }
                 std::thread::sleep(BUSY_RETRY);
             }
@@ -553,10 +608,10 @@ mod tests {
             timeout_fault(p(Phase::Step(3)), 12).description,
             "chip did not answer within 5000 ms at step 3 of 12"
         );
-        assert_eq!(
-            timeout_fault(p(Phase::Connecting), 12).description,
-            "chip did not answer to reset (no answer within 5000 ms)"
-        );
+        // (Another test may count a stuck session meanwhile: prefix only.)
+        assert!(timeout_fault(p(Phase::Connecting), 12)
+            .description
+            .starts_with("chip did not answer to reset (no answer within 5000 ms)"));
         assert_eq!(
             timeout_fault(p(Phase::Starting), 12).reason,
             "smart-card-service-missing"
@@ -565,6 +620,25 @@ mod tests {
             timeout_fault(p(Phase::Waiting), 12).code,
             ErrorCode::PRT_SETUP_ERROR
         );
+    }
+
+    #[test]
+    fn stuck_sessions_are_counted_until_they_end() {
+        let before = STUCK_SESSIONS.load(Ordering::SeqCst);
+        // Given up, then ends: counted in between.
+        let fate = Fate::default();
+        fate.abandon();
+        assert!(fate.abandoned());
+        assert_eq!(STUCK_SESSIONS.load(Ordering::SeqCst), before + 1);
+        assert!(stuck_note().contains("still blocked"));
+        fate.finish();
+        assert_eq!(STUCK_SESSIONS.load(Ordering::SeqCst), before);
+        // Ended just before the supervisor gave up: never counted.
+        let fate = Fate::default();
+        fate.finish();
+        fate.abandon();
+        assert!(!fate.abandoned());
+        assert_eq!(STUCK_SESSIONS.load(Ordering::SeqCst), before);
     }
 
     #[tokio::test]

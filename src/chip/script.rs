@@ -455,7 +455,7 @@ mod tests {
             Ok(ApduCase::Case2 { extended: true })
         );
         let mut ext3 = with(&[0x00, 0x01, 0x00]);
-        ext3.extend(std::iter::repeat(7).take(256));
+        ext3.extend([7u8; 256]);
         assert_eq!(
             apdu_case(&ext3),
             Ok(ApduCase::Case3 {

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "satellite", version, about = "Card-issuing kiosk agent: drives the card printer and reports production status")]
+#[command(
+    name = "satellite",
+    version,
+    about = "Card-issuing kiosk agent: drives the card printer and reports production status"
+)]
 pub struct Cli {
     /// More log output (-v, -vv); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]

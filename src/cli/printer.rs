@@ -15,7 +15,12 @@ use std::sync::Arc;
 #[derive(Debug, Args)]
 pub struct Target {
     /// The printer: /dev/ttyS0, serial://PATH, usb:///dev/usb/lp0 or tcp://HOST:PORT.
-    #[arg(long, short = 'd', required_unless_present = "sim", conflicts_with = "sim")]
+    #[arg(
+        long,
+        short = 'd',
+        required_unless_present = "sim",
+        conflicts_with = "sim"
+    )]
     device: Option<String>,
     /// Printer model profile: an id (evolis-km500b, instant-embosser-ie4) or a .toml path.
     #[arg(long, short = 'm', default_value = "evolis-km500b")]
@@ -55,7 +60,9 @@ pub enum PrinterCommand {
 
 pub async fn run(cmd: PrinterCommand) -> ExitCode {
     let target = match &cmd {
-        PrinterCommand::Info(t) | PrinterCommand::Status(t) | PrinterCommand::Raw { target: t, .. } => t,
+        PrinterCommand::Info(t)
+        | PrinterCommand::Status(t)
+        | PrinterCommand::Raw { target: t, .. } => t,
     };
     let json = target.json;
     let (printer, endpoint, _sim) = match open(target).await {
@@ -100,7 +107,10 @@ pub async fn run(cmd: PrinterCommand) -> ExitCode {
                 }
             };
             let shown = cmd.display_redacted();
-            match printer.with_conn(move |c| Box::pin(async move { c.raw(cmd).await.map(Ok::<_, Fault>) })).await {
+            match printer
+                .with_conn(move |c| Box::pin(async move { c.raw(cmd).await.map(Ok::<_, Fault>) }))
+                .await
+            {
                 Ok((reply, fault)) => {
                     render::raw(&shown, &reply, fault.as_ref(), json);
                     ExitCode::SUCCESS
@@ -116,15 +126,26 @@ pub async fn run(cmd: PrinterCommand) -> ExitCode {
 
 /// Opens the target: the device named, or a simulator of the model started here.
 async fn open(t: &Target) -> Result<(Printer, Endpoint, Option<printer_sim::Simulator>), String> {
-    let profile = Arc::new(Profile::load(&t.model, t.hardware_dir.as_deref()).map_err(|e| e.to_string())?);
+    let profile =
+        Arc::new(Profile::load(&t.model, t.hardware_dir.as_deref()).map_err(|e| e.to_string())?);
     let (endpoint, sim) = if t.sim {
-        let mut config = printer_sim::SimConfig::for_model(&profile.model.id).map_err(|e| format!("simulator: {e}"))?;
+        let mut config = printer_sim::SimConfig::for_model(&profile.model.id)
+            .map_err(|e| format!("simulator: {e}"))?;
         config.speed = 0.0;
         let sim = printer_sim::Simulator::new(config);
-        let path = sim.serve_pty(None).await.map_err(|e| format!("simulator: {e}"))?;
+        let path = sim
+            .serve_pty(None)
+            .await
+            .map_err(|e| format!("simulator: {e}"))?;
         (Endpoint::Serial(path), Some(sim))
     } else {
-        (t.device.as_deref().unwrap_or_default().parse::<Endpoint>()?, None)
+        (
+            t.device
+                .as_deref()
+                .unwrap_or_default()
+                .parse::<Endpoint>()?,
+            None,
+        )
     };
     let mut settings = LinkSettings::from_profile(endpoint.clone(), &profile);
     settings.ack_nack = t.ack_nack;
@@ -137,7 +158,10 @@ async fn open(t: &Target) -> Result<(Printer, Endpoint, Option<printer_sim::Simu
 
 /// `Rse;o` -> Command { Rse, [o] }. Binary payloads cannot be typed here.
 fn parse_raw(text: &str) -> Result<dialect::Command, String> {
-    let text = text.trim().trim_start_matches('\u{1b}').trim_end_matches('\r');
+    let text = text
+        .trim()
+        .trim_start_matches('\u{1b}')
+        .trim_end_matches('\r');
     let mut parts = text.split(';');
     let mnemonic = parts.next().unwrap_or_default();
     let mut c = dialect::Command::new(mnemonic);
@@ -147,7 +171,6 @@ fn parse_raw(text: &str) -> Result<dialect::Command, String> {
     c.to_bytes().map_err(|e| format!("{text:?}: {e}"))?;
     Ok(c)
 }
-
 
 #[cfg(test)]
 mod tests {

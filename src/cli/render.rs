@@ -6,9 +6,18 @@ use crate::printer::{Endpoint, Identity, Profile};
 
 pub fn fault_out(f: &Fault, json: bool) {
     if json {
-        println!("{}", serde_json::json!({ "error": { "code": f.code, "reason": f.reason, "description": f.description } }));
+        println!(
+            "{}",
+            serde_json::json!({ "error": { "code": f.code, "reason": f.reason, "description": f.description } })
+        );
     } else {
-        eprintln!("error: {} ({})\n  {}\n  {}", f.code, f.reason, f.code.description(), f.description);
+        eprintln!(
+            "error: {} ({})\n  {}\n  {}",
+            f.code,
+            f.reason,
+            f.code.description(),
+            f.description
+        );
         if let Some(hint) = hint(f) {
             eprintln!("  hint: {hint}");
         }
@@ -46,9 +55,15 @@ pub fn info(id: &Identity, p: &Profile, endpoint: &Endpoint, json: bool) {
         println!("{v:#}");
         return;
     }
-    println!("Printer    {}  serial {}  firmware {}", id.model, id.serial, id.firmware);
+    println!(
+        "Printer    {}  serial {}  firmware {}",
+        id.model, id.serial, id.firmware
+    );
     println!("Link       {endpoint}");
-    println!("Profile    {} ({})  from {}", p.model.id, p.model.name, p.source);
+    println!(
+        "Profile    {} ({})  from {}",
+        p.model.id, p.model.name, p.source
+    );
     let yes = |b: bool| if b { "yes" } else { "no" };
     println!(
         "Options    feeders {}, magnetic {}, smart station {}, contactless {}, emboss {}, bezel {}, reject box {}, lock {}",
@@ -62,7 +77,10 @@ pub fn info(id: &Identity, p: &Profile, endpoint: &Endpoint, json: bool) {
         yes(c.lock)
     );
     println!("Ribbons    {}", c.ribbons.join(", "));
-    println!("Panel      {} x {} pixels", p.geometry.width, p.geometry.height);
+    println!(
+        "Panel      {} x {} pixels",
+        p.geometry.width, p.geometry.height
+    );
 }
 
 pub fn snapshot(s: &Snapshot, endpoint: &Endpoint, json: bool) {
@@ -74,41 +92,95 @@ pub fn snapshot(s: &Snapshot, endpoint: &Endpoint, json: bool) {
         return;
     }
     if let Some(id) = &s.identity {
-        println!("Printer    {}  serial {}  ({})", id.model, id.serial, endpoint);
+        println!(
+            "Printer    {}  serial {}  ({})",
+            id.model, id.serial, endpoint
+        );
     }
     if s.ready() {
         println!("Ready      yes");
     } else {
         println!("Ready      NO");
         for f in &s.faults {
-            println!("  {:<32} {} ({})", f.code.as_str(), f.code.description(), f.reason);
+            println!(
+                "  {:<32} {} ({})",
+                f.code.as_str(),
+                f.code.description(),
+                f.reason
+            );
         }
     }
-    let warnings: Vec<_> = s.flags.iter().filter(|f| f.severity == crate::codes::Severity::Warning).map(|f| format!("{} ({})", f.name, f.reason)).collect();
+    let warnings: Vec<_> = s
+        .flags
+        .iter()
+        .filter(|f| f.severity == crate::codes::Severity::Warning)
+        .map(|f| format!("{} ({})", f.name, f.reason))
+        .collect();
     if !warnings.is_empty() {
         println!("Warnings   {}", warnings.join(", "));
     }
     let feeders: Vec<_> = s
         .feeders
         .iter()
-        .map(|f| format!("{}: {}", f.feeder, if f.empty { "empty" } else if f.near_empty { "near empty" } else { "ok" }))
+        .map(|f| {
+            format!(
+                "{}: {}",
+                f.feeder,
+                if f.empty {
+                    "empty"
+                } else if f.near_empty {
+                    "near empty"
+                } else {
+                    "ok"
+                }
+            )
+        })
         .collect();
     println!("Feeders    {}", feeders.join(", "));
-    println!("Card       {}", s.card_position.as_deref().map(describe_position).unwrap_or("unknown"));
+    println!(
+        "Card       {}",
+        s.card_position
+            .as_deref()
+            .map(describe_position)
+            .unwrap_or("unknown")
+    );
     println!(
         "Ribbon     {}{}",
         s.ribbon.as_deref().unwrap_or("unknown"),
-        s.ribbon_cards_left.map(|n| format!(", about {n} cards left")).unwrap_or_default()
+        s.ribbon_cards_left
+            .map(|n| format!(", about {n} cards left"))
+            .unwrap_or_default()
     );
-    println!("Cleaning   {}", match s.cleaning_due { Some(true) => "due", Some(false) => "not due", None => "unknown" });
-    println!("Reject box {}", match s.reject_box_full { Some(true) => "FULL", Some(false) => "ok", None => "unknown" });
+    println!(
+        "Cleaning   {}",
+        match s.cleaning_due {
+            Some(true) => "due",
+            Some(false) => "not due",
+            None => "unknown",
+        }
+    );
+    println!(
+        "Reject box {}",
+        match s.reject_box_full {
+            Some(true) => "FULL",
+            Some(false) => "ok",
+            None => "unknown",
+        }
+    );
     if let Some(w) = &s.status_words {
         println!("Status     {w}");
     }
     if !s.unknown_bits.is_empty() {
-        println!("Unknown    {} (not in the profile)", s.unknown_bits.join(", "));
+        println!(
+            "Unknown    {} (not in the profile)",
+            s.unknown_bits.join(", ")
+        );
     }
-    let sensors: Vec<_> = s.sensors.iter().map(|(k, v)| format!("{k} {v:.2} V")).collect();
+    let sensors: Vec<_> = s
+        .sensors
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.2} V"))
+        .collect();
     println!("Sensors    {}", sensors.join(", "));
     let counters: Vec<_> = s.counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
     println!("Counters   {}", counters.join(", "));
@@ -129,7 +201,10 @@ fn describe_position(p: &str) -> &'static str {
 
 pub fn raw(sent: &str, reply: &str, fault: Option<&Fault>, json: bool) {
     if json {
-        println!("{}", serde_json::json!({ "sent": sent, "reply": dialect::redact::mask_text(reply), "fault": fault }));
+        println!(
+            "{}",
+            serde_json::json!({ "sent": sent, "reply": dialect::redact::mask_text(reply), "fault": fault })
+        );
         return;
     }
     println!("> {sent}");

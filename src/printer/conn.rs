@@ -33,8 +33,12 @@ pub enum LinkError {
 impl LinkError {
     pub fn to_fault(&self) -> Fault {
         match self {
-            LinkError::NotReachable(d) => Fault::new(ErrorCode::PRT_NOT_REACHABLE, "offline", d.clone()),
-            LinkError::Timeout { .. } => Fault::new(ErrorCode::PRT_TIMEOUT, "timed-out", self.to_string()),
+            LinkError::NotReachable(d) => {
+                Fault::new(ErrorCode::PRT_NOT_REACHABLE, "offline", d.clone())
+            }
+            LinkError::Timeout { .. } => {
+                Fault::new(ErrorCode::PRT_TIMEOUT, "timed-out", self.to_string())
+            }
             LinkError::Garbled(f) => f.clone(),
         }
     }
@@ -61,7 +65,12 @@ pub struct LinkSettings {
 
 impl LinkSettings {
     pub fn from_profile(endpoint: Endpoint, profile: &Profile) -> Self {
-        LinkSettings { endpoint, serial: SerialSettings::from_profile(&profile.link), ack_nack: false, timeouts: profile.timeouts.clone() }
+        LinkSettings {
+            endpoint,
+            serial: SerialSettings::from_profile(&profile.link),
+            ack_nack: false,
+            timeouts: profile.timeouts.clone(),
+        }
     }
 }
 
@@ -89,22 +98,42 @@ const RESYNC_SKIP: usize = 16;
 impl Connection {
     /// Opens the link and performs the handshake: host error management, then
     /// identity, checked against the profile.
-    pub async fn open(settings: &LinkSettings, profile: Arc<Profile>) -> Outcome<(Connection, Identity)> {
+    pub async fn open(
+        settings: &LinkSettings,
+        profile: Arc<Profile>,
+    ) -> Outcome<(Connection, Identity)> {
         let usb = matches!(settings.endpoint, super::transport::Endpoint::Usb(_));
-        let link = Link::open(&settings.endpoint, &settings.serial, profile.link.usb_reopen_before_read)
-            .await
-            .map_err(|e| LinkError::NotReachable(format!("cannot open {}: {e}", settings.endpoint)))?;
+        let link = Link::open(
+            &settings.endpoint,
+            &settings.serial,
+            profile.link.usb_reopen_before_read,
+        )
+        .await
+        .map_err(|e| LinkError::NotReachable(format!("cannot open {}: {e}", settings.endpoint)))?;
         Self::handshake(link, usb, settings, profile).await
     }
 
     /// The handshake over an already open link (in-process tests use this).
-    pub async fn handshake(link: Link, usb: bool, settings: &LinkSettings, profile: Arc<Profile>) -> Outcome<(Connection, Identity)> {
-        let terminator = if usb { profile.link.usb_reply_terminator } else { profile.link.reply_terminator };
+    pub async fn handshake(
+        link: Link,
+        usb: bool,
+        settings: &LinkSettings,
+        profile: Arc<Profile>,
+    ) -> Outcome<(Connection, Identity)> {
+        let terminator = if usb {
+            profile.link.usb_reply_terminator
+        } else {
+            profile.link.reply_terminator
+        };
         let mut c = Connection {
             link,
             // ACK/NACK decoding is on from the start when asked for: the reply to
             // `Pem` itself may already come as an ACK.
-            codec: ReplyCodec::new(terminator.to_dialect(), settings.ack_nack, profile.link.max_reply_bytes),
+            codec: ReplyCodec::new(
+                terminator.to_dialect(),
+                settings.ack_nack,
+                profile.link.max_reply_bytes,
+            ),
             buf: BytesMut::with_capacity(4096),
             profile,
             timeouts: settings.timeouts.clone(),
@@ -115,12 +144,20 @@ impl Connection {
             status_supported: None,
             probes_pending: 0,
         };
-        let mode = c.profile.link.host_error_mode | if settings.ack_nack { c.profile.link.ack_nack_bit } else { 0 };
+        let mode = c.profile.link.host_error_mode
+            | if settings.ack_nack {
+                c.profile.link.ack_nack_bit
+            } else {
+                0
+            };
         if let Err(f) = c.run(&Op::SetErrorMode(mode)).await? {
             return Ok(Err(Fault::new(
                 ErrorCode::PRT_SETUP_ERROR,
                 "setup",
-                format!("the printer refused host error management (Pem;{mode}): {}", f.description),
+                format!(
+                    "the printer refused host error management (Pem;{mode}): {}",
+                    f.description
+                ),
             )));
         }
         let model = match c.run(&Op::ReadModel).await? {
@@ -136,14 +173,24 @@ impl Connection {
         }
         let serial = match c.run(&Op::ReadSerial).await? {
             Ok(s) if !s.is_empty() => s,
-            Ok(_) => return Ok(Err(Fault::new(ErrorCode::PRT_SETUP_ERROR, "setup", "the printer answered an empty serial number"))),
+            Ok(_) => {
+                return Ok(Err(Fault::new(
+                    ErrorCode::PRT_SETUP_ERROR,
+                    "setup",
+                    "the printer answered an empty serial number",
+                )))
+            }
             Err(f) => return Ok(Err(f)),
         };
         let firmware = match c.run(&Op::ReadFirmware).await? {
             Ok(f) => f,
             Err(f) => return Ok(Err(f)),
         };
-        let id = Identity { model, serial, firmware };
+        let id = Identity {
+            model,
+            serial,
+            firmware,
+        };
         c.identity = Some(id.clone());
         Ok(Ok((c, id)))
     }
@@ -159,13 +206,22 @@ impl Connection {
     /// Sends one operation and returns its reply as the printer sent it.
     pub async fn exchange(&mut self, op: &Op) -> Result<Reply, LinkError> {
         let command = op.command();
-        let bytes = command.to_bytes().map_err(|e| LinkError::Garbled(Fault::new(ErrorCode::PRD_UNEXPECTED_DATA, "other", format!("{}: {e}", op.name()))))?;
+        let bytes = command.to_bytes().map_err(|e| {
+            LinkError::Garbled(Fault::new(
+                ErrorCode::PRD_UNEXPECTED_DATA,
+                "other",
+                format!("{}: {e}", op.name()),
+            ))
+        })?;
         let timeout = self.timeouts.for_class(op.timeout_class());
         if self.out_of_step || !self.buf.is_empty() {
             self.resync().await?;
         }
         tracing::trace!(op = %op.name(), "send");
-        self.link.send(&bytes).await.map_err(|e| LinkError::NotReachable(format!("{}: write failed: {e}", op.name())))?;
+        self.link
+            .send(&bytes)
+            .await
+            .map_err(|e| LinkError::NotReachable(format!("{}: write failed: {e}", op.name())))?;
         match self.read_reply(Instant::now() + timeout).await {
             Ok(r) => {
                 if matches!(r, Reply::Malformed { .. }) {
@@ -175,7 +231,10 @@ impl Connection {
             }
             Err(LinkError::Timeout { .. }) => {
                 self.out_of_step = true;
-                Err(LinkError::Timeout { op: op.name(), after: timeout })
+                Err(LinkError::Timeout {
+                    op: op.name(),
+                    after: timeout,
+                })
             }
             Err(e) => Err(e),
         }
@@ -186,15 +245,40 @@ impl Connection {
         let reply = self.exchange(op).await?;
         match faults::classify(reply, op.expects(), &self.profile) {
             Classified::Success(t) => Ok(Ok(t)),
-            Classified::Garbled { raw, why } => Err(LinkError::Garbled(faults::garbled(&op.name(), &raw, &why, op.is_sensitive()))),
+            Classified::Garbled { raw, why } => Err(LinkError::Garbled(faults::garbled(
+                &op.name(),
+                &raw,
+                &why,
+                op.is_sensitive(),
+            ))),
             Classified::Failure(native) => Ok(Err(self.explain(op, &native).await?)),
         }
     }
 
+    /// Runs operations in order, stopping at the first refusal.
+    pub async fn run_all(&mut self, ops: impl IntoIterator<Item = Op>) -> Outcome<()> {
+        for op in ops {
+            if let Err(f) = self.run(&op).await? {
+                return Ok(Err(f));
+            }
+        }
+        Ok(Ok(()))
+    }
+
     /// Maps a refusal, reading the status words when they can say more.
     async fn explain(&mut self, op: &Op, native: &Native) -> Result<Fault, LinkError> {
-        let status = if faults::wants_status(&self.profile, native) { self.read_status().await?.ok() } else { None };
-        let fault = faults::map_failure(&self.profile, &op.name(), native, status.as_ref(), op.is_sensitive());
+        let status = if faults::wants_status(&self.profile, native) {
+            self.read_status().await?.ok()
+        } else {
+            None
+        };
+        let fault = faults::map_failure(
+            &self.profile,
+            &op.name(),
+            native,
+            status.as_ref(),
+            op.is_sensitive(),
+        );
         tracing::debug!(op = %op.name(), code = %fault.code, reason = %fault.reason, "printer refused");
         Ok(fault)
     }
@@ -203,7 +287,11 @@ impl Connection {
     /// answers it with something that is not status words.
     pub async fn read_status(&mut self) -> Result<Result<StatusWords, Fault>, LinkError> {
         if self.status_supported == Some(false) {
-            return Ok(Err(Fault::new(ErrorCode::PRT_SETUP_ERROR, "unsupported", "this printer does not answer Rst")));
+            return Ok(Err(Fault::new(
+                ErrorCode::PRT_SETUP_ERROR,
+                "unsupported",
+                "this printer does not answer Rst",
+            )));
         }
         let reply = self.exchange(&Op::ReadStatus).await?;
         match reply {
@@ -214,26 +302,54 @@ impl Connection {
                 }
                 Err(_) if t.starts_with("ERR") => {
                     self.status_supported = Some(false);
-                    Ok(Err(Fault::new(ErrorCode::PRT_SETUP_ERROR, "unsupported", format!("Rst: printer answered \"{}\"", dialect::redact::mask_text(&t)))))
+                    Ok(Err(Fault::new(
+                        ErrorCode::PRT_SETUP_ERROR,
+                        "unsupported",
+                        format!(
+                            "Rst: printer answered \"{}\"",
+                            dialect::redact::mask_text(&t)
+                        ),
+                    )))
                 }
-                Err(why) => Err(LinkError::Garbled(Fault::new(ErrorCode::PRD_UNEXPECTED_DATA, "other", format!("Rst: {why}")))),
+                Err(why) => Err(LinkError::Garbled(Fault::new(
+                    ErrorCode::PRD_UNEXPECTED_DATA,
+                    "other",
+                    format!("Rst: {why}"),
+                ))),
             },
-            Reply::Malformed { raw, why } => Err(LinkError::Garbled(faults::garbled("Rst", &raw, &why, false))),
-            other => Err(LinkError::Garbled(Fault::new(ErrorCode::PRD_UNEXPECTED_DATA, "other", format!("Rst: unexpected {other:?}")))),
+            Reply::Malformed { raw, why } => Err(LinkError::Garbled(faults::garbled(
+                "Rst", &raw, &why, false,
+            ))),
+            other => Err(LinkError::Garbled(Fault::new(
+                ErrorCode::PRD_UNEXPECTED_DATA,
+                "other",
+                format!("Rst: unexpected {other:?}"),
+            ))),
         }
     }
 
     async fn read_reply(&mut self, deadline: Instant) -> Result<Reply, LinkError> {
         let mut chunk = [0u8; 8192];
         loop {
-            if let Some(r) = self.codec.decode(&mut self.buf).map_err(|e| LinkError::NotReachable(e.to_string()))? {
+            if let Some(r) = self
+                .codec
+                .decode(&mut self.buf)
+                .map_err(|e| LinkError::NotReachable(e.to_string()))?
+            {
                 return Ok(r);
             }
             match tokio::time::timeout_at(deadline, self.link.recv(&mut chunk)).await {
-                Err(_) => return Err(LinkError::Timeout { op: String::new(), after: Duration::ZERO }),
+                Err(_) => {
+                    return Err(LinkError::Timeout {
+                        op: String::new(),
+                        after: Duration::ZERO,
+                    })
+                }
                 Ok(Ok(0)) => {
                     self.buf.clear();
-                    return Err(LinkError::NotReachable("the printer closed the link".into()));
+                    return Err(LinkError::NotReachable(
+                        "the printer closed the link".into(),
+                    ));
                 }
                 Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
                 Ok(Err(e)) => return Err(LinkError::NotReachable(format!("read failed: {e}"))),
@@ -253,23 +369,42 @@ impl Connection {
         loop {
             match tokio::time::timeout(QUIET, self.link.recv(&mut chunk)).await {
                 Err(_) => break,
-                Ok(Ok(0)) => return Err(LinkError::NotReachable("the printer closed the link".into())),
+                Ok(Ok(0)) => {
+                    return Err(LinkError::NotReachable(
+                        "the printer closed the link".into(),
+                    ))
+                }
                 Ok(Ok(_)) if Instant::now() < deadline => continue,
-                Ok(Ok(_)) => return Err(LinkError::Timeout { op: "resynchronisation".into(), after: patience }),
+                Ok(Ok(_)) => {
+                    return Err(LinkError::Timeout {
+                        op: "resynchronisation".into(),
+                        after: patience,
+                    })
+                }
                 Ok(Err(e)) => return Err(LinkError::NotReachable(format!("read failed: {e}"))),
             }
         }
         if !self.buf.is_empty() {
-            tracing::debug!(bytes = self.buf.len(), "discarding stale bytes from the printer");
+            tracing::debug!(
+                bytes = self.buf.len(),
+                "discarding stale bytes from the printer"
+            );
         }
         self.buf.clear();
-        self.codec = ReplyCodec::new(self.codec.terminator(), self.ack_nack, self.profile.link.max_reply_bytes);
+        self.codec = ReplyCodec::new(
+            self.codec.terminator(),
+            self.ack_nack,
+            self.profile.link.max_reply_bytes,
+        );
         let Some(serial) = self.identity.as_ref().map(|i| i.serial.clone()) else {
             self.out_of_step = false;
             return Ok(());
         };
         let probe = Op::ReadSerial.command().to_bytes().expect("static command");
-        self.link.send(&probe).await.map_err(|e| LinkError::NotReachable(format!("write failed: {e}")))?;
+        self.link
+            .send(&probe)
+            .await
+            .map_err(|e| LinkError::NotReachable(format!("write failed: {e}")))?;
         self.probes_pending += 1;
         let mut matched = false;
         let mut skipped = 0;
@@ -291,7 +426,12 @@ impl Connection {
                 }
                 // Earlier probes may have been lost with a power cycle: one answer is enough.
                 Err(LinkError::Timeout { .. }) if matched => self.probes_pending = 0,
-                Err(LinkError::Timeout { .. }) => return Err(LinkError::Timeout { op: "resynchronisation (Rsn)".into(), after: patience }),
+                Err(LinkError::Timeout { .. }) => {
+                    return Err(LinkError::Timeout {
+                        op: "resynchronisation (Rsn)".into(),
+                        after: patience,
+                    })
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -308,20 +448,29 @@ impl Connection {
             Reply::Text(t) => Ok(Ok(t)),
             Reply::Ack => Ok(Ok(String::new())),
             Reply::Nack(c) => Ok(Err(self.explain(op, &Native::Nack(c)).await?)),
-            Reply::Malformed { raw, why } => Err(LinkError::Garbled(faults::garbled(&op.name(), &raw, &why, op.is_sensitive()))),
+            Reply::Malformed { raw, why } => Err(LinkError::Garbled(faults::garbled(
+                &op.name(),
+                &raw,
+                &why,
+                op.is_sensitive(),
+            ))),
         }
     }
 
     /// Sends a technician's command and returns the reply as text, mapped
     /// fault included when the reply is an error word.
-    pub async fn raw(&mut self, command: dialect::Command) -> Result<(String, Option<Fault>), LinkError> {
+    pub async fn raw(
+        &mut self,
+        command: dialect::Command,
+    ) -> Result<(String, Option<Fault>), LinkError> {
         let op = Op::Raw(command);
         match self.exchange(&op).await? {
             Reply::Text(t) => {
-                let fault = match faults::classify(Reply::Text(t.clone()), Expect::Text, &self.profile) {
-                    Classified::Failure(n) => Some(self.explain(&op, &n).await?),
-                    _ => None,
-                };
+                let fault =
+                    match faults::classify(Reply::Text(t.clone()), Expect::Text, &self.profile) {
+                        Classified::Failure(n) => Some(self.explain(&op, &n).await?),
+                        _ => None,
+                    };
                 Ok((t, fault))
             }
             Reply::Ack => Ok(("<ACK>".into(), None)),
@@ -329,7 +478,12 @@ impl Connection {
                 let f = self.explain(&op, &Native::Nack(c)).await?;
                 Ok((format!("<NACK {}>", c as char), Some(f)))
             }
-            Reply::Malformed { raw, why } => Err(LinkError::Garbled(faults::garbled(&op.name(), &raw, &why, false))),
+            Reply::Malformed { raw, why } => Err(LinkError::Garbled(faults::garbled(
+                &op.name(),
+                &raw,
+                &why,
+                false,
+            ))),
         }
     }
 }
@@ -383,13 +537,26 @@ mod tests {
         }
     }
 
-    async fn open(answer: fn(&str) -> Vec<u8>) -> (Connection, tokio::task::JoinHandle<Vec<String>>) {
+    async fn open(
+        answer: fn(&str) -> Vec<u8>,
+    ) -> (Connection, tokio::task::JoinHandle<Vec<String>>) {
         let profile = Arc::new(Profile::load("evolis-km500b", None).unwrap());
-        let mut settings = LinkSettings::from_profile(Endpoint::Tcp("in-process:0".into()), &profile);
+        let mut settings =
+            LinkSettings::from_profile(Endpoint::Tcp("in-process:0".into()), &profile);
         settings.timeouts.command = 300;
         let (link, task) = device(answer);
-        let (conn, id) = Connection::handshake(link, false, &settings, profile).await.unwrap().unwrap();
-        assert_eq!(id, Identity { model: "KM500B".into(), serial: "SN1".into(), firmware: "1.2.3".into() });
+        let (conn, id) = Connection::handshake(link, false, &settings, profile)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            id,
+            Identity {
+                model: "KM500B".into(),
+                serial: "SN1".into(),
+                firmware: "1.2.3".into()
+            }
+        );
         (conn, task)
     }
 
@@ -405,15 +572,26 @@ mod tests {
         let (mut conn, _task) = open(normal).await;
         let f = conn.run(&Op::Insert).await.unwrap().unwrap_err();
         assert_eq!(f.code, ErrorCode::UNKNOWN_ERROR);
-        assert!(f.description.contains("ERROR FLUX CAPACITOR 400000******7899"), "{}", f.description);
+        assert!(
+            f.description
+                .contains("ERROR FLUX CAPACITOR 400000******7899"),
+            "{}",
+            f.description
+        );
     }
 
     #[tokio::test]
     async fn oversized_and_nul_answers_are_unexpected_data_and_do_not_hang() {
         let (mut conn, _task) = open(normal).await;
-        let e = conn.run(&Op::ReadCounter(dialect::ops::Counter::InsertedCards)).await.unwrap_err();
+        let e = conn
+            .run(&Op::ReadCounter(dialect::ops::Counter::InsertedCards))
+            .await
+            .unwrap_err();
         assert_eq!(e.to_fault().code, ErrorCode::PRD_UNEXPECTED_DATA, "{e}");
-        let e = conn.run(&Op::ReadSensor(dialect::ops::Sensor::Cover)).await.unwrap_err();
+        let e = conn
+            .run(&Op::ReadSensor(dialect::ops::Sensor::Cover))
+            .await
+            .unwrap_err();
         assert_eq!(e.to_fault().code, ErrorCode::PRD_UNEXPECTED_DATA, "{e}");
         // And the link is usable again.
         assert_eq!(conn.run(&Op::ReadModel).await.unwrap().unwrap(), "KM500B");

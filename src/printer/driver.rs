@@ -22,9 +22,15 @@ use tokio::time::Instant;
 pub enum LinkState {
     /// Not tried yet.
     Idle,
-    Connected { identity: Identity },
+    Connected {
+        identity: Identity,
+    },
     /// Down; the supervisor retries. `last_error` says why it is down.
-    Reconnecting { attempt: u32, last_error: Fault, next_try_in_ms: u64 },
+    Reconnecting {
+        attempt: u32,
+        last_error: Fault,
+        next_try_in_ms: u64,
+    },
 }
 
 /// A serial number that differs from the one last seen.
@@ -52,7 +58,10 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { initial: Duration::from_millis(250), max: Duration::from_secs(30) }
+        Backoff {
+            initial: Duration::from_millis(250),
+            max: Duration::from_secs(30),
+        }
     }
 }
 
@@ -60,16 +69,27 @@ impl Backoff {
     /// Delay before attempt `n` (1-based): doubling from `initial`, capped, with
     /// up to a quarter of jitter so that many kiosks do not retry in step.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let base = self.initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(self.max);
+        let base = self
+            .initial
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+            .min(self.max);
         let jitter_range = base.as_millis() as u64 / 4;
-        let jitter = if jitter_range == 0 { 0 } else { pseudo_random() % jitter_range };
+        let jitter = if jitter_range == 0 {
+            0
+        } else {
+            pseudo_random() % jitter_range
+        };
         base + Duration::from_millis(jitter)
     }
 }
 
 fn pseudo_random() -> u64 {
-    let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    (t.subsec_nanos() as u64).wrapping_mul(6364136223846793005).rotate_left(17)
+    let t = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    (t.subsec_nanos() as u64)
+        .wrapping_mul(6364136223846793005)
+        .rotate_left(17)
 }
 
 struct Inner {
@@ -99,13 +119,28 @@ impl Printer {
     /// A handle that connects on first use and, when `supervise` is set,
     /// reconnects on its own in the background (the daemon). Field tools pass
     /// `false`: one attempt per command, nothing in the background.
-    pub fn new(settings: LinkSettings, profile: Arc<Profile>, backoff: Backoff, expected_serial: Option<Identity>, supervise: bool) -> Printer {
-        let (status, _) = watch::channel(LinkStatus { state: LinkState::Idle, identity_change: None });
+    pub fn new(
+        settings: LinkSettings,
+        profile: Arc<Profile>,
+        backoff: Backoff,
+        expected_serial: Option<Identity>,
+        supervise: bool,
+    ) -> Printer {
+        let (status, _) = watch::channel(LinkStatus {
+            state: LinkState::Idle,
+            identity_change: None,
+        });
         let inner = Arc::new(Inner {
             settings,
             profile,
             backoff,
-            conn: Mutex::new(Slot { conn: None, attempt: 0, next_try: Instant::now(), last_error: None, last_identity: expected_serial }),
+            conn: Mutex::new(Slot {
+                conn: None,
+                attempt: 0,
+                next_try: Instant::now(),
+                last_error: None,
+                last_identity: expected_serial,
+            }),
             status,
             wake: Notify::new(),
         });
@@ -148,11 +183,21 @@ impl Printer {
         let mut slot = self.inner.conn.lock().await;
         if slot.conn.is_none() {
             if Instant::now() < slot.next_try && slot.attempt > 0 {
-                let last = slot.last_error.clone().map(|f| f.description).unwrap_or_default();
+                let last = slot
+                    .last_error
+                    .clone()
+                    .map(|f| f.description)
+                    .unwrap_or_default();
                 return Err(Fault::new(
                     ErrorCode::PRT_NOT_REACHABLE,
                     "offline",
-                    format!("the printer link is down ({last}); reconnect attempt {} in {} ms", slot.attempt + 1, slot.next_try.saturating_duration_since(Instant::now()).as_millis()),
+                    format!(
+                        "the printer link is down ({last}); reconnect attempt {} in {} ms",
+                        slot.attempt + 1,
+                        slot.next_try
+                            .saturating_duration_since(Instant::now())
+                            .as_millis()
+                    ),
                 ));
             }
             self.inner.try_connect(&mut slot).await?;
@@ -175,7 +220,8 @@ impl Printer {
 
     /// Runs one operation.
     pub async fn run(&self, op: Op) -> Result<String, Fault> {
-        self.with_conn(move |c| Box::pin(async move { c.run(&op).await })).await
+        self.with_conn(move |c| Box::pin(async move { c.run(&op).await }))
+            .await
     }
 }
 
@@ -184,10 +230,19 @@ impl Inner {
         let result = Connection::open(&self.settings, self.profile.clone()).await;
         let fault = match result {
             Ok(Ok((conn, id))) => {
-                if let Some(prev) = slot.last_identity.as_ref().filter(|p| p.serial != id.serial) {
+                if let Some(prev) = slot
+                    .last_identity
+                    .as_ref()
+                    .filter(|p| p.serial != id.serial)
+                {
                     tracing::warn!(previous = %prev.serial, current = %id.serial, model = %id.model, "the printer's serial number changed");
-                    let change = IdentityChange { previous: prev.clone(), current: id.clone(), at: crate::time::now_rfc3339() };
-                    self.status.send_modify(|s| s.identity_change = Some(change));
+                    let change = IdentityChange {
+                        previous: prev.clone(),
+                        current: id.clone(),
+                        at: crate::time::now_rfc3339(),
+                    };
+                    self.status
+                        .send_modify(|s| s.identity_change = Some(change));
                 }
                 tracing::info!(endpoint = %self.settings.endpoint, model = %id.model, serial = %id.serial, firmware = %id.firmware, "printer connected");
                 slot.conn = Some(conn);
@@ -195,7 +250,8 @@ impl Inner {
                 slot.last_error = None;
                 slot.last_identity = Some(id.clone());
                 let identity = id.clone();
-                self.status.send_modify(|s| s.state = LinkState::Connected { identity });
+                self.status
+                    .send_modify(|s| s.state = LinkState::Connected { identity });
                 return Ok(id);
             }
             Ok(Err(f)) => f,
@@ -211,7 +267,11 @@ impl Inner {
         slot.next_try = Instant::now() + delay;
         slot.last_error = Some(fault.clone());
         tracing::debug!(attempt = slot.attempt, delay_ms = delay.as_millis() as u64, code = %fault.code, "printer link down");
-        let state = LinkState::Reconnecting { attempt: slot.attempt, last_error: fault, next_try_in_ms: delay.as_millis() as u64 };
+        let state = LinkState::Reconnecting {
+            attempt: slot.attempt,
+            last_error: fault,
+            next_try_in_ms: delay.as_millis() as u64,
+        };
         self.status.send_modify(|s| s.state = state);
         self.wake.notify_one();
     }
@@ -220,7 +280,9 @@ impl Inner {
 /// Reconnects in the background while the link is down; ends with the handle.
 async fn supervisor(inner: Weak<Inner>) {
     loop {
-        let Some(strong) = inner.upgrade() else { return };
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
         let wait = {
             let mut slot = strong.conn.lock().await;
             if slot.conn.is_some() {
@@ -252,12 +314,24 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_caps() {
-        let b = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(2) };
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        };
         let d1 = b.delay(1);
         let d3 = b.delay(3);
         let d20 = b.delay(20);
-        assert!(d1 >= Duration::from_millis(100) && d1 < Duration::from_millis(126), "{d1:?}");
-        assert!(d3 >= Duration::from_millis(400) && d3 < Duration::from_millis(501), "{d3:?}");
-        assert!(d20 >= Duration::from_secs(2) && d20 <= Duration::from_millis(2500), "{d20:?}");
+        assert!(
+            d1 >= Duration::from_millis(100) && d1 < Duration::from_millis(126),
+            "{d1:?}"
+        );
+        assert!(
+            d3 >= Duration::from_millis(400) && d3 < Duration::from_millis(501),
+            "{d3:?}"
+        );
+        assert!(
+            d20 >= Duration::from_secs(2) && d20 <= Duration::from_millis(2500),
+            "{d20:?}"
+        );
     }
 }

@@ -35,7 +35,9 @@ pub fn classify(reply: Reply, expect: Expect, profile: &Profile) -> Classified {
         Reply::Text(t) => match expect {
             Expect::Ok if t == "OK" => Classified::Success(String::new()),
             Expect::Ok => Classified::Failure(Native::Word(t)),
-            Expect::Text if t.starts_with("ERR") || profile.reply_rule(&t).is_some() => Classified::Failure(Native::Word(t)),
+            Expect::Text if t.starts_with("ERR") || profile.reply_rule(&t).is_some() => {
+                Classified::Failure(Native::Word(t))
+            }
             Expect::Text => Classified::Success(t),
         },
     }
@@ -52,10 +54,26 @@ pub fn wants_status(profile: &Profile, native: &Native) -> bool {
 /// Maps a failure to a fault. `op` names the operation (never its card data);
 /// `sensitive` withholds the printer's words from the description, as a read-back
 /// of a magnetic track would put card data there.
-pub fn map_failure(profile: &Profile, op: &str, native: &Native, status: Option<&StatusWords>, sensitive: bool) -> Fault {
+pub fn map_failure(
+    profile: &Profile,
+    op: &str,
+    native: &Native,
+    status: Option<&StatusWords>,
+    sensitive: bool,
+) -> Fault {
     let (rule, said) = match native {
-        Native::Word(w) => (profile.reply_rule(w), if sensitive { format!("an answer of {} characters (withheld)", w.len()) } else { format!("\"{}\"", mask_text(w)) }),
-        Native::Nack(c) => (profile.nack_rule(*c), format!("NACK {}", show_bytes(&[*c], 1))),
+        Native::Word(w) => (
+            profile.reply_rule(w),
+            if sensitive {
+                format!("an answer of {} characters (withheld)", w.len())
+            } else {
+                format!("\"{}\"", mask_text(w))
+            },
+        ),
+        Native::Nack(c) => (
+            profile.nack_rule(*c),
+            format!("NACK {}", show_bytes(&[*c], 1)),
+        ),
     };
     let Some(rule) = rule else {
         // Unknown to the table: the status words may still explain it.
@@ -63,27 +81,56 @@ pub fn map_failure(profile: &Profile, op: &str, native: &Native, status: Option<
             return Fault::new(
                 f.code.expect("error flags have codes"),
                 f.reason.clone(),
-                format!("{op}: printer answered {said}, not in the {} table; status flag {} is set", profile.model.id, f.name),
+                format!(
+                    "{op}: printer answered {said}, not in the {} table; status flag {} is set",
+                    profile.model.id, f.name
+                ),
             );
         }
-        return Fault::new(ErrorCode::UNKNOWN_ERROR, "other", format!("{op}: printer answered {said}, which the {} table does not know", profile.model.id));
+        return Fault::new(
+            ErrorCode::UNKNOWN_ERROR,
+            "other",
+            format!(
+                "{op}: printer answered {said}, which the {} table does not know",
+                profile.model.id
+            ),
+        );
     };
     if let Some(s) = status {
         for r in &rule.refine {
             if let Some(flag) = profile.flag(&r.flag) {
                 if s.bit(&flag.word, flag.bit) {
-                    return Fault::new(r.code, r.reason.clone(), format!("{op}: printer answered {said} with status flag {} set", flag.name));
+                    return Fault::new(
+                        r.code,
+                        r.reason.clone(),
+                        format!(
+                            "{op}: printer answered {said} with status flag {} set",
+                            flag.name
+                        ),
+                    );
                 }
             }
         }
     }
-    Fault::new(rule.code, rule.reason.clone(), format!("{op}: printer answered {said}"))
+    Fault::new(
+        rule.code,
+        rule.reason.clone(),
+        format!("{op}: printer answered {said}"),
+    )
 }
 
 /// The fault for a reply that could not be read.
 pub fn garbled(op: &str, raw: &[u8], why: &Malformed, sensitive: bool) -> Fault {
-    let shown = if sensitive { format!("{} bytes withheld", raw.len()) } else { show_bytes(raw, 48) };
-    Fault::new(ErrorCode::PRD_UNEXPECTED_DATA, "other", format!("{op}: unreadable answer from the printer ({why}): {shown}"))
+    let shown = if sensitive {
+        format!("{} bytes withheld", raw.len())
+    } else {
+        show_bytes(raw, 48)
+    };
+    Fault::new(
+        ErrorCode::PRD_UNEXPECTED_DATA,
+        "other",
+        format!("{op}: unreadable answer from the printer ({why}): {shown}"),
+    )
 }
 
 /// A status flag that is set, with what the profile says of it.
@@ -102,12 +149,22 @@ pub fn active_flags(profile: &Profile, s: &StatusWords) -> (Vec<ActiveFlag>, Vec
         .flags
         .iter()
         .filter(|f| s.bit(&f.word, f.bit))
-        .map(|f| ActiveFlag { name: f.name.clone(), severity: f.severity, reason: f.reason.clone(), code: f.code })
+        .map(|f| ActiveFlag {
+            name: f.name.clone(),
+            severity: f.severity,
+            reason: f.reason.clone(),
+            code: f.code,
+        })
         .collect();
     let mut unknown = Vec::new();
     for (word, &value) in &s.words {
         for bit in 0..32u8 {
-            if value & (1 << bit) != 0 && !profile.flags.iter().any(|f| &f.word == word && f.bit == bit) {
+            if value & (1 << bit) != 0
+                && !profile
+                    .flags
+                    .iter()
+                    .any(|f| &f.word == word && f.bit == bit)
+            {
                 unknown.push((word.clone(), bit));
             }
         }
@@ -116,8 +173,14 @@ pub fn active_flags(profile: &Profile, s: &StatusWords) -> (Vec<ActiveFlag>, Vec
 }
 
 /// The first error-severity flag set, in table order.
-pub fn first_error_flag<'a>(profile: &'a Profile, s: &StatusWords) -> Option<&'a super::profile::FlagRule> {
-    profile.flags.iter().find(|f| f.severity == Severity::Error && f.code.is_some() && s.bit(&f.word, f.bit))
+pub fn first_error_flag<'a>(
+    profile: &'a Profile,
+    s: &StatusWords,
+) -> Option<&'a super::profile::FlagRule> {
+    profile
+        .flags
+        .iter()
+        .find(|f| f.severity == Severity::Error && f.code.is_some() && s.bit(&f.word, f.bit))
 }
 
 #[cfg(test)]
@@ -130,50 +193,140 @@ mod tests {
     }
 
     fn words(err: u32, war: u32, inf: u32) -> StatusWords {
-        parse_status_words(&format!("CFG=00000000 INF={inf:08X} WAR={war:08X} ERR={err:08X}")).unwrap()
+        parse_status_words(&format!(
+            "CFG=00000000 INF={inf:08X} WAR={war:08X} ERR={err:08X}"
+        ))
+        .unwrap()
     }
 
     #[test]
     fn classification_by_expectation() {
         let p = km();
-        assert_eq!(classify(Reply::Text("OK".into()), Expect::Ok, &p), Classified::Success(String::new()));
-        assert_eq!(classify(Reply::Text("COVER OPEN".into()), Expect::Ok, &p), Classified::Failure(Native::Word("COVER OPEN".into())));
-        assert_eq!(classify(Reply::Text("KM500B".into()), Expect::Text, &p), Classified::Success("KM500B".into()));
-        assert_eq!(classify(Reply::Text("ERROR CDE".into()), Expect::Text, &p), Classified::Failure(Native::Word("ERROR CDE".into())));
-        assert_eq!(classify(Reply::Text("COVER OPEN".into()), Expect::Text, &p), Classified::Failure(Native::Word("COVER OPEN".into())));
-        assert_eq!(classify(Reply::Ack, Expect::Ok, &p), Classified::Success(String::new()));
+        assert_eq!(
+            classify(Reply::Text("OK".into()), Expect::Ok, &p),
+            Classified::Success(String::new())
+        );
+        assert_eq!(
+            classify(Reply::Text("COVER OPEN".into()), Expect::Ok, &p),
+            Classified::Failure(Native::Word("COVER OPEN".into()))
+        );
+        assert_eq!(
+            classify(Reply::Text("KM500B".into()), Expect::Text, &p),
+            Classified::Success("KM500B".into())
+        );
+        assert_eq!(
+            classify(Reply::Text("ERROR CDE".into()), Expect::Text, &p),
+            Classified::Failure(Native::Word("ERROR CDE".into()))
+        );
+        assert_eq!(
+            classify(Reply::Text("COVER OPEN".into()), Expect::Text, &p),
+            Classified::Failure(Native::Word("COVER OPEN".into()))
+        );
+        assert_eq!(
+            classify(Reply::Ack, Expect::Ok, &p),
+            Classified::Success(String::new())
+        );
     }
 
     #[test]
     fn words_map_through_the_table_and_refine_by_flags() {
         let p = km();
         let w = |s: &str| Native::Word(s.into());
-        assert_eq!(map_failure(&p, "Si", &w("FEEDER EMPTY"), None, false).code, ErrorCode::PRD_FEEDER_EMPTY);
-        assert_eq!(map_failure(&p, "Sp;k", &w("ERROR RIBBON"), Some(&words(0, 0, 0)), false).code, ErrorCode::PRT_RIBBON);
-        assert_eq!(map_failure(&p, "Sp;k", &w("ERROR RIBBON"), Some(&words(0, 1 << 6, 0)), false).code, ErrorCode::PRT_RIBBON_MISSING);
-        assert_eq!(map_failure(&p, "Sp;k", &w("ERROR RIBBON"), Some(&words(1 << 5, 0, 0)), false).code, ErrorCode::PRT_RIBBON_ENDED);
-        assert_eq!(map_failure(&p, "Si", &w("CARD JAM"), Some(&words(1 << 3, 0, 1)), false).code, ErrorCode::PRD_FEEDER_JAM);
-        assert_eq!(map_failure(&p, "Se", &w("CARD JAM"), Some(&words(1 << 3, 0, 1 << 5)), false).code, ErrorCode::PRD_HOPPER_JAM);
-        assert_eq!(map_failure(&p, "Smw", &Native::Nack(b'W'), None, false).code, ErrorCode::PRD_MAGSTRIPE);
+        assert_eq!(
+            map_failure(&p, "Si", &w("FEEDER EMPTY"), None, false).code,
+            ErrorCode::PRD_FEEDER_EMPTY
+        );
+        assert_eq!(
+            map_failure(&p, "Sp;k", &w("ERROR RIBBON"), Some(&words(0, 0, 0)), false).code,
+            ErrorCode::PRT_RIBBON
+        );
+        assert_eq!(
+            map_failure(
+                &p,
+                "Sp;k",
+                &w("ERROR RIBBON"),
+                Some(&words(0, 1 << 6, 0)),
+                false
+            )
+            .code,
+            ErrorCode::PRT_RIBBON_MISSING
+        );
+        assert_eq!(
+            map_failure(
+                &p,
+                "Sp;k",
+                &w("ERROR RIBBON"),
+                Some(&words(1 << 5, 0, 0)),
+                false
+            )
+            .code,
+            ErrorCode::PRT_RIBBON_ENDED
+        );
+        assert_eq!(
+            map_failure(&p, "Si", &w("CARD JAM"), Some(&words(1 << 3, 0, 1)), false).code,
+            ErrorCode::PRD_FEEDER_JAM
+        );
+        assert_eq!(
+            map_failure(
+                &p,
+                "Se",
+                &w("CARD JAM"),
+                Some(&words(1 << 3, 0, 1 << 5)),
+                false
+            )
+            .code,
+            ErrorCode::PRD_HOPPER_JAM
+        );
+        assert_eq!(
+            map_failure(&p, "Smw", &Native::Nack(b'W'), None, false).code,
+            ErrorCode::PRD_MAGSTRIPE
+        );
     }
 
     #[test]
     fn unknown_answers_are_kept_masked_in_an_unknown_error() {
         let p = km();
-        let f = map_failure(&p, "Si", &Native::Word("ERR 4000001234567899 FROB".into()), Some(&words(0, 0, 0)), false);
+        let f = map_failure(
+            &p,
+            "Si",
+            &Native::Word("ERR 4000001234567899 FROB".into()),
+            Some(&words(0, 0, 0)),
+            false,
+        );
         assert_eq!(f.code, ErrorCode::UNKNOWN_ERROR);
-        assert!(f.description.contains("ERR 400000******7899 FROB"), "{}", f.description);
+        assert!(
+            f.description.contains("ERR 400000******7899 FROB"),
+            "{}",
+            f.description
+        );
         // But a status flag that explains it wins.
-        let f = map_failure(&p, "Si", &Native::Word("ERR FROB".into()), Some(&words(1 << 2, 0, 0)), false);
+        let f = map_failure(
+            &p,
+            "Si",
+            &Native::Word("ERR FROB".into()),
+            Some(&words(1 << 2, 0, 0)),
+            false,
+        );
         assert_eq!(f.code, ErrorCode::PRT_COVER_OPEN);
     }
 
     #[test]
     fn sensitive_answers_are_withheld() {
         let p = km();
-        let f = map_failure(&p, "Smr;1", &Native::Word("ERR B4000001234567899^X".into()), None, true);
+        let f = map_failure(
+            &p,
+            "Smr;1",
+            &Native::Word("ERR B4000001234567899^X".into()),
+            None,
+            true,
+        );
         assert!(!f.description.contains("400000"), "{}", f.description);
-        let g = garbled("Smr;2", b"4000001234567899=\xff", &Malformed::BadByte(0xff), true);
+        let g = garbled(
+            "Smr;2",
+            b"4000001234567899=\xff",
+            &Malformed::BadByte(0xff),
+            true,
+        );
         assert!(!g.description.contains("4000"), "{}", g.description);
         assert_eq!(g.code, ErrorCode::PRD_UNEXPECTED_DATA);
     }

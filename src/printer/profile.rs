@@ -8,16 +8,11 @@
 
 use crate::codes::{ErrorCode, Severity};
 use dialect::panel::Geometry;
+use dialect::profiles::{self, ProfileError};
 use serde::Deserialize;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-
-/// Profiles shipped with the agent, by id.
-pub const EMBEDDED: &[(&str, &str)] = &[
-    ("evolis-km500b", include_str!("../../hardware/evolis-km500b.toml")),
-    ("instant-embosser-ie4", include_str!("../../hardware/instant-embosser-ie4.toml")),
-];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -134,7 +129,9 @@ impl Timeouts {
             Emboss => self.emboss,
             Maintenance => self.maintenance,
             Download { bytes } => {
-                let wire_ms = (bytes as f64 * 1000.0 / self.download_bytes_per_second.max(1) as f64) * self.download_margin.max(1.0);
+                let wire_ms = (bytes as f64 * 1000.0
+                    / self.download_bytes_per_second.max(1) as f64)
+                    * self.download_margin.max(1.0);
                 self.download_base.saturating_add(wire_ms as u64)
             }
         };
@@ -208,44 +205,52 @@ pub struct Profile {
     pub source: String,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ProfileError {
-    #[error("printer model {0:?} is unknown: no hardware/{0}.toml in {1} and no embedded profile of that name")]
-    Unknown(String, String),
-    #[error("cannot read profile {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("profile {source_name}: {message}")]
-    Invalid { source_name: String, message: String },
-}
-
 impl Profile {
     /// Finds a profile by id (in `dir`, then embedded) or by path (a value with a
-    /// `/` or ending in `.toml`).
+    /// `/` or ending in `.toml`), resolves `extends` and checks it.
     pub fn load(name: &str, dir: Option<&Path>) -> Result<Profile, ProfileError> {
-        let (source, value) = load_value(name, dir, &mut Vec::new())?;
-        let file: ProfileFile = value.try_into().map_err(|e: toml::de::Error| invalid(&source, e.to_string()))?;
-        Profile::check(file, source)
+        let r = profiles::resolve(name, dir)?;
+        Profile::from_table(r.table, r.source)
     }
 
-    /// Parses a profile from text (no `extends` resolution beyond the embedded profiles).
+    /// Parses a profile from text (`extends` resolves among the embedded profiles).
     pub fn from_toml(text: &str, source: &str) -> Result<Profile, ProfileError> {
-        let value: toml::Value = toml::from_str(text).map_err(|e| invalid(source, e.to_string()))?;
-        let value = resolve_extends(value, source, None, &mut vec![source.to_string()])?;
-        let file: ProfileFile = value.try_into().map_err(|e: toml::de::Error| invalid(source, e.to_string()))?;
-        Profile::check(file, source.to_string())
+        let r = profiles::resolve_text(source, text, None)?;
+        Profile::from_table(r.table, r.source)
+    }
+
+    fn from_table(table: toml::Table, source: String) -> Result<Profile, ProfileError> {
+        let file: ProfileFile = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(&source, e.to_string()))?;
+        Profile::check(file, source)
     }
 
     fn check(file: ProfileFile, source: String) -> Result<Profile, ProfileError> {
         let bad = |m: String| Err(invalid(&source, m));
         let c = &file.capabilities;
         if !(1..=4).contains(&c.feeders) {
-            return bad(format!("capabilities.feeders is {}, a printer has 1 to 4", c.feeders));
+            return bad(format!(
+                "capabilities.feeders is {}, a printer has 1 to 4",
+                c.feeders
+            ));
         }
-        if c.emboss && (c.emboss_lines == 0 || c.emboss_line_chars.len() != c.emboss_lines as usize) {
-            return bad("an emboss module needs emboss_lines and one emboss_line_chars entry per line".into());
+        if c.emboss && (c.emboss_lines == 0 || c.emboss_line_chars.len() != c.emboss_lines as usize)
+        {
+            return bad(
+                "an emboss module needs emboss_lines and one emboss_line_chars entry per line"
+                    .into(),
+            );
         }
-        if file.panel.width == 0 || file.panel.height == 0 || file.panel.width > 4096 || file.panel.height > 4096 {
-            return bad(format!("panel {}x{} is not a plausible size", file.panel.width, file.panel.height));
+        if file.panel.width == 0
+            || file.panel.height == 0
+            || file.panel.width > 4096
+            || file.panel.height > 4096
+        {
+            return bad(format!(
+                "panel {}x{} is not a plausible size",
+                file.panel.width, file.panel.height
+            ));
         }
         if file.link.max_reply_bytes < 64 {
             return bad("link.max_reply_bytes must be at least 64".into());
@@ -254,16 +259,25 @@ impl Profile {
         let mut bits = BTreeSet::new();
         for f in &file.flag {
             if f.bit > 31 {
-                return bad(format!("flag {}: bit {} is beyond a 32-bit word", f.name, f.bit));
+                return bad(format!(
+                    "flag {}: bit {} is beyond a 32-bit word",
+                    f.name, f.bit
+                ));
             }
             if f.word.len() != 3 {
-                return bad(format!("flag {}: word {:?} is not a three-letter status word", f.name, f.word));
+                return bad(format!(
+                    "flag {}: word {:?} is not a three-letter status word",
+                    f.name, f.word
+                ));
             }
             if !names.insert(f.name.clone()) {
                 return bad(format!("flag {} is defined twice", f.name));
             }
             if !bits.insert((f.word.clone(), f.bit)) {
-                return bad(format!("flag {}: {} bit {} is already taken", f.name, f.word, f.bit));
+                return bad(format!(
+                    "flag {}: {} bit {} is already taken",
+                    f.name, f.word, f.bit
+                ));
             }
         }
         for (kind, rules) in [("reply", &file.reply), ("nack", &file.nack)] {
@@ -277,7 +291,10 @@ impl Profile {
                 }
                 for x in &r.refine {
                     if !names.contains(&x.flag) {
-                        return bad(format!("{kind} {:?} refines by flag {:?}, which no [[flag]] defines", r.word, x.flag));
+                        return bad(format!(
+                            "{kind} {:?} refines by flag {:?}, which no [[flag]] defines",
+                            r.word, x.flag
+                        ));
                     }
                 }
             }
@@ -286,7 +303,10 @@ impl Profile {
             model: file.model,
             link: file.link,
             capabilities: file.capabilities,
-            geometry: Geometry { width: file.panel.width, height: file.panel.height },
+            geometry: Geometry {
+                width: file.panel.width,
+                height: file.panel.height,
+            },
             timeouts: file.timeouts,
             replies: file.reply,
             nacks: file.nack,
@@ -309,69 +329,14 @@ impl Profile {
 
     /// Ids of the embedded profiles.
     pub fn embedded_ids() -> impl Iterator<Item = &'static str> {
-        EMBEDDED.iter().map(|(id, _)| *id)
+        profiles::embedded_ids()
     }
 }
 
 fn invalid(source: &str, message: String) -> ProfileError {
-    ProfileError::Invalid { source_name: source.to_string(), message }
-}
-
-fn load_value(name: &str, dir: Option<&Path>, chain: &mut Vec<String>) -> Result<(String, toml::Value), ProfileError> {
-    if chain.iter().any(|c| c == name) {
-        return Err(invalid(name, format!("`extends` loops: {} -> {name}", chain.join(" -> "))));
-    }
-    chain.push(name.to_string());
-    let (source, text) = if name.contains('/') || name.ends_with(".toml") {
-        let path = PathBuf::from(name);
-        let text = std::fs::read_to_string(&path).map_err(|source| ProfileError::Read { path: path.clone(), source })?;
-        (path.display().to_string(), text)
-    } else if let Some(text) = dir.map(|d| d.join(format!("{name}.toml"))).filter(|p| p.is_file()).map(|p| {
-        std::fs::read_to_string(&p).map(|t| (p.display().to_string(), t)).map_err(|source| ProfileError::Read { path: p, source })
-    }) {
-        text?
-    } else if let Some((_, text)) = EMBEDDED.iter().find(|(id, _)| *id == name) {
-        (format!("embedded:{name}"), text.to_string())
-    } else {
-        let where_ = dir.map_or("no hardware directory".to_string(), |d| d.display().to_string());
-        return Err(ProfileError::Unknown(name.to_string(), where_));
-    };
-    let value: toml::Value = toml::from_str(&text).map_err(|e| invalid(&source, e.to_string()))?;
-    let value = resolve_extends(value, &source, dir, chain)?;
-    Ok((source, value))
-}
-
-fn resolve_extends(mut value: toml::Value, source: &str, dir: Option<&Path>, chain: &mut Vec<String>) -> Result<toml::Value, ProfileError> {
-    let Some(table) = value.as_table_mut() else { return Err(invalid(source, "a profile is a TOML table".into())) };
-    let Some(parent) = table.remove("extends") else { return Ok(value) };
-    let Some(parent) = parent.as_str() else { return Err(invalid(source, "`extends` must be a profile id".into())) };
-    let (_, base) = load_value(parent, dir, chain)?;
-    Ok(merge(base, value))
-}
-
-/// Child over parent: tables merge key by key; the rule arrays merge by their key
-/// (`word` for replies and NACKs, `name` for flags), a child rule replacing the parent's.
-fn merge(base: toml::Value, child: toml::Value) -> toml::Value {
-    match (base, child) {
-        (toml::Value::Table(mut b), toml::Value::Table(c)) => {
-            for (k, v) in c {
-                let merged = match (b.remove(&k), k.as_str()) {
-                    (Some(toml::Value::Array(pa)), "reply" | "nack" | "flag") => {
-                        let key = if k == "flag" { "name" } else if k == "nack" { "char" } else { "word" };
-                        let toml::Value::Array(ca) = v else { return toml::Value::Table(b) };
-                        let child_keys: BTreeSet<String> = ca.iter().filter_map(|r| r.get(key).and_then(|x| x.as_str()).map(String::from)).collect();
-                        let mut out: Vec<toml::Value> = pa.into_iter().filter(|r| r.get(key).and_then(|x| x.as_str()).is_none_or(|x| !child_keys.contains(x))).collect();
-                        out.extend(ca);
-                        toml::Value::Array(out)
-                    }
-                    (Some(old), _) => merge(old, v),
-                    (None, _) => v,
-                };
-                b.insert(k, merged);
-            }
-            toml::Value::Table(b)
-        }
-        (_, child) => child,
+    ProfileError::Invalid {
+        source_name: source.to_string(),
+        message,
     }
 }
 
@@ -393,16 +358,25 @@ mod tests {
         assert_eq!(p.capabilities.feeders, 4);
         assert!(p.capabilities.emboss);
         // Inherited rules are there, and the embosser's own.
-        assert_eq!(p.reply_rule("COVER OPEN").unwrap().code, ErrorCode::PRT_COVER_OPEN);
-        assert_eq!(p.reply_rule("ERROR EMBOSS").unwrap().code, ErrorCode::PRD_EMBOSSER);
-        assert_eq!(p.flag("emboss_fault").unwrap().code, Some(ErrorCode::PRD_EMBOSSER));
+        assert_eq!(
+            p.reply_rule("COVER OPEN").unwrap().code,
+            ErrorCode::PRT_COVER_OPEN
+        );
+        assert_eq!(
+            p.reply_rule("ERROR EMBOSS").unwrap().code,
+            ErrorCode::PRD_EMBOSSER
+        );
+        assert_eq!(
+            p.flag("emboss_fault").unwrap().code,
+            Some(ErrorCode::PRD_EMBOSSER)
+        );
         assert_eq!(p.timeouts.emboss, 45_000);
         assert_eq!(p.timeouts.command, 2_000);
     }
 
     #[test]
     fn bad_profiles_get_specific_errors() {
-        let base = EMBEDDED[0].1;
+        let base = dialect::profiles::EMBEDDED[0].1;
         let cases = [
             (base.replace("code = \"PRD_FEEDER_EMPTY\"\nreason = \"media-empty\"\n\n[[reply]]\nword = \"CARD JAM\"", "code = \"PRD_NOPE\"\nreason = \"media-empty\"\n\n[[reply]]\nword = \"CARD JAM\""), "PRD_NOPE"),
             (base.replace("feeders = 2", "feeders = 9"), "1 to 4"),
@@ -411,7 +385,9 @@ mod tests {
             (base.replace("[panel]", "[panel]\ncolour = true"), "colour"),
         ];
         for (text, needle) in cases {
-            let err = Profile::from_toml(&text, "test.toml").unwrap_err().to_string();
+            let err = Profile::from_toml(&text, "test.toml")
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(needle), "{needle}: {err}");
         }
     }
@@ -419,8 +395,12 @@ mod tests {
     #[test]
     fn download_timeouts_scale_with_size() {
         let p = Profile::load("evolis-km500b", None).unwrap();
-        let small = p.timeouts.for_class(dialect::ops::TimeoutClass::Download { bytes: 1_000 });
-        let big = p.timeouts.for_class(dialect::ops::TimeoutClass::Download { bytes: 600_000 });
+        let small = p
+            .timeouts
+            .for_class(dialect::ops::TimeoutClass::Download { bytes: 1_000 });
+        let big = p
+            .timeouts
+            .for_class(dialect::ops::TimeoutClass::Download { bytes: 600_000 });
         assert!(big > small * 10, "{small:?} {big:?}");
     }
 }

@@ -50,7 +50,8 @@ impl Printer {
     /// Reads everything a technician wants to see.
     pub async fn snapshot(&self) -> Result<Snapshot, Fault> {
         let profile = self.profile().clone();
-        self.with_conn(move |c| Box::pin(async move { read_all(c, &profile).await })).await
+        self.with_conn(move |c| Box::pin(async move { read_all(c, &profile).await }))
+            .await
     }
 }
 
@@ -77,11 +78,18 @@ async fn read_all(c: &mut Connection, profile: &super::Profile) -> Outcome<Snaps
             let (flags, unknown) = faults::active_flags(profile, &words);
             for f in flags.iter().filter(|f| f.severity == Severity::Error) {
                 if let Some(code) = f.code {
-                    s.faults.push(Fault::new(code, f.reason.clone(), format!("status flag {} is set", f.name)));
+                    s.faults.push(Fault::new(
+                        code,
+                        f.reason.clone(),
+                        format!("status flag {} is set", f.name),
+                    ));
                 }
             }
             s.flags = flags;
-            s.unknown_bits = unknown.into_iter().map(|(w, b)| format!("{w} bit {b}")).collect();
+            s.unknown_bits = unknown
+                .into_iter()
+                .map(|(w, b)| format!("{w} bit {b}"))
+                .collect();
             s.status_words = Some(words.render());
         }
         Err(f) => {
@@ -89,8 +97,29 @@ async fn read_all(c: &mut Connection, profile: &super::Profile) -> Outcome<Snaps
         }
     }
     let n = profile.capabilities.feeders;
-    let empty = read(c, &Op::ReadFeeders, &mut s.unavailable, "feeders").await?.and_then(|t| note(dialect::status::parse_feeder_answer(&t, n), "feeders", &mut s.unavailable));
-    let near = read(c, &Op::ReadFeederWarnings, &mut s.unavailable, "feeder_warnings").await?.and_then(|t| note(dialect::status::parse_feeder_answer(&t, n), "feeder_warnings", &mut s.unavailable));
+    let empty = read(c, &Op::ReadFeeders, &mut s.unavailable, "feeders")
+        .await?
+        .and_then(|t| {
+            note(
+                dialect::status::parse_feeder_answer(&t, n),
+                "feeders",
+                &mut s.unavailable,
+            )
+        });
+    let near = read(
+        c,
+        &Op::ReadFeederWarnings,
+        &mut s.unavailable,
+        "feeder_warnings",
+    )
+    .await?
+    .and_then(|t| {
+        note(
+            dialect::status::parse_feeder_answer(&t, n),
+            "feeder_warnings",
+            &mut s.unavailable,
+        )
+    });
     for i in 0..n as usize {
         s.feeders.push(FeederState {
             feeder: i as u8 + 1,
@@ -106,9 +135,20 @@ async fn read_all(c: &mut Connection, profile: &super::Profile) -> Outcome<Snaps
         }
     };
     s.ribbon = read(c, &Op::ReadRibbonType, &mut s.unavailable, "ribbon").await?;
-    s.ribbon_cards_left = read(c, &Op::ReadCounter(Counter::RibbonCardsLeft), &mut s.unavailable, "ribbon_cards_left")
-        .await?
-        .and_then(|t| note(dialect::status::parse_count(&t), "ribbon_cards_left", &mut s.unavailable));
+    s.ribbon_cards_left = read(
+        c,
+        &Op::ReadCounter(Counter::RibbonCardsLeft),
+        &mut s.unavailable,
+        "ribbon_cards_left",
+    )
+    .await?
+    .and_then(|t| {
+        note(
+            dialect::status::parse_count(&t),
+            "ribbon_cards_left",
+            &mut s.unavailable,
+        )
+    });
     s.cleaning_due = match c.read_text(&Op::ReadCleaning).await? {
         Ok(t) => Some(t.contains("NEED CLEANING")),
         Err(f) => {
@@ -124,13 +164,28 @@ async fn read_all(c: &mut Connection, profile: &super::Profile) -> Outcome<Snaps
         }
     };
     for sensor in Sensor::ALL {
-        if let Some(t) = read(c, &Op::ReadSensor(sensor), &mut s.unavailable, sensor.name()).await? {
-            if let Some(v) = note(dialect::status::parse_voltage(&t), sensor.name(), &mut s.unavailable) {
+        if let Some(t) = read(
+            c,
+            &Op::ReadSensor(sensor),
+            &mut s.unavailable,
+            sensor.name(),
+        )
+        .await?
+        {
+            if let Some(v) = note(
+                dialect::status::parse_voltage(&t),
+                sensor.name(),
+                &mut s.unavailable,
+            ) {
                 s.sensors.insert(sensor.name().into(), v);
             }
         }
     }
-    for (name, counter) in [("printed_panels", Counter::PrintedPanels), ("inserted_cards", Counter::InsertedCards), ("cleanings", Counter::CleaningsDone)] {
+    for (name, counter) in [
+        ("printed_panels", Counter::PrintedPanels),
+        ("inserted_cards", Counter::InsertedCards),
+        ("cleanings", Counter::CleaningsDone),
+    ] {
         if let Some(t) = read(c, &Op::ReadCounter(counter), &mut s.unavailable, name).await? {
             if let Some(v) = note(dialect::status::parse_count(&t), name, &mut s.unavailable) {
                 s.counters.insert(name.into(), v);
@@ -140,7 +195,12 @@ async fn read_all(c: &mut Connection, profile: &super::Profile) -> Outcome<Snaps
     Ok(Ok(s))
 }
 
-async fn read(c: &mut Connection, op: &Op, unavailable: &mut BTreeMap<String, String>, name: &str) -> Result<Option<String>, super::LinkError> {
+async fn read(
+    c: &mut Connection,
+    op: &Op,
+    unavailable: &mut BTreeMap<String, String>,
+    name: &str,
+) -> Result<Option<String>, super::LinkError> {
     match c.run(op).await? {
         Ok(t) => Ok(Some(t)),
         Err(f) => {
@@ -150,7 +210,11 @@ async fn read(c: &mut Connection, op: &Op, unavailable: &mut BTreeMap<String, St
     }
 }
 
-fn note<T>(r: Result<T, String>, name: &str, unavailable: &mut BTreeMap<String, String>) -> Option<T> {
+fn note<T>(
+    r: Result<T, String>,
+    name: &str,
+    unavailable: &mut BTreeMap<String, String>,
+) -> Option<T> {
     match r {
         Ok(v) => Some(v),
         Err(why) => {

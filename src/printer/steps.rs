@@ -38,7 +38,13 @@ pub struct TextLine {
 
 impl std::fmt::Debug for TextLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TextLine({},{} {})", self.x, self.y, dialect::redact::mask_text(&self.text))
+        write!(
+            f,
+            "TextLine({},{} {})",
+            self.x,
+            self.y,
+            dialect::redact::mask_text(&self.text)
+        )
     }
 }
 
@@ -52,7 +58,12 @@ pub struct EmbossLine {
 
 impl std::fmt::Debug for EmbossLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "EmbossLine({} {})", self.line, dialect::redact::mask_text(&self.text))
+        write!(
+            f,
+            "EmbossLine({} {})",
+            self.line,
+            dialect::redact::mask_text(&self.text)
+        )
     }
 }
 
@@ -87,7 +98,9 @@ impl Printer {
         let profile = self.profile().clone();
         self.with_conn(move |c| {
             Box::pin(async move {
-                let Ok(words) = c.read_status().await? else { return Ok(Ok(())) };
+                let Ok(words) = c.read_status().await? else {
+                    return Ok(Ok(()));
+                };
                 match super::faults::first_error_flag(&profile, &words) {
                     Some(f) => Ok(Err(Fault::new(
                         f.code.expect("error flags have codes"),
@@ -105,7 +118,14 @@ impl Printer {
     pub async fn select_feeder(&self, feeder: u8) -> Result<(), Fault> {
         let feeders = self.profile().capabilities.feeders;
         if feeder == 0 || feeder > feeders {
-            return Err(Fault::new(ErrorCode::PRT_SETUP_ERROR, "setup", format!("feeder {feeder} does not exist: the {} has {feeders}", self.profile().model.name)));
+            return Err(Fault::new(
+                ErrorCode::PRT_SETUP_ERROR,
+                "setup",
+                format!(
+                    "feeder {feeder} does not exist: the {} has {feeders}",
+                    self.profile().model.name
+                ),
+            ));
         }
         self.run(Op::InsertFromFeeder).await?;
         if feeders > 1 {
@@ -122,7 +142,10 @@ impl Printer {
     /// Parks the card under the contacts of the smart station (the chip is then
     /// reached through PC/SC).
     pub async fn to_smart_station(&self) -> Result<(), Fault> {
-        self.require(self.profile().capabilities.smart_station, "a contact smart-card station")?;
+        self.require(
+            self.profile().capabilities.smart_station,
+            "a contact smart-card station",
+        )?;
         self.run(Op::ToSmartStation).await.map(drop)
     }
 
@@ -136,12 +159,9 @@ impl Printer {
         let tracks = tracks.to_vec();
         self.with_conn(move |c| {
             Box::pin(async move {
-                for t in &tracks {
-                    if let Err(f) = c.run(&Op::LoadTrack { track: t.number, data: t.data.clone() }).await? {
-                        return Ok(Err(f));
-                    }
-                }
-                if let Err(f) = c.run(&Op::WriteMagnetic).await? {
+                let mut ops: Vec<Op> = tracks.iter().map(|t| Op::LoadTrack { track: t.number, data: t.data.clone() }).collect();
+                ops.push(Op::WriteMagnetic);
+                if let Err(f) = c.run_all(ops).await? {
                     return Ok(Err(f));
                 }
                 for t in &tracks {
@@ -172,23 +192,18 @@ impl Printer {
     /// Prints resident-font text on the K panel.
     pub async fn print_text(&self, lines: &[TextLine]) -> Result<(), Fault> {
         let lines = lines.to_vec();
-        self.with_conn(move |c| {
-            Box::pin(async move {
-                for op in [Op::ClearBitmap(Panel::K)] {
-                    if let Err(f) = c.run(&op).await? {
-                        return Ok(Err(f));
-                    }
-                }
-                for l in lines {
-                    let op = Op::WriteText { x: l.x, y: l.y, font: l.font, height: l.height, text: l.text };
-                    if let Err(f) = c.run(&op).await? {
-                        return Ok(Err(f));
-                    }
-                }
-                c.run(&Op::PrintPanel(Panel::K)).await.map(|r| r.map(drop))
-            })
-        })
-        .await
+        let texts = lines.into_iter().map(|l| Op::WriteText {
+            x: l.x,
+            y: l.y,
+            font: l.font,
+            height: l.height,
+            text: l.text,
+        });
+        let ops: Vec<Op> = std::iter::once(Op::ClearBitmap(Panel::K))
+            .chain(texts)
+            .chain([Op::PrintPanel(Panel::K)])
+            .collect();
+        self.with_conn(move |c| Box::pin(c.run_all(ops))).await
     }
 
     /// Downloads whole panels (compressed unless `raw`) and prints each one.
@@ -198,23 +213,30 @@ impl Printer {
             return Err(Fault::new(
                 ErrorCode::PRD_UNEXPECTED_DATA,
                 "other",
-                format!("panel {} is {}x{}, the printer's panels are {}x{}", p.letter(), b.geometry.width, b.geometry.height, geometry.width, geometry.height),
+                format!(
+                    "panel {} is {}x{}, the printer's panels are {}x{}",
+                    p.letter(),
+                    b.geometry.width,
+                    b.geometry.height,
+                    geometry.width,
+                    geometry.height
+                ),
             ));
         }
-        self.with_conn(move |c| {
-            Box::pin(async move {
-                for (panel, bitmap) in panels {
-                    if let Err(f) = c.run(&Op::Download { panel, bitmap, compressed: !raw }).await? {
-                        return Ok(Err(f));
-                    }
-                    if let Err(f) = c.run(&Op::PrintPanel(panel)).await? {
-                        return Ok(Err(f));
-                    }
-                }
-                Ok(Ok(()))
+        let ops: Vec<Op> = panels
+            .into_iter()
+            .flat_map(|(panel, bitmap)| {
+                [
+                    Op::Download {
+                        panel,
+                        bitmap,
+                        compressed: !raw,
+                    },
+                    Op::PrintPanel(panel),
+                ]
             })
-        })
-        .await
+            .collect();
+        self.with_conn(move |c| Box::pin(c.run_all(ops))).await
     }
 
     /// Embosses the lines (emboss extension).
@@ -222,30 +244,45 @@ impl Printer {
         let caps = &self.profile().capabilities;
         self.require(caps.emboss, "an emboss module")?;
         for l in lines {
-            let max = caps.emboss_line_chars.get(usize::from(l.line).wrapping_sub(1)).copied();
+            let max = caps
+                .emboss_line_chars
+                .get(usize::from(l.line).wrapping_sub(1))
+                .copied();
             match max {
-                None => return Err(Fault::new(ErrorCode::PRD_UNEXPECTED_DATA, "other", format!("emboss line {} does not exist (the module has {})", l.line, caps.emboss_lines))),
+                None => {
+                    return Err(Fault::new(
+                        ErrorCode::PRD_UNEXPECTED_DATA,
+                        "other",
+                        format!(
+                            "emboss line {} does not exist (the module has {})",
+                            l.line, caps.emboss_lines
+                        ),
+                    ))
+                }
                 Some(max) if l.text.len() > max => {
-                    return Err(Fault::new(ErrorCode::PRD_UNEXPECTED_DATA, "other", format!("emboss line {} holds {} characters, at most {max} fit", l.line, l.text.len())))
+                    return Err(Fault::new(
+                        ErrorCode::PRD_UNEXPECTED_DATA,
+                        "other",
+                        format!(
+                            "emboss line {} holds {} characters, at most {max} fit",
+                            l.line,
+                            l.text.len()
+                        ),
+                    ))
                 }
                 _ => {}
             }
         }
-        let lines = lines.to_vec();
-        self.with_conn(move |c| {
-            Box::pin(async move {
-                if let Err(f) = c.run(&Op::EmbossClear).await? {
-                    return Ok(Err(f));
-                }
-                for l in lines {
-                    if let Err(f) = c.run(&Op::EmbossLoadLine { line: l.line, font: l.font, text: l.text }).await? {
-                        return Ok(Err(f));
-                    }
-                }
-                c.run(&Op::Emboss).await.map(|r| r.map(drop))
-            })
-        })
-        .await
+        let loads = lines.iter().map(|l| Op::EmbossLoadLine {
+            line: l.line,
+            font: l.font,
+            text: l.text.clone(),
+        });
+        let ops: Vec<Op> = std::iter::once(Op::EmbossClear)
+            .chain(loads)
+            .chain([Op::Emboss])
+            .collect();
+        self.with_conn(move |c| Box::pin(c.run_all(ops))).await
     }
 
     /// Sends the card to the bezel for the customer.
@@ -273,7 +310,15 @@ impl Printer {
                     Ok(v) => v,
                     Err(f) => return Ok(Err(f)),
                 };
-                Ok(dialect::status::parse_voltage(&v).map(|v| v > 2.5).map_err(|why| Fault::new(ErrorCode::PRD_UNEXPECTED_DATA, "other", format!("Rse;b: {why}"))))
+                Ok(dialect::status::parse_voltage(&v)
+                    .map(|v| v > 2.5)
+                    .map_err(|why| {
+                        Fault::new(
+                            ErrorCode::PRD_UNEXPECTED_DATA,
+                            "other",
+                            format!("Rse;b: {why}"),
+                        )
+                    }))
             })
         })
         .await
@@ -295,7 +340,13 @@ impl Printer {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(self.retract(ErrorCode::PRD_TIMEOUT, "timed-out", format!("the card was not taken within {} s", take.as_secs_f32())).await);
+                return Err(self
+                    .retract(
+                        ErrorCode::PRD_TIMEOUT,
+                        "timed-out",
+                        format!("the card was not taken within {} s", take.as_secs_f32()),
+                    )
+                    .await);
             }
             if verdict_done {
                 tokio::time::sleep(POLL).await;
@@ -315,8 +366,16 @@ impl Printer {
 
     async fn retract(&self, code: ErrorCode, reason: &str, why: String) -> Fault {
         match self.reject().await {
-            Ok(()) => Fault::new(code, reason, format!("{why}; it was retracted to the reject box")),
-            Err(f) => Fault::new(code, reason, format!("{why}; retracting it failed: {} {}", f.code, f.description)),
+            Ok(()) => Fault::new(
+                code,
+                reason,
+                format!("{why}; it was retracted to the reject box"),
+            ),
+            Err(f) => Fault::new(
+                code,
+                reason,
+                format!("{why}; retracting it failed: {} {}", f.code, f.description),
+            ),
         }
     }
 
@@ -330,7 +389,16 @@ impl Printer {
                     if set("card_eject") {
                         return Ok(Ok(CardWhere::Presented));
                     }
-                    if ["card_feeder", "card_print", "card_smart", "card_contactless", "card_jam"].iter().any(|n| set(n)) {
+                    if [
+                        "card_feeder",
+                        "card_print",
+                        "card_smart",
+                        "card_contactless",
+                        "card_jam",
+                    ]
+                    .iter()
+                    .any(|n| set(n))
+                    {
                         return Ok(Ok(CardWhere::Inside));
                     }
                     return Ok(Ok(CardWhere::None));
@@ -352,11 +420,18 @@ impl Printer {
         if has {
             Ok(())
         } else {
-            Err(Fault::new(ErrorCode::PRT_SETUP_ERROR, "option-missing", format!("the {} profile has no {what}", self.profile().model.id)))
+            Err(Fault::new(
+                ErrorCode::PRT_SETUP_ERROR,
+                "option-missing",
+                format!("the {} profile has no {what}", self.profile().model.id),
+            ))
         }
     }
 }
 
 fn first_difference(a: &str, b: &str) -> usize {
-    a.bytes().zip(b.bytes()).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()))
+    a.bytes()
+        .zip(b.bytes())
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()))
 }

@@ -43,7 +43,9 @@ impl std::str::FromStr for Endpoint {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         if let Some(rest) = s.strip_prefix("tcp://") {
-            let ok = rest.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            let ok = rest
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
             if !ok {
                 return Err(format!("{s:?}: a TCP printer is tcp://host:port"));
             }
@@ -56,7 +58,9 @@ impl std::str::FromStr for Endpoint {
             return path_of(rest, s).map(Endpoint::Usb);
         }
         if s.contains("://") {
-            return Err(format!("{s:?}: the printer is serial://PATH, usb://PATH or tcp://HOST:PORT"));
+            return Err(format!(
+                "{s:?}: the printer is serial://PATH, usb://PATH or tcp://HOST:PORT"
+            ));
         }
         let path = path_of(s, s)?;
         if path.starts_with("/dev/usb/") {
@@ -71,7 +75,9 @@ fn path_of(p: &str, whole: &str) -> Result<PathBuf, String> {
     if p.starts_with('/') {
         Ok(PathBuf::from(p))
     } else {
-        Err(format!("{whole:?}: a device is an absolute path such as /dev/ttyS0 or /dev/usb/lp0"))
+        Err(format!(
+            "{whole:?}: a device is an absolute path such as /dev/ttyS0 or /dev/usb/lp0"
+        ))
     }
 }
 
@@ -87,7 +93,13 @@ pub struct SerialSettings {
 
 impl SerialSettings {
     pub fn from_profile(l: &LinkDefaults) -> Self {
-        SerialSettings { baud: l.baud, parity: l.parity, stop_bits: l.stop_bits, data_bits: l.data_bits, flow_control: l.flow_control }
+        SerialSettings {
+            baud: l.baud,
+            parity: l.parity,
+            stop_bits: l.stop_bits,
+            data_bits: l.data_bits,
+            flow_control: l.flow_control,
+        }
     }
 }
 
@@ -111,7 +123,11 @@ impl fmt::Debug for Link {
 }
 
 impl Link {
-    pub async fn open(endpoint: &Endpoint, serial: &SerialSettings, usb_reopen: bool) -> io::Result<Link> {
+    pub async fn open(
+        endpoint: &Endpoint,
+        serial: &SerialSettings,
+        usb_reopen: bool,
+    ) -> io::Result<Link> {
         match endpoint {
             Endpoint::Tcp(addr) => {
                 let s = tokio::net::TcpStream::connect(addr).await?;
@@ -147,7 +163,10 @@ impl Link {
     }
 }
 
-fn open_serial(path: &std::path::Path, s: &SerialSettings) -> io::Result<FdStream<serialport::TTYPort>> {
+fn open_serial(
+    path: &std::path::Path,
+    s: &SerialSettings,
+) -> io::Result<FdStream<serialport::TTYPort>> {
     use serialport::{DataBits, FlowControl as F, Parity as P, StopBits};
     let data_bits = match s.data_bits {
         5 => DataBits::Five,
@@ -162,7 +181,11 @@ fn open_serial(path: &std::path::Path, s: &SerialSettings) -> io::Result<FdStrea
             Parity::Odd => P::Odd,
             Parity::Even => P::Even,
         })
-        .stop_bits(if s.stop_bits == 2 { StopBits::Two } else { StopBits::One })
+        .stop_bits(if s.stop_bits == 2 {
+            StopBits::Two
+        } else {
+            StopBits::One
+        })
         .flow_control(match s.flow_control {
             FlowControl::None => F::None,
             FlowControl::Software => F::Software,
@@ -192,22 +215,34 @@ impl<T: AsRawFd> FdStream<T> {
 fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(io::Error::from)?;
-    fcntl(fd, FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK)).map_err(io::Error::from)?;
+    fcntl(
+        fd,
+        FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
+    )
+    .map_err(io::Error::from)?;
     Ok(())
 }
 
 impl<T: AsRawFd + Unpin> AsyncRead for FdStream<T> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         loop {
             let mut guard = ready!(self.inner.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
-            match guard.try_io(|fd| nix::unistd::read(fd.as_raw_fd(), unfilled).map_err(io::Error::from)) {
+            match guard
+                .try_io(|fd| nix::unistd::read(fd.as_raw_fd(), unfilled).map_err(io::Error::from))
+            {
                 Ok(Ok(n)) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
                 // A tty whose other end went away reads EIO: that is the end of the link.
-                Ok(Err(e)) if e.raw_os_error() == Some(nix::libc::EIO) => return Poll::Ready(Ok(())),
+                Ok(Err(e)) if e.raw_os_error() == Some(nix::libc::EIO) => {
+                    return Poll::Ready(Ok(()))
+                }
                 Ok(Err(e)) => return Poll::Ready(Err(e)),
                 Err(_would_block) => continue,
             }
@@ -216,7 +251,11 @@ impl<T: AsRawFd + Unpin> AsyncRead for FdStream<T> {
 }
 
 impl<T: AsRawFd + Unpin> AsyncWrite for FdStream<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         loop {
             let mut guard = ready!(self.inner.poll_write_ready(cx))?;
             match guard.try_io(|fd| nix::unistd::write(fd, data).map_err(io::Error::from)) {
@@ -242,13 +281,20 @@ pub struct UsbLink {
 
 impl UsbLink {
     fn open(path: PathBuf, reopen: bool) -> io::Result<UsbLink> {
-        let mut l = UsbLink { path, reopen, node: None };
+        let mut l = UsbLink {
+            path,
+            reopen,
+            node: None,
+        };
         l.node = Some(l.open_node()?);
         Ok(l)
     }
 
     fn open_node(&self) -> io::Result<FdStream<OwnedFd>> {
-        let file = std::fs::OpenOptions::new().read(true).write(true).open(&self.path)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)?;
         FdStream::new(OwnedFd::from(file))
     }
 
@@ -280,12 +326,33 @@ mod tests {
 
     #[test]
     fn endpoints_parse() {
-        assert_eq!("tcp://10.0.0.5:9100".parse::<Endpoint>().unwrap(), Endpoint::Tcp("10.0.0.5:9100".into()));
-        assert_eq!("/dev/ttyS0".parse::<Endpoint>().unwrap(), Endpoint::Serial("/dev/ttyS0".into()));
-        assert_eq!("/dev/usb/lp0".parse::<Endpoint>().unwrap(), Endpoint::Usb("/dev/usb/lp0".into()));
-        assert_eq!("usb:///tmp/x".parse::<Endpoint>().unwrap(), Endpoint::Usb("/tmp/x".into()));
-        assert_eq!("serial:///dev/pts/3".parse::<Endpoint>().unwrap(), Endpoint::Serial("/dev/pts/3".into()));
-        for bad in ["tcp://nohost", "tcp://:12", "ttyS0", "ftp://x", "tcp://h:99999"] {
+        assert_eq!(
+            "tcp://10.0.0.5:9100".parse::<Endpoint>().unwrap(),
+            Endpoint::Tcp("10.0.0.5:9100".into())
+        );
+        assert_eq!(
+            "/dev/ttyS0".parse::<Endpoint>().unwrap(),
+            Endpoint::Serial("/dev/ttyS0".into())
+        );
+        assert_eq!(
+            "/dev/usb/lp0".parse::<Endpoint>().unwrap(),
+            Endpoint::Usb("/dev/usb/lp0".into())
+        );
+        assert_eq!(
+            "usb:///tmp/x".parse::<Endpoint>().unwrap(),
+            Endpoint::Usb("/tmp/x".into())
+        );
+        assert_eq!(
+            "serial:///dev/pts/3".parse::<Endpoint>().unwrap(),
+            Endpoint::Serial("/dev/pts/3".into())
+        );
+        for bad in [
+            "tcp://nohost",
+            "tcp://:12",
+            "ttyS0",
+            "ftp://x",
+            "tcp://h:99999",
+        ] {
             assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
         }
     }

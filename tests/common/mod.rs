@@ -50,7 +50,14 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { model: "evolis-km500b", via: Via::Pty, ack_nack: false, chip: true, serial: None, record: None }
+        Options {
+            model: "evolis-km500b",
+            via: Via::Pty,
+            ack_nack: false,
+            chip: true,
+            serial: None,
+            record: None,
+        }
     }
 }
 
@@ -84,7 +91,11 @@ pub async fn rig(opts: Options) -> Rig {
     }
     let sim = Simulator::new(config);
     let endpoint = match opts.via {
-        Via::Pty => Endpoint::Serial(sim.serve_pty(Some(&dir.path().join("printer"))).await.unwrap()),
+        Via::Pty => Endpoint::Serial(
+            sim.serve_pty(Some(&dir.path().join("printer")))
+                .await
+                .unwrap(),
+        ),
         Via::UsbNode => Endpoint::Usb(sim.serve_pty(Some(&dir.path().join("lp0"))).await.unwrap()),
         Via::Tcp => {
             let addr = sim.serve_tcp("127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -96,10 +107,25 @@ pub async fn rig(opts: Options) -> Rig {
     settings.timeouts = test_timeouts(&profile);
     settings.ack_nack = opts.ack_nack;
     let take = Duration::from_millis(settings.timeouts.take);
-    let backoff = Backoff { initial: Duration::from_millis(50), max: Duration::from_millis(400) };
+    let backoff = Backoff {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(400),
+    };
     let printer = Printer::new(settings, profile, backoff, None, true);
-    let chip = PcscStation::new(PcscConfig { reader: None, card_wait_ms: 1_500, apdu_timeout_ms: 2_000 });
-    Rig { sim, printer, chip, endpoint, dir, take, chip_enabled: opts.chip }
+    let chip = PcscStation::new(PcscConfig {
+        reader: None,
+        card_wait_ms: 1_500,
+        apdu_timeout_ms: 2_000,
+    });
+    Rig {
+        sim,
+        printer,
+        chip,
+        endpoint,
+        dir,
+        take,
+        chip_enabled: opts.chip,
+    }
 }
 
 /// A personalisation card with test data (a test-range PAN, never a real one).
@@ -114,21 +140,55 @@ pub fn test_card() -> TestCard {
     let pan = "4000001234567899";
     TestCard {
         tracks: vec![
-            Track { number: 1, data: format!("B{pan}^DOE/JANE^28121010000000000000") },
-            Track { number: 2, data: format!("{pan}=28121010000000000") },
+            Track {
+                number: 1,
+                data: format!("B{pan}^DOE/JANE^28121010000000000000"),
+            },
+            Track {
+                number: 2,
+                data: format!("{pan}=28121010000000000"),
+            },
         ],
         text: vec![
-            TextLine { x: 60, y: 400, font: 1, height: 40, text: "4000 0012 3456 7899".into() },
-            TextLine { x: 60, y: 520, font: 0, height: 30, text: "JANE DOE".into() },
+            TextLine {
+                x: 80,
+                y: 380,
+                font: 1,
+                height: 16,
+                text: "4000 0012 3456 7899".into(),
+            },
+            TextLine {
+                x: 80,
+                y: 500,
+                font: 0,
+                height: 10,
+                text: "JANE DOE".into(),
+            },
         ],
         emboss: vec![
-            EmbossLine { line: 1, font: 0, text: "4000 0012 3456 7899".into() },
-            EmbossLine { line: 2, font: 1, text: "JANE DOE".into() },
+            EmbossLine {
+                line: 1,
+                font: 0,
+                text: "4000 0012 3456 7899".into(),
+            },
+            EmbossLine {
+                line: 2,
+                font: 1,
+                text: "JANE DOE".into(),
+            },
         ],
         script: ChipScript {
             steps: vec![
-                ApduStep { command: vec![0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0x00, 0x00, 0x00, 0x03, 0x10, 0x10], expect_sw: vec![0x9000] },
-                ApduStep { command: vec![0x80, 0xE2, 0x80, 0x00, 0x04, 0x01, 0x02, 0x03, 0x04], expect_sw: vec![0x9000] },
+                ApduStep {
+                    command: vec![
+                        0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0x00, 0x00, 0x00, 0x03, 0x10, 0x10,
+                    ],
+                    expect_sw: vec![0x9000],
+                },
+                ApduStep {
+                    command: vec![0x80, 0xE2, 0x80, 0x00, 0x04, 0x01, 0x02, 0x03, 0x04],
+                    expect_sw: vec![0x9000],
+                },
             ],
         },
     }
@@ -150,7 +210,11 @@ pub enum Step {
 /// Runs one card; `before(step)` runs before each step (to raise a condition
 /// just where it bites). After the card is in, any failure sends it to the
 /// reject box, as the engine does.
-pub async fn produce_one(rig: &Rig, card: &TestCard, mut before: impl FnMut(Step)) -> Result<(), Fault> {
+pub async fn produce_one(
+    rig: &Rig,
+    card: &TestCard,
+    mut before: impl FnMut(Step),
+) -> Result<(), Fault> {
     let p = &rig.printer;
     before(Step::Ready);
     p.check_ready().await?;

@@ -7,15 +7,15 @@
 //! the card says.
 //!
 //! pcscd learns of insertions and removals by polling vpcd about every 400 ms,
-//! so a card that left comes back no sooner than [`MIN_AWAY`] later: pcscd
-//! must see it gone first, or it keeps a stale state (a physical card cannot
-//! come back faster either).
+//! so a card that left connects again no sooner than [`MIN_AWAY`] later:
+//! pcscd must see it gone first, or it keeps a stale state (a physical card
+//! cannot come back faster either).
 //!
 //! The card keeps counts and the last status word, never APDU contents: they
 //! are card data.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -25,8 +25,61 @@ pub mod answer;
 
 /// How long a connection attempt to vpcd may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// The shortest time between the card leaving vpcd and connecting again.
-pub const MIN_AWAY: Duration = Duration::from_secs(1);
+/// The shortest time between a card leaving a vpcd slot and a card (this one
+/// or another `VpcdCard` on the same address) connecting to it: more than
+/// pcscd's 400 ms presence poll, so that pcscd sees the slot empty in between.
+pub const MIN_AWAY: Duration = Duration::from_millis(700);
+
+/// When a card last left each vpcd address (the slot, whichever `VpcdCard`
+/// played it).
+static LEFT: Mutex<Vec<(SocketAddr, Instant)>> = Mutex::new(Vec::new());
+
+fn note_left(addr: SocketAddr) {
+    let mut left = LEFT.lock().unwrap_or_else(|p| p.into_inner());
+    left.retain(|(a, t)| *a != addr && t.elapsed() < MIN_AWAY);
+    left.push((addr, Instant::now()));
+}
+
+/// Which card plays each vpcd address in this process: one slot holds one
+/// card.
+static OCCUPANTS: Mutex<Vec<(SocketAddr, Weak<Shared>)>> = Mutex::new(Vec::new());
+
+/// Makes `me` the card of its slot and takes out any other card still there
+/// (a card kept alive past its owner, as a lingering simulator would do).
+fn claim_slot(me: &Arc<Shared>) {
+    let others: Vec<Arc<Shared>> = {
+        let mut occupants = OCCUPANTS.lock().unwrap_or_else(|p| p.into_inner());
+        occupants.retain(|(_, w)| w.strong_count() > 0);
+        let others = occupants
+            .iter()
+            .filter(|(a, w)| *a == me.addr && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(me)))
+            .filter_map(|(_, w)| w.upgrade())
+            .collect();
+        occupants.retain(|(a, _)| *a != me.addr);
+        occupants.push((me.addr, Arc::downgrade(me)));
+        others
+    };
+    for other in others {
+        let in_station = {
+            let st = other.lock();
+            st.in_station || st.stats.inserted
+        };
+        if in_station {
+            tracing::warn!(addr = %me.addr, "another virtual card was still in this vpcd slot: it is taken out");
+            other.remove();
+        }
+    }
+}
+
+/// How long a card must still wait before connecting to `addr`.
+fn still_away(addr: SocketAddr) -> Duration {
+    let left = LEFT.lock().unwrap_or_else(|p| p.into_inner());
+    left.iter()
+        .filter(|(a, _)| *a == addr)
+        .map(|(_, t)| MIN_AWAY.saturating_sub(t.elapsed()))
+        .max()
+        .unwrap_or_default()
+}
 /// When the connection ends while the card stays under the contacts (pcscd
 /// restarted, or the mute card hung up on an APDU), the card connects again
 /// after [`MIN_AWAY`], then retries this many times, this far apart.
@@ -85,10 +138,8 @@ struct Shared {
 struct State {
     fault: ChipFault,
     stats: ChipStats,
-    /// Under the contacts (inserted and not removed), connected or not yet.
+    /// Under the contacts (inserted and not removed).
     in_station: bool,
-    /// When the card last left vpcd.
-    left_at: Option<Instant>,
     /// Bumped by every insert and remove: a serving task of another
     /// generation no longer owns the card.
     generation: u64,
@@ -96,9 +147,9 @@ struct State {
 }
 
 impl State {
-    fn disconnected(&mut self) {
+    fn disconnected(&mut self, addr: SocketAddr) {
         if self.stats.inserted {
-            self.left_at = Some(Instant::now());
+            note_left(addr);
         }
         self.stats.inserted = false;
     }
@@ -122,7 +173,7 @@ impl Shared {
         let mut st = self.lock();
         st.generation += 1;
         st.in_station = false;
-        st.disconnected();
+        st.disconnected(self.addr);
         if let Some(task) = st.task.take() {
             task.abort();
         }
@@ -136,7 +187,7 @@ impl Shared {
     fn connection_ended(&self, generation: u64) {
         let mut st = self.lock();
         if st.generation == generation {
-            st.disconnected();
+            st.disconnected(self.addr);
         }
     }
 
@@ -144,7 +195,7 @@ impl Shared {
     fn gave_up(&self, generation: u64) {
         let mut st = self.lock();
         if st.generation == generation {
-            st.disconnected();
+            st.disconnected(self.addr);
             st.in_station = false;
             st.task = None;
         }
@@ -175,12 +226,6 @@ impl Shared {
     }
 }
 
-/// How a serving task gets its first connection.
-enum Start {
-    Connected(std::net::TcpStream),
-    After(Duration),
-}
-
 impl VpcdCard {
     pub fn new(addr: SocketAddr) -> Self {
         let shared = Arc::new(Shared {
@@ -195,49 +240,59 @@ impl VpcdCard {
 
     /// The card arrived under the contacts: connect to vpcd and answer the reader.
     ///
-    /// Usually the connection is made before this returns, so
-    /// `stats().inserted` is true at once when vpcd is there; otherwise a
-    /// warning is logged and the card stays out. A card that left less than
-    /// [`MIN_AWAY`] ago connects in the background once that time is up
-    /// (`inserted` turns true then). Inserting a card already in does nothing.
-    /// Needs a tokio runtime (with I/O), where the card's task runs.
+    /// The connection is made before this returns (the card's task then
+    /// answers the reader in the background), so `stats().inserted` is true
+    /// at once when vpcd is there; otherwise a warning is logged and the card
+    /// stays out. A card that left less than [`MIN_AWAY`] ago first waits for
+    /// the rest of that time: this call may block for up to [`MIN_AWAY`] plus
+    /// a connection time-out, so call it off the async threads
+    /// (`spawn_blocking`). Inserting a card already in does nothing. Needs a
+    /// tokio runtime (with I/O), where the card's task runs.
     pub fn insert(&self) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!(addr = %self.shared.addr, "virtual card not inserted: no tokio runtime to serve it");
             return;
         };
+        {
+            let st = self.shared.lock();
+            if st.in_station && st.task.as_ref().is_some_and(|t| !t.is_finished()) {
+                return;
+            }
+        }
+        claim_slot(&self.shared);
+        let (generation, away) = {
+            let mut st = self.shared.lock();
+            st.generation += 1;
+            if let Some(old) = st.task.take() {
+                old.abort();
+            }
+            (st.generation, still_away(self.shared.addr))
+        };
+        if !away.is_zero() {
+            tracing::debug!(addr = %self.shared.addr, ?away, "virtual card back soon after leaving: waiting for pcscd to see it gone");
+            std::thread::sleep(away);
+            if !self.shared.current(generation) {
+                return;
+            }
+        }
+        let connected = connect_now(self.shared.addr);
         let mut st = self.shared.lock();
-        if st.in_station && st.task.as_ref().is_some_and(|t| !t.is_finished()) {
+        if st.generation != generation {
+            // Removed (or inserted again) meanwhile.
             return;
         }
-        st.generation += 1;
-        if let Some(old) = st.task.take() {
-            old.abort();
-        }
-        let away = st
-            .left_at
-            .map(|t| MIN_AWAY.saturating_sub(t.elapsed()))
-            .unwrap_or_default();
-        let start = if away.is_zero() {
-            match connect_now(self.shared.addr) {
-                Ok(stream) => {
-                    st.stats.inserted = true;
-                    st.stats.sessions += 1;
-                    Start::Connected(stream)
-                }
-                Err(e) => {
-                    tracing::warn!(addr = %self.shared.addr, error = %e, "virtual card not inserted: vpcd (pcscd) is not reachable");
-                    return;
-                }
+        match connected {
+            Ok(stream) => {
+                st.in_station = true;
+                st.stats.inserted = true;
+                st.stats.sessions += 1;
+                st.task = Some(runtime.spawn(serve(self.shared.clone(), generation, stream)));
+                tracing::debug!(addr = %self.shared.addr, "virtual card inserted");
             }
-        } else {
-            tracing::debug!(addr = %self.shared.addr, ?away, "virtual card back soon after leaving: connecting later");
-            Start::After(away)
-        };
-        st.in_station = true;
-        let generation = st.generation;
-        st.task = Some(runtime.spawn(serve(self.shared.clone(), generation, start)));
-        tracing::debug!(addr = %self.shared.addr, "virtual card inserted");
+            Err(e) => {
+                tracing::warn!(addr = %self.shared.addr, error = %e, "virtual card not inserted: vpcd (pcscd) is not reachable");
+            }
+        }
     }
 
     /// The card left the station: disconnect.
@@ -278,22 +333,11 @@ async fn connect_again(shared: &Shared, generation: u64) -> std::io::Result<Opti
 
 /// Serves the reader until removal; reconnects when the connection ends while
 /// the card stays under the contacts.
-async fn serve(shared: Arc<Shared>, generation: u64, start: Start) {
-    let first = match start {
-        Start::Connected(s) => TcpStream::from_std(s),
-        Start::After(away) => {
-            tokio::time::sleep(away).await;
-            match connect_again(&shared, generation).await {
-                Ok(Some(s)) => Ok(s),
-                Ok(None) => return,
-                Err(e) => Err(e),
-            }
-        }
-    };
-    let mut stream = match first {
+async fn serve(shared: Arc<Shared>, generation: u64, first: std::net::TcpStream) {
+    let mut stream = match TcpStream::from_std(first) {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!(addr = %shared.addr, error = %e, "virtual card not inserted: vpcd (pcscd) is not reachable");
+            tracing::warn!(addr = %shared.addr, error = %e, "virtual card cannot use its connection");
             shared.gave_up(generation);
             return;
         }
@@ -543,7 +587,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_card_back_at_once_connects_after_min_away() {
+    async fn a_card_back_at_once_waits_min_away_then_connects() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let card = VpcdCard::new(listener.local_addr().unwrap());
         card.insert();
@@ -551,23 +595,70 @@ mod tests {
         card.remove();
         let removed = Instant::now();
         card.insert();
-        assert!(!card.stats().inserted, "not connected yet");
-        let mut second = accept(&listener).await;
+        // Lower bounds only: insert waited, then connected before returning.
         assert!(removed.elapsed() >= MIN_AWAY);
+        assert!(card.stats().inserted);
+        let mut second = accept(&listener).await;
         assert_eq!(
             second.ask(&[answer::CTRL_GET_ATR]).await,
             answer::ATR.to_vec()
         );
         assert_eq!(card.stats().sessions, 2);
-        assert!(card.stats().inserted);
         drop(first);
-        // Removed before the delayed connection: it never happens.
+        // Removed by another thread while insert waits: it never connects.
         card.remove();
+        let other = card.clone();
+        let remover = std::thread::spawn(move || {
+            std::thread::sleep(MIN_AWAY / 4);
+            other.remove();
+        });
         card.insert();
-        card.remove();
-        let late = tokio::time::timeout(MIN_AWAY * 2, listener.accept()).await;
+        remover.join().unwrap();
+        assert!(!card.stats().inserted);
+        let late = tokio::time::timeout(MIN_AWAY, listener.accept()).await;
         assert!(late.is_err(), "a removed card must not connect");
         assert_eq!(card.stats().sessions, 2);
+    }
+
+    #[tokio::test]
+    async fn another_card_on_the_same_slot_waits_too() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let first = VpcdCard::new(addr);
+        first.insert();
+        let _held = accept(&listener).await;
+        drop(first);
+        let left = Instant::now();
+        let second = VpcdCard::new(addr);
+        second.insert();
+        assert!(left.elapsed() >= MIN_AWAY, "{:?}", left.elapsed());
+        assert!(second.stats().inserted);
+        // Another slot is not concerned.
+        let other = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let third = VpcdCard::new(other.local_addr().unwrap());
+        let t = Instant::now();
+        third.insert();
+        assert!(third.stats().inserted);
+        assert!(t.elapsed() < MIN_AWAY, "{:?}", t.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_new_card_takes_a_lingering_one_out_of_the_slot() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let old = VpcdCard::new(addr);
+        old.insert();
+        let mut old_link = accept(&listener).await;
+        let new = VpcdCard::new(addr);
+        new.insert();
+        assert!(!old.stats().inserted, "one slot, one card");
+        assert_closed(&mut old_link).await;
+        assert!(new.stats().inserted);
+        let mut new_link = accept(&listener).await;
+        assert_eq!(
+            new_link.ask(&[answer::CTRL_GET_ATR]).await,
+            answer::ATR.to_vec()
+        );
     }
 
     #[tokio::test]

@@ -359,8 +359,8 @@ fn emboss_conditions_and_ex1() {
     ok(&mut p, "Xee");
     assert_eq!(p.cards[0].record.emboss_lines.len(), 1);
     assert_eq!(
-        p.cards[0].record.emboss_lines[0].text, "4000 0012 3456 7899",
-        "short digit runs are not a PAN"
+        p.cards[0].record.emboss_lines[0].text, "4000 00** **** 7899",
+        "a card number embossed in groups is masked in the record"
     );
     // Emboss rules: line range, font, characters, width.
     for bad in [
