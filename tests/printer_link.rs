@@ -235,3 +235,72 @@ fn cli_status_info_and_raw_against_the_bundled_simulator() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("PRT_NOT_REACHABLE"));
 }
+
+/// A colour card: Y, M, C at 64 levels and K, O at one bit, sent compressed
+/// (and K once uncompressed), decoded by the simulator pixel for pixel.
+#[tokio::test]
+async fn whole_panels_print_compressed_and_raw() {
+    use dialect::panel::{Bitmap, Levels, Panel};
+    let rig = rig(no_chip()).await;
+    let g = rig.printer.profile().geometry;
+    let gradient = |levels: Levels, band: usize| {
+        let mut b = Bitmap::blank(g, levels);
+        for y in 0..g.height {
+            for x in (band * 100)..(band * 100 + 180).min(g.width) {
+                b.set(x, y, ((x + y) % (levels.max_value() as usize + 1)) as u8);
+            }
+        }
+        b
+    };
+    let mut k = Bitmap::blank(g, Levels::Two);
+    for y in 100..140 {
+        for x in 50..600 {
+            k.set(x, y, 1);
+        }
+    }
+    let mut o = Bitmap::blank(g, Levels::Two);
+    o.pixels.fill(1);
+    let panels = vec![
+        (Panel::Y, gradient(Levels::L64, 0)),
+        (Panel::M, gradient(Levels::L64, 1)),
+        (Panel::C, gradient(Levels::L32, 2)),
+        (Panel::K, k.clone()),
+        (Panel::O, o),
+    ];
+    let want: Vec<(String, u64)> = panels
+        .iter()
+        .map(|(p, b)| (p.letter().to_string(), b.inked() as u64))
+        .collect();
+    rig.printer.select_feeder(1).await.unwrap();
+    rig.printer.insert().await.unwrap();
+    rig.printer.print_panels(panels, false).await.unwrap();
+    rig.printer
+        .print_panels(vec![(Panel::K, k.clone())], true)
+        .await
+        .unwrap();
+    rig.printer.present().await.unwrap();
+    let state = rig.sim.state();
+    let got: Vec<(String, u64)> = state.cards[0]
+        .panels
+        .iter()
+        .map(|p| (p.panel.clone(), p.inked))
+        .collect();
+    let mut want = want;
+    want.push(("k".into(), k.inked() as u64));
+    assert_eq!(got, want);
+
+    // A panel of the wrong size never reaches the printer.
+    let small = Bitmap::blank(
+        dialect::panel::Geometry {
+            width: 10,
+            height: 10,
+        },
+        Levels::Two,
+    );
+    let f = rig
+        .printer
+        .print_panels(vec![(Panel::K, small)], false)
+        .await
+        .unwrap_err();
+    assert_eq!(f.code, ErrorCode::PRD_UNEXPECTED_DATA, "{f}");
+}

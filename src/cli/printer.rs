@@ -6,6 +6,7 @@
 
 use super::render;
 use crate::codes::Fault;
+use crate::printer::profile::{FlowControl, Parity};
 use crate::printer::{Backoff, Endpoint, LinkSettings, Printer, Profile};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -31,9 +32,21 @@ pub struct Target {
     /// Use ACK/NACK mode on the link.
     #[arg(long)]
     ack_nack: bool,
-    /// Override the serial speed of the profile.
-    #[arg(long)]
+    /// Override the profile's serial speed (2400 to 115200).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2400..=115200))]
     baud: Option<u32>,
+    /// Override the profile's serial parity.
+    #[arg(long, value_enum)]
+    parity: Option<Parity>,
+    /// Override the profile's data bits.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(5..=8))]
+    data_bits: Option<u8>,
+    /// Override the profile's stop bits.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
+    stop_bits: Option<u8>,
+    /// Override the profile's flow control.
+    #[arg(long, value_enum)]
+    flow_control: Option<FlowControl>,
     /// Start the bundled printer simulator behind a pseudo-terminal and talk to it.
     #[arg(long)]
     sim: bool,
@@ -149,9 +162,12 @@ async fn open(t: &Target) -> Result<(Printer, Endpoint, Option<printer_sim::Simu
     };
     let mut settings = LinkSettings::from_profile(endpoint.clone(), &profile);
     settings.ack_nack = t.ack_nack;
-    if let Some(b) = t.baud {
-        settings.serial.baud = b;
-    }
+    let serial = &mut settings.serial;
+    serial.baud = t.baud.unwrap_or(serial.baud);
+    serial.parity = t.parity.unwrap_or(serial.parity);
+    serial.data_bits = t.data_bits.unwrap_or(serial.data_bits);
+    serial.stop_bits = t.stop_bits.unwrap_or(serial.stop_bits);
+    serial.flow_control = t.flow_control.unwrap_or(serial.flow_control);
     let printer = Printer::new(settings, profile, Backoff::default(), None, false);
     Ok((printer, endpoint, sim))
 }

@@ -1,17 +1,32 @@
 //! How the field tools print: text for people, `--json` for scripts.
 
 use crate::codes::Fault;
+
+/// `println!` that does not panic when the reader has gone (`satellite ... | head`).
+macro_rules! say_err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 use crate::printer::snapshot::Snapshot;
 use crate::printer::{Endpoint, Identity, Profile};
 
 pub fn fault_out(f: &Fault, json: bool) {
     if json {
-        println!(
+        say!(
             "{}",
             serde_json::json!({ "error": { "code": f.code, "reason": f.reason, "description": f.description } })
         );
     } else {
-        eprintln!(
+        say_err!(
             "error: {} ({})\n  {}\n  {}",
             f.code,
             f.reason,
@@ -19,7 +34,7 @@ pub fn fault_out(f: &Fault, json: bool) {
             f.description
         );
         if let Some(hint) = hint(f) {
-            eprintln!("  hint: {hint}");
+            say_err!("  hint: {hint}");
         }
     }
 }
@@ -52,20 +67,24 @@ pub fn info(id: &Identity, p: &Profile, endpoint: &Endpoint, json: bool) {
             },
             "panel": { "width": p.geometry.width, "height": p.geometry.height },
         });
-        println!("{v:#}");
+        say!("{v:#}");
         return;
     }
-    println!(
+    say!(
         "Printer    {}  serial {}  firmware {}",
-        id.model, id.serial, id.firmware
+        id.model,
+        id.serial,
+        id.firmware
     );
-    println!("Link       {endpoint}");
-    println!(
+    say!("Link       {endpoint}");
+    say!(
         "Profile    {} ({})  from {}",
-        p.model.id, p.model.name, p.source
+        p.model.id,
+        p.model.name,
+        p.source
     );
     let yes = |b: bool| if b { "yes" } else { "no" };
-    println!(
+    say!(
         "Options    feeders {}, magnetic {}, smart station {}, contactless {}, emboss {}, bezel {}, reject box {}, lock {}",
         c.feeders,
         yes(c.magnetic),
@@ -76,10 +95,11 @@ pub fn info(id: &Identity, p: &Profile, endpoint: &Endpoint, json: bool) {
         yes(c.reject_box),
         yes(c.lock)
     );
-    println!("Ribbons    {}", c.ribbons.join(", "));
-    println!(
+    say!("Ribbons    {}", c.ribbons.join(", "));
+    say!(
         "Panel      {} x {} pixels",
-        p.geometry.width, p.geometry.height
+        p.geometry.width,
+        p.geometry.height
     );
 }
 
@@ -88,21 +108,23 @@ pub fn snapshot(s: &Snapshot, endpoint: &Endpoint, json: bool) {
         let mut v = serde_json::to_value(s).unwrap_or_default();
         v["ready"] = serde_json::Value::Bool(s.ready());
         v["endpoint"] = serde_json::Value::String(endpoint.to_string());
-        println!("{v:#}");
+        say!("{v:#}");
         return;
     }
     if let Some(id) = &s.identity {
-        println!(
+        say!(
             "Printer    {}  serial {}  ({})",
-            id.model, id.serial, endpoint
+            id.model,
+            id.serial,
+            endpoint
         );
     }
     if s.ready() {
-        println!("Ready      yes");
+        say!("Ready      yes");
     } else {
-        println!("Ready      NO");
+        say!("Ready      NO");
         for f in &s.faults {
-            println!(
+            say!(
                 "  {:<32} {} ({})",
                 f.code.as_str(),
                 f.code.description(),
@@ -117,7 +139,7 @@ pub fn snapshot(s: &Snapshot, endpoint: &Endpoint, json: bool) {
         .map(|f| format!("{} ({})", f.name, f.reason))
         .collect();
     if !warnings.is_empty() {
-        println!("Warnings   {}", warnings.join(", "));
+        say!("Warnings   {}", warnings.join(", "));
     }
     let feeders: Vec<_> = s
         .feeders
@@ -136,22 +158,22 @@ pub fn snapshot(s: &Snapshot, endpoint: &Endpoint, json: bool) {
             )
         })
         .collect();
-    println!("Feeders    {}", feeders.join(", "));
-    println!(
+    say!("Feeders    {}", feeders.join(", "));
+    say!(
         "Card       {}",
         s.card_position
             .as_deref()
             .map(describe_position)
             .unwrap_or("unknown")
     );
-    println!(
+    say!(
         "Ribbon     {}{}",
         s.ribbon.as_deref().unwrap_or("unknown"),
         s.ribbon_cards_left
             .map(|n| format!(", about {n} cards left"))
             .unwrap_or_default()
     );
-    println!(
+    say!(
         "Cleaning   {}",
         match s.cleaning_due {
             Some(true) => "due",
@@ -159,7 +181,7 @@ pub fn snapshot(s: &Snapshot, endpoint: &Endpoint, json: bool) {
             None => "unknown",
         }
     );
-    println!(
+    say!(
         "Reject box {}",
         match s.reject_box_full {
             Some(true) => "FULL",
@@ -168,10 +190,10 @@ pub fn snapshot(s: &Snapshot, endpoint: &Endpoint, json: bool) {
         }
     );
     if let Some(w) = &s.status_words {
-        println!("Status     {w}");
+        say!("Status     {w}");
     }
     if !s.unknown_bits.is_empty() {
-        println!(
+        say!(
             "Unknown    {} (not in the profile)",
             s.unknown_bits.join(", ")
         );
@@ -181,11 +203,11 @@ pub fn snapshot(s: &Snapshot, endpoint: &Endpoint, json: bool) {
         .iter()
         .map(|(k, v)| format!("{k} {v:.2} V"))
         .collect();
-    println!("Sensors    {}", sensors.join(", "));
+    say!("Sensors    {}", sensors.join(", "));
     let counters: Vec<_> = s.counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    println!("Counters   {}", counters.join(", "));
+    say!("Counters   {}", counters.join(", "));
     for (k, why) in &s.unavailable {
-        println!("  ({k} unavailable: {why})");
+        say!("  ({k} unavailable: {why})");
     }
 }
 
@@ -201,15 +223,15 @@ fn describe_position(p: &str) -> &'static str {
 
 pub fn raw(sent: &str, reply: &str, fault: Option<&Fault>, json: bool) {
     if json {
-        println!(
+        say!(
             "{}",
             serde_json::json!({ "sent": sent, "reply": dialect::redact::mask_text(reply), "fault": fault })
         );
         return;
     }
-    println!("> {sent}");
-    println!("< {}", dialect::redact::mask_text(reply));
+    say!("> {sent}");
+    say!("< {}", dialect::redact::mask_text(reply));
     if let Some(f) = fault {
-        println!("  = {} ({}): {}", f.code, f.reason, f.code.description());
+        say!("  = {} ({}): {}", f.code, f.reason, f.code.description());
     }
 }

@@ -426,26 +426,11 @@ async fn exchange(shared: &Shared, stream: &mut TcpStream) -> Ended {
 /// algorithm holds the body until the length is acknowledged, and Linux
 /// delays that acknowledgement by about 40 ms, for every message. TCP_QUICKACK
 /// sends the pending acknowledgement now (it does not stay set, hence a call
-/// per message). `std`'s `set_quickack` needs Rust 1.89, above the workspace's
-/// rust-version.
+/// per message).
 #[cfg(target_os = "linux")]
 fn ack_now(stream: &TcpStream) {
-    use nix::libc;
-    use std::os::fd::AsRawFd;
-    let one: libc::c_int = 1;
-    // SAFETY: the descriptor is the open socket `stream` owns for the whole
-    // call, and the option value points to a c_int of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_QUICKACK,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        tracing::trace!(error = %std::io::Error::last_os_error(), "TCP_QUICKACK refused");
+    if let Err(error) = socket2::SockRef::from(stream).set_tcp_quickack(true) {
+        tracing::trace!(%error, "TCP_QUICKACK refused");
     }
 }
 
