@@ -17,26 +17,17 @@ fn no_chip() -> Options {
     }
 }
 
+/// The same card over the other transports: TCP, and the pseudo-terminal
+/// opened as a USB printer node (NUL-ended replies, reopened between write and read).
 #[tokio::test]
-async fn a_card_runs_over_tcp() {
-    let rig = rig(Options {
-        via: Via::Tcp,
-        ..no_chip()
-    })
-    .await;
-    produce_one(&rig, &test_card(), |_| {}).await.unwrap();
-    assert_eq!(rig.sim.state().counters.taken, 1);
-}
-
-#[tokio::test]
-async fn a_card_runs_over_a_usb_printer_node() {
-    let rig = rig(Options {
-        via: Via::UsbNode,
-        ..no_chip()
-    })
-    .await;
-    produce_one(&rig, &test_card(), |_| {}).await.unwrap();
-    assert_eq!(rig.sim.state().counters.taken, 1);
+async fn a_card_runs_over_tcp_and_a_usb_printer_node() {
+    for via in [Via::Tcp, Via::UsbNode] {
+        let rig = rig(Options { via, ..no_chip() }).await;
+        produce_one(&rig, &test_card(), |_| {})
+            .await
+            .unwrap_or_else(|f| panic!("{:?}: {f}", rig.endpoint));
+        assert_eq!(rig.sim.state().counters.taken, 1, "{:?}", rig.endpoint);
+    }
 }
 
 #[tokio::test]

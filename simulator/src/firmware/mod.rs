@@ -230,30 +230,22 @@ impl Printer {
         };
         // The reply to `Pem` itself follows the mode it arrived in.
         let ack = self.ack_nack();
+        // Step triggers first: one may drop the link for this very command.
+        if let Inbound::Command(cmd) = inbound {
+            self.fire_step_triggers(cmd, &mut cx);
+        }
+        // A dropped link answers nothing at all.
+        if self.has(Condition::Unreachable(None)) {
+            return Outcome {
+                reply: None,
+                work_ms: 0,
+                slow_ms: 0,
+                effects: cx.effects,
+            };
+        }
         let (result, read) = match inbound {
-            Inbound::Command(cmd) => {
-                self.fire_step_triggers(cmd, &mut cx);
-                if self.has(Condition::Unreachable(None)) {
-                    return Outcome {
-                        reply: None,
-                        work_ms: 0,
-                        slow_ms: 0,
-                        effects: cx.effects,
-                    };
-                }
-                (self.execute(cmd, &mut cx), is_read(&cmd.mnemonic))
-            }
-            Inbound::Malformed { raw, .. } => {
-                if self.has(Condition::Unreachable(None)) {
-                    return Outcome {
-                        reply: None,
-                        work_ms: 0,
-                        slow_ms: 0,
-                        effects: cx.effects,
-                    };
-                }
-                (Err(malformed_word(raw)), false)
-            }
+            Inbound::Command(cmd) => (self.execute(cmd, &mut cx), is_read(&cmd.mnemonic)),
+            Inbound::Malformed { raw, .. } => (Err(malformed_word(raw)), false),
         };
         let mut reply = shape(result, read, ack);
         if let Some(raw) = self.next_garbage() {
