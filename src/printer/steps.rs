@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// A magnetic track to write: content without sentinels or LRC.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Track {
     pub number: u8,
     pub data: String,
@@ -27,7 +27,7 @@ impl std::fmt::Debug for Track {
 }
 
 /// A line of resident-font text on the K panel.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TextLine {
     pub x: u32,
     pub y: u32,
@@ -49,7 +49,7 @@ impl std::fmt::Debug for TextLine {
 }
 
 /// A line for the emboss module.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EmbossLine {
     pub line: u8,
     pub font: u8,
