@@ -3,10 +3,20 @@
 //! * [`printer`]: the printer link (transports, dialect, fault mapping, profiles).
 //! * [`chip`]: chip personalisation through the PC/SC reader.
 //! * [`codes`]: the standard error codes and the fault value.
+//! * [`request`]: production requests: schema, parsing, validation.
+//! * [`store`]: the durable job store (SQLite), journal, event outbox, sealed card data.
+//! * [`engine`]: the production engine; [`api`]: its local HTTP API; [`daemon`]: `satellite run`.
 
+pub mod api;
 pub mod chip;
 pub mod cli;
 pub mod codes;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod engine;
 pub mod logging;
 pub mod printer;
+pub mod request;
+pub mod store;
 pub mod time;

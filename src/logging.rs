@@ -5,11 +5,21 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// `quiet`: field tools print their own results; only warnings go to the log
-/// unless `-v` asks for more.
-pub fn init(verbose: u8, quiet: bool) {
+/// How much to log when neither `-v` nor `RUST_LOG` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quiet {
+    /// The daemon: its own information.
+    No,
+    /// Field tools print their own results: warnings only.
+    Warnings,
+    /// The demo narrates itself: errors only.
+    Errors,
+}
+
+pub fn init(verbose: u8, quiet: Quiet) {
     let default = match verbose {
-        0 if quiet => "warn",
+        0 if quiet == Quiet::Errors => "error",
+        0 if quiet == Quiet::Warnings => "warn",
         0 => "warn,satellite=info",
         1 => "info,satellite=debug",
         _ => "debug,satellite=trace",

@@ -1,12 +1,18 @@
 //! `satellite`: the kiosk agent and its field tools, one binary.
 
 use clap::Parser;
+use satellite::cli::{Cli, Command};
+use satellite::logging::Quiet;
 use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = satellite::cli::Cli::parse();
-    let field_tool = matches!(cli.command, satellite::cli::Command::Printer(_));
-    satellite::logging::init(cli.verbose, field_tool);
+    let cli = Cli::parse();
+    let quiet = match cli.command {
+        Command::Printer(_) => Quiet::Warnings,
+        Command::Demo => Quiet::Errors,
+        Command::Run { .. } => Quiet::No,
+    };
+    satellite::logging::init(cli.verbose, quiet);
     satellite::cli::run(cli).await
 }

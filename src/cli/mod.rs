@@ -23,6 +23,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the agent (the daemon): production engine and local API.
+    Run {
+        /// The configuration file (see README.md).
+        #[arg(long, short = 'c', default_value = "/etc/satellite/satellite.toml")]
+        config: std::path::PathBuf,
+    },
+    /// The main job on the bundled simulator: a handful of cards, some with faults.
+    Demo,
     /// Talk to a printer directly (technicians).
     #[command(subcommand)]
     Printer(printer::PrinterCommand),
@@ -31,5 +39,20 @@ pub enum Command {
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Printer(p) => printer::run(p).await,
+        Command::Run { config } => match crate::daemon::run(&config).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "satellite cannot run");
+                eprintln!("satellite: {e}");
+                ExitCode::from(78)
+            }
+        },
+        Command::Demo => match crate::demo::run().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("satellite demo: {e}");
+                ExitCode::from(1)
+            }
+        },
     }
 }

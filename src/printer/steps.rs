@@ -76,6 +76,33 @@ pub enum Verdict {
     Refuse,
 }
 
+/// How waiting for the customer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TakeEnd {
+    Taken,
+    NotTaken,
+    Refused,
+}
+
+impl TakeEnd {
+    /// The fault of a card that was not taken.
+    pub fn fault(self, take: Duration) -> Fault {
+        match self {
+            TakeEnd::Taken => Fault::new(ErrorCode::UNKNOWN_ERROR, "other", "the card was taken"),
+            TakeEnd::NotTaken => Fault::new(
+                ErrorCode::PRD_TIMEOUT,
+                "timed-out",
+                format!("the card was not taken within {} s", take.as_secs_f32()),
+            ),
+            TakeEnd::Refused => Fault::new(
+                ErrorCode::PRD_FINAL_VALIDATION_NOK,
+                "refused",
+                "the card was refused at final validation",
+            ),
+        }
+    }
+}
+
 /// Where the agent believes the card is, for recovery after a crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -324,11 +351,10 @@ impl Printer {
         .await
     }
 
-    /// Waits for the customer to take the presented card, or for the kiosk's
-    /// final validation to refuse it, or for `take` to run out. A card not
-    /// taken in time is retracted (`PRD_TIMEOUT`); a refused one too
-    /// (`PRD_FINAL_VALIDATION_NOK`). Ok means the card left the bezel.
-    pub async fn await_take<V>(&self, take: Duration, verdict: V) -> Result<(), Fault>
+    /// Waits until the presented card leaves the bezel, the kiosk's final
+    /// validation refuses it, or `take` runs out. It moves nothing: the caller
+    /// journals a retraction before asking for one.
+    pub async fn wait_take<V>(&self, take: Duration, verdict: V) -> Result<TakeEnd, Fault>
     where
         V: Future<Output = Verdict>,
     {
@@ -337,16 +363,10 @@ impl Printer {
         let mut verdict_done = false;
         loop {
             if !self.card_waiting_in_bezel().await? {
-                return Ok(());
+                return Ok(TakeEnd::Taken);
             }
             if Instant::now() >= deadline {
-                return Err(self
-                    .retract(
-                        ErrorCode::PRD_TIMEOUT,
-                        "timed-out",
-                        format!("the card was not taken within {} s", take.as_secs_f32()),
-                    )
-                    .await);
+                return Ok(TakeEnd::NotTaken);
             }
             if verdict_done {
                 tokio::time::sleep(POLL).await;
@@ -356,7 +376,7 @@ impl Printer {
                 v = &mut verdict => {
                     verdict_done = true;
                     if v == Verdict::Refuse {
-                        return Err(self.retract(ErrorCode::PRD_FINAL_VALIDATION_NOK, "refused", "the card was refused at final validation".to_string()).await);
+                        return Ok(TakeEnd::Refused);
                     }
                 }
                 _ = tokio::time::sleep(POLL) => {}
@@ -364,18 +384,32 @@ impl Printer {
         }
     }
 
-    async fn retract(&self, code: ErrorCode, reason: &str, why: String) -> Fault {
+    /// [`Printer::wait_take`], then the retraction of a card not taken or
+    /// refused: `PRD_TIMEOUT` or `PRD_FINAL_VALIDATION_NOK`. For callers that
+    /// journal nothing (field tools, tests of the link).
+    pub async fn await_take<V>(&self, take: Duration, verdict: V) -> Result<(), Fault>
+    where
+        V: Future<Output = Verdict>,
+    {
+        match self.wait_take(take, verdict).await? {
+            TakeEnd::Taken => Ok(()),
+            end => Err(self.retract(end.fault(take)).await),
+        }
+    }
+
+    async fn retract(&self, fault: Fault) -> Fault {
         match self.reject().await {
-            Ok(()) => Fault::new(
-                code,
-                reason,
-                format!("{why}; it was retracted to the reject box"),
-            ),
-            Err(f) => Fault::new(
-                code,
-                reason,
-                format!("{why}; retracting it failed: {} {}", f.code, f.description),
-            ),
+            Ok(()) => Fault {
+                description: format!("{}; it was retracted to the reject box", fault.description),
+                ..fault
+            },
+            Err(f) => Fault {
+                description: format!(
+                    "{}; retracting it failed: {} {}",
+                    fault.description, f.code, f.description
+                ),
+                ..fault
+            },
         }
     }
 

@@ -1,0 +1,245 @@
+//! The daemon's configuration file (TOML). Unknown keys are refused and every
+//! error names the key, so a typo never silently falls back to a default.
+
+use crate::chip::PcscConfig;
+use crate::printer::profile::{FlowControl, Parity};
+use crate::request::CardType;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This kiosk's identifier, as the platform knows it (`kioskId`).
+    pub kiosk_id: String,
+    pub printer: PrinterConfig,
+    #[serde(default)]
+    pub chip: ChipConfig,
+    pub store: StoreConfig,
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub production: ProductionConfig,
+    /// The card types this kiosk produces.
+    #[serde(rename = "card_type", default)]
+    pub card_types: Vec<CardType>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrinterConfig {
+    /// `/dev/ttyS0`, `usb:///dev/usb/lp0`, `tcp://host:port`, or `sim` for the
+    /// bundled simulator (demonstrations and tests only).
+    pub device: String,
+    /// Profile id or path.
+    pub model: String,
+    pub hardware_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub ack_nack: bool,
+    pub baud: Option<u32>,
+    pub parity: Option<Parity>,
+    pub data_bits: Option<u8>,
+    pub stop_bits: Option<u8>,
+    pub flow_control: Option<FlowControl>,
+    /// Time-out overrides in milliseconds, by the profile's names.
+    #[serde(default)]
+    pub timeouts: TimeoutOverrides,
+    /// The simulator's speed factor when `device = "sim"` (0: no delays).
+    #[serde(default)]
+    pub sim_speed: f64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutOverrides {
+    pub command: Option<u64>,
+    #[serde(rename = "move")]
+    pub movement: Option<u64>,
+    pub magnetic: Option<u64>,
+    pub print: Option<u64>,
+    pub emboss: Option<u64>,
+    pub maintenance: Option<u64>,
+    /// How long the customer has to take a presented card.
+    pub take: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChipConfig {
+    /// Personalise chips through PC/SC (off: card types with a chip are refused).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Part of the reader's name; the first reader otherwise.
+    pub reader: Option<String>,
+    #[serde(default = "card_wait_ms")]
+    pub card_wait_ms: u64,
+    #[serde(default = "apdu_timeout_ms")]
+    pub apdu_timeout_ms: u64,
+}
+
+fn card_wait_ms() -> u64 {
+    PcscConfig::default().card_wait_ms
+}
+
+fn apdu_timeout_ms() -> u64 {
+    PcscConfig::default().apdu_timeout_ms
+}
+
+impl ChipConfig {
+    pub fn pcsc(&self) -> PcscConfig {
+        PcscConfig {
+            reader: self.reader.clone(),
+            card_wait_ms: self.card_wait_ms,
+            apdu_timeout_ms: self.apdu_timeout_ms,
+        }
+    }
+}
+
+impl Default for ChipConfig {
+    fn default() -> Self {
+        let p = PcscConfig::default();
+        ChipConfig {
+            enabled: true,
+            reader: None,
+            card_wait_ms: p.card_wait_ms,
+            apdu_timeout_ms: p.apdu_timeout_ms,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The SQLite database.
+    pub path: PathBuf,
+    /// The card-data key: a file, or a systemd credential name.
+    pub key_file: Option<PathBuf>,
+    pub key_credential: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// The local API's Unix socket.
+    pub socket: PathBuf,
+}
+
+/// What to do with a request while the printer cannot produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NotReady {
+    /// Accept it (READY) and say so with REQUEST_CREATED_BUT_NOT_STARTED; it
+    /// starts when the printer is ready again.
+    #[default]
+    Queue,
+    /// Refuse it with PRINTER_OR_SATELLITE_NOT_READY; nothing is stored.
+    Reject,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductionConfig {
+    /// Requests waiting at most; more are refused (UNABLE_TO_ACCEPT_REQUEST).
+    #[serde(default = "queue_limit")]
+    pub queue_limit: usize,
+    /// Wait for the kiosk application's verdict on a presented card.
+    #[serde(default)]
+    pub final_validation: bool,
+    #[serde(default)]
+    pub not_ready: NotReady,
+}
+
+fn queue_limit() -> usize {
+    50
+}
+
+impl Default for ProductionConfig {
+    fn default() -> Self {
+        ProductionConfig {
+            queue_limit: queue_limit(),
+            final_validation: false,
+            not_ready: NotReady::Queue,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Config::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The configuration from text (what `load` reads from the file).
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        c.check()?;
+        Ok(c)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.kiosk_id.trim().is_empty() {
+            return Err("kiosk_id is empty".into());
+        }
+        if self.store.key_file.is_none() && self.store.key_credential.is_none() {
+            return Err("store: give key_file or key_credential (the card-data key)".into());
+        }
+        if self.production.queue_limit == 0 {
+            return Err("production.queue_limit must be at least 1".into());
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for t in &self.card_types {
+            if !ids.insert(t.id.clone()) {
+                return Err(format!("card_type {:?} is defined twice", t.id));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_configuration_parses() {
+        let c = Config::parse(include_str!("../docs/satellite.example.toml")).unwrap();
+        assert_eq!(c.kiosk_id, "WIS00001");
+        assert_eq!(c.printer.timeouts.take, Some(15000));
+        assert_eq!(c.card_types.len(), 1);
+        assert_eq!(c.production.not_ready, NotReady::Queue);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let base = include_str!("../docs/satellite.example.toml");
+        for (text, needle) in [
+            (
+                base.replace("kiosk_id = \"WIS00001\"", "kiosk_id = \"\""),
+                "kiosk_id",
+            ),
+            (
+                base.replace("queue_limit = 50", "queue_limt = 50"),
+                "queue_limt",
+            ),
+            (
+                base.replace("key_file = \"/etc/satellite/card.key\"", ""),
+                "key_file",
+            ),
+            (
+                base.replace("not_ready = \"queue\"", "not_ready = \"later\""),
+                "later",
+            ),
+            (
+                base.replace("card_wait_ms = 3000", "card_wait_ms = \"soon\""),
+                "card_wait_ms",
+            ),
+        ] {
+            let e = Config::parse(&text).unwrap_err();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+    }
+}

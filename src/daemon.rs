@@ -1,0 +1,196 @@
+//! `satellite run`: the daemon. Opens the store, the printer link and the chip
+//! station, runs the production engine, and serves the local API on its Unix
+//! socket until SIGTERM or SIGINT, finishing the card in production first.
+
+use crate::api;
+use crate::chip::PcscStation;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::printer::{Backoff, Endpoint, LinkSettings, Printer, Profile};
+use crate::store::{Keys, Store};
+use std::path::Path;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// A running daemon.
+pub struct Daemon {
+    pub engine: Engine,
+    pub shutdown: CancellationToken,
+    engine_task: tokio::task::JoinHandle<()>,
+    api_task: tokio::task::JoinHandle<()>,
+    /// Kept alive while the daemon runs when `device = "sim"`.
+    _sim: Option<printer_sim::Simulator>,
+}
+
+impl Daemon {
+    /// Starts everything. `printer` overrides the configured device (the demo
+    /// passes the simulator it drives).
+    pub async fn start(config: Config, printer: Option<Endpoint>) -> Result<Daemon, String> {
+        let keys = match (&config.store.key_file, &config.store.key_credential) {
+            (Some(path), _) => Keys::load(path),
+            (None, Some(name)) => Keys::from_credential(name),
+            (None, None) => unreachable!("checked when the configuration was read"),
+        }
+        .map_err(|e| format!("card-data key: {e}"))?;
+        if let Some(dir) = config.store.path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("store directory {}: {e}", dir.display()))?;
+        }
+        let store = Store::open(&config.store.path, keys)
+            .map_err(|e| format!("store {}: {e}", config.store.path.display()))?;
+        let profile = Arc::new(
+            Profile::load(
+                &config.printer.model,
+                config.printer.hardware_dir.as_deref(),
+            )
+            .map_err(|e| e.to_string())?,
+        );
+        let (endpoint, sim) = match (printer, config.printer.device.as_str()) {
+            (Some(e), _) => (e, None),
+            (None, "sim") => {
+                let mut c = printer_sim::SimConfig::for_model(&profile.model.id)
+                    .map_err(|e| format!("simulator: {e}"))?;
+                c.speed = config.printer.sim_speed;
+                let sim = printer_sim::Simulator::new(c);
+                let path = sim
+                    .serve_pty(None)
+                    .await
+                    .map_err(|e| format!("simulator: {e}"))?;
+                tracing::warn!(device = %path.display(), "printer: the bundled SIMULATOR (device = \"sim\"), not a real printer");
+                (Endpoint::Serial(path), Some(sim))
+            }
+            (None, device) => (
+                device
+                    .parse::<Endpoint>()
+                    .map_err(|e| format!("printer.device: {e}"))?,
+                None,
+            ),
+        };
+        let settings = link_settings(&config, endpoint, &profile);
+        let last_serial = store.meta("printer_serial").ok().flatten();
+        let expected = last_serial.map(|serial| crate::printer::Identity {
+            model: profile.model.model_reply.clone(),
+            serial,
+            firmware: String::new(),
+        });
+        let printer = Printer::new(settings, profile, Backoff::default(), expected, true);
+        let chip = config
+            .chip
+            .enabled
+            .then(|| PcscStation::new(config.chip.pcsc()));
+        let socket = config.api.socket.clone();
+        let engine = Engine::new(config, store, printer, chip);
+        remember_serial(&engine);
+
+        let listener = bind(&socket)?;
+        let shutdown = CancellationToken::new();
+        let engine_task = tokio::spawn({
+            let (engine, shutdown) = (engine.clone(), shutdown.clone());
+            async move { engine.run(shutdown).await }
+        });
+        let api_task = tokio::spawn({
+            let (router, shutdown) = (api::router(engine.clone()), shutdown.clone());
+            async move {
+                if let Err(e) = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                    .await
+                {
+                    tracing::error!(error = %e, "the local API stopped");
+                }
+            }
+        });
+        tracing::info!(socket = %socket.display(), kiosk = %engine.config().kiosk_id, "satellite is running");
+        Ok(Daemon {
+            engine,
+            shutdown,
+            engine_task,
+            api_task,
+            _sim: sim,
+        })
+    }
+
+    /// Stops: no new card starts, the card in production finishes, the API closes.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.engine_task.await;
+        let _ = self.api_task.await;
+        let _ = std::fs::remove_file(&self.engine.config().api.socket);
+    }
+}
+
+fn link_settings(config: &Config, endpoint: Endpoint, profile: &Profile) -> LinkSettings {
+    let p = &config.printer;
+    let mut s = LinkSettings::from_profile(endpoint, profile);
+    s.ack_nack = p.ack_nack;
+    s.serial.baud = p.baud.unwrap_or(s.serial.baud);
+    s.serial.parity = p.parity.unwrap_or(s.serial.parity);
+    s.serial.data_bits = p.data_bits.unwrap_or(s.serial.data_bits);
+    s.serial.stop_bits = p.stop_bits.unwrap_or(s.serial.stop_bits);
+    s.serial.flow_control = p.flow_control.unwrap_or(s.serial.flow_control);
+    let o = &p.timeouts;
+    let t = &mut s.timeouts;
+    for (slot, over) in [
+        (&mut t.command, o.command),
+        (&mut t.movement, o.movement),
+        (&mut t.magnetic, o.magnetic),
+        (&mut t.print, o.print),
+        (&mut t.emboss, o.emboss),
+        (&mut t.maintenance, o.maintenance),
+        (&mut t.take, o.take),
+    ] {
+        if let Some(v) = over {
+            *slot = v;
+        }
+    }
+    s
+}
+
+/// Keeps the printer's serial number in the store, so that a printer swapped
+/// while the agent was down is reported as an identity change too.
+fn remember_serial(engine: &Engine) {
+    let mut status = engine.printer().status();
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        while status.changed().await.is_ok() {
+            let serial = match &status.borrow().state {
+                crate::printer::LinkState::Connected { identity } => Some(identity.serial.clone()),
+                _ => None,
+            };
+            if let Some(serial) = serial {
+                let _ = engine.remember("printer_serial", serial).await;
+            }
+        }
+    });
+}
+
+fn bind(socket: &Path) -> Result<tokio::net::UnixListener, String> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("API socket directory {}: {e}", dir.display()))?;
+    }
+    // A socket left by a previous run that crashed: nobody listens on it.
+    if socket.exists() && std::os::unix::net::UnixStream::connect(socket).is_err() {
+        let _ = std::fs::remove_file(socket);
+    }
+    let listener = tokio::net::UnixListener::bind(socket)
+        .map_err(|e| format!("API socket {}: {e}", socket.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    // The kiosk application and technicians share a group with the agent.
+    let _ = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660));
+    Ok(listener)
+}
+
+/// `satellite run --config FILE`.
+pub async fn run(config_path: &Path) -> Result<(), String> {
+    let config = Config::load(config_path)?;
+    let daemon = Daemon::start(config, None).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("stopping: the card in production, if any, finishes first");
+    daemon.stop().await;
+    Ok(())
+}

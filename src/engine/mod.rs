@@ -1,0 +1,346 @@
+//! The production engine: requests in, cards out, one at a time per printer.
+//!
+//! * [`plan`]: the steps of a card (pure).
+//! * [`recovery`]: what became of a card a restart caught in production (pure).
+//! * [`runner`]: the loop that drives the printer through the steps, journaling
+//!   each physical step in the store before and after it.
+//! * [`view`]: what the local API answers.
+//!
+//! Every status change goes through the store, which writes its event in the
+//! same transaction: the delivery of events upstream reads that outbox.
+
+pub mod plan;
+pub mod recovery;
+pub mod runner;
+pub mod view;
+
+use crate::chip::PcscStation;
+use crate::codes::ErrorCode;
+use crate::config::{Config, NotReady};
+use crate::printer::steps::Verdict;
+use crate::printer::Printer;
+use crate::request::{self, RequestError};
+use crate::store::{NewJob, Store, StoreError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{oneshot, Notify};
+use view::{CardView, Production};
+
+/// The engine handle; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    store: Arc<Store>,
+    printer: Printer,
+    chip: Option<PcscStation>,
+    wake: Notify,
+    /// Presented cards waiting for the kiosk application's verdict.
+    verdicts: Mutex<HashMap<String, oneshot::Sender<Verdict>>>,
+}
+
+/// A submission the engine accepted.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Submitted {
+    #[serde(flatten)]
+    pub production: Production,
+}
+
+/// Why a call on one card cannot be done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CardError {
+    #[error("no card with token {0:?}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Engine {
+    pub fn new(
+        config: Config,
+        store: Store,
+        printer: Printer,
+        chip: Option<PcscStation>,
+    ) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                config,
+                store: Arc::new(store),
+                printer,
+                chip,
+                wake: Notify::new(),
+                verdicts: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn printer(&self) -> &Printer {
+        &self.inner.printer
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Runs a store call off the async threads (it may wait for a disk sync).
+    async fn db<T: Send + 'static>(&self, f: impl FnOnce(&Store) -> T + Send + 'static) -> T {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .expect("store task panicked")
+    }
+
+    /// Parses, validates and queues a request. A refused request whose token
+    /// can be read is recorded as REQUEST_ERROR (so its status can be asked
+    /// for), unless the token belongs to another request already.
+    pub async fn submit(&self, body: &[u8]) -> Result<Submitted, RequestError> {
+        let token_hint = request::token_of(body);
+        let result = self.accept(body).await;
+        if let Err(e) = &result {
+            tracing::info!(code = %e.code, field = e.field.as_deref().unwrap_or(""), "request refused");
+            if let (Some(job), true) = (
+                token_hint.map(|t| self.stub_job(t, body)),
+                e.code != ErrorCode::REQUEST_ALREADY_EXISTS,
+            ) {
+                let (code, message) = (e.code, e.message.clone());
+                let _ = self
+                    .db(move |s| s.record_request_error(&job, code, &message))
+                    .await;
+            }
+        }
+        result
+    }
+
+    /// What can be said of a refused request without trusting it.
+    fn stub_job(&self, token: String, body: &[u8]) -> NewJob {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let s = |k: &str| {
+            v.get(k)
+                .and_then(|x| x.as_str())
+                .unwrap_or("")
+                .chars()
+                .take(64)
+                .collect::<String>()
+        };
+        NewJob {
+            card_token: token,
+            profile_id: v.get("profileId").and_then(|x| x.as_i64()).unwrap_or(0),
+            kiosk_id: self.inner.config.kiosk_id.clone(),
+            card_type: s("cardType"),
+            issuer_request_id: s("issuerRequestId"),
+            card_id: s("cardId"),
+            pan_masked: String::new(),
+        }
+    }
+
+    async fn accept(&self, body: &[u8]) -> Result<Submitted, RequestError> {
+        let req = request::parse(body)?;
+        let mut caps = self.inner.printer.profile().capabilities.clone();
+        if self.inner.chip.is_none() {
+            caps.smart_station = false;
+        }
+        let ctx = request::Context {
+            kiosk_id: &self.inner.config.kiosk_id,
+            card_types: &self.inner.config.card_types,
+            capabilities: &caps,
+            geometry: self.inner.printer.profile().geometry,
+        };
+        let accepted = request::validate(req, &ctx)?;
+        let not_ready = self.not_ready().await;
+        if let (Some(why), NotReady::Reject) = (&not_ready, self.inner.config.production.not_ready)
+        {
+            return Err(RequestError {
+                code: ErrorCode::PRINTER_OR_SATELLITE_NOT_READY,
+                field: None,
+                message: why.clone(),
+            });
+        }
+        let data = serde_json::to_vec(&accepted.card).map_err(|e| internal(e.to_string()))?;
+        let data = zeroize::Zeroizing::new(data);
+        let meta = &accepted.meta;
+        let job = NewJob {
+            card_token: meta.card_token.clone(),
+            profile_id: meta.profile_id,
+            kiosk_id: self.inner.config.kiosk_id.clone(),
+            card_type: meta.card_type.clone(),
+            issuer_request_id: meta.issuer_request_id.clone(),
+            card_id: meta.card_id.clone(),
+            pan_masked: meta.pan_masked.clone(),
+        };
+        let limit = self.inner.config.production.queue_limit;
+        let pan = accepted.pan.clone();
+        let token = job.card_token.clone();
+        let stored = self
+            .db(move |s| {
+                s.accept(&job, &pan, &data, limit)
+                    .and_then(|_| s.job(&job.card_token))
+            })
+            .await;
+        let job = match stored {
+            Ok(Some(job)) => job,
+            Ok(None) => {
+                return Err(internal(format!(
+                    "request {token} vanished after it was stored"
+                )))
+            }
+            Err(StoreError::Duplicate) => {
+                return Err(RequestError {
+                    code: ErrorCode::REQUEST_ALREADY_EXISTS,
+                    field: Some("cardToken".into()),
+                    message: "a request with this cardToken was already submitted".into(),
+                })
+            }
+            Err(StoreError::PanInProduction) => {
+                return Err(RequestError {
+                    code: ErrorCode::PAN_ALREADY_EXISTS,
+                    field: Some("pan".into()),
+                    message: "a card with this PAN is already waiting or in production".into(),
+                })
+            }
+            Err(StoreError::QueueFull) => {
+                return Err(RequestError {
+                    code: ErrorCode::UNABLE_TO_ACCEPT_REQUEST,
+                    field: None,
+                    message: format!("{limit} requests are already waiting; try again later"),
+                })
+            }
+            Err(e) => return Err(internal(e.to_string())),
+        };
+        tracing::info!(card = %job.card_token, pan = %job.pan_masked, card_type = %job.card_type, "request accepted");
+        self.inner.wake.notify_one();
+        let mut production = Production::of(&job);
+        if let Some(why) = not_ready {
+            production.error_code = Some(ErrorCode::REQUEST_CREATED_BUT_NOT_STARTED);
+            production.description = Some(format!(
+                "queued; production starts when the printer is ready ({why})"
+            ));
+        }
+        Ok(Submitted { production })
+    }
+
+    /// Why the printer cannot take a card now, if it cannot.
+    async fn not_ready(&self) -> Option<String> {
+        match self.inner.printer.check_ready().await {
+            Ok(()) => None,
+            Err(f) => Some(format!("{}: {}", f.code, f.description)),
+        }
+    }
+
+    pub async fn production(&self, token: &str) -> Result<Production, CardError> {
+        let t = token.to_string();
+        match self.db(move |s| s.job(&t)).await {
+            Ok(Some(job)) => Ok(Production::of(&job)),
+            Ok(None) => Err(CardError::NotFound(token.to_string())),
+            Err(e) => Err(CardError::Internal(e.to_string())),
+        }
+    }
+
+    pub async fn card(&self, token: &str) -> Result<CardView, CardError> {
+        let t = token.to_string();
+        match self
+            .db(move |s| Ok::<_, StoreError>((s.job(&t)?, s.events(&t)?)))
+            .await
+        {
+            Ok((Some(job), events)) => Ok(CardView::of(&job, &events)),
+            Ok((None, _)) => Err(CardError::NotFound(token.to_string())),
+            Err(e) => Err(CardError::Internal(e.to_string())),
+        }
+    }
+
+    /// Cancels a request before its production starts.
+    pub async fn cancel(&self, token: &str) -> Result<Production, CardError> {
+        let t = token.to_string();
+        match self.db(move |s| s.cancel(&t).and_then(|_| s.job(&t))).await {
+            Ok(Some(job)) => {
+                tracing::info!(card = %token, "request cancelled by the issuer");
+                Ok(Production::of(&job))
+            }
+            Ok(None) | Err(StoreError::NotFound) => Err(CardError::NotFound(token.to_string())),
+            Err(StoreError::NotCancellable(status)) => Err(CardError::Conflict(format!(
+                "the card is {}: only a request still waiting can be cancelled",
+                view::api_status(status)
+            ))),
+            Err(e) => Err(CardError::Internal(e.to_string())),
+        }
+    }
+
+    /// The kiosk application's verdict on a presented card.
+    pub fn final_validation(&self, token: &str, accept: bool) -> Result<(), CardError> {
+        let sender = self
+            .inner
+            .verdicts
+            .lock()
+            .expect("verdicts lock")
+            .remove(token);
+        match sender {
+            Some(tx) => {
+                let _ = tx.send(if accept {
+                    Verdict::Accept
+                } else {
+                    Verdict::Refuse
+                });
+                Ok(())
+            }
+            None => Err(CardError::Conflict(format!(
+                "card {token:?} is not waiting for a final validation"
+            ))),
+        }
+    }
+
+    /// Stores a fact the agent keeps across restarts.
+    pub async fn remember(&self, key: &'static str, value: String) -> Result<(), CardError> {
+        self.db(move |s| s.set_meta(key, &value))
+            .await
+            .map_err(|e| CardError::Internal(e.to_string()))
+    }
+
+    pub async fn inventory(&self) -> Result<Vec<crate::store::FeederStock>, CardError> {
+        self.db(|s| s.inventory())
+            .await
+            .map_err(|e| CardError::Internal(e.to_string()))
+    }
+
+    pub async fn set_inventory(
+        &self,
+        feeder: u8,
+        card_type: String,
+        count: u32,
+    ) -> Result<(), CardError> {
+        let feeders = self.inner.printer.profile().capabilities.feeders;
+        if feeder == 0 || feeder > feeders {
+            return Err(CardError::Conflict(format!(
+                "feeder {feeder} does not exist: the printer has {feeders}"
+            )));
+        }
+        if !self
+            .inner
+            .config
+            .card_types
+            .iter()
+            .any(|t| t.id == card_type)
+        {
+            return Err(CardError::Conflict(format!(
+                "card type {card_type:?} is not configured"
+            )));
+        }
+        tracing::info!(feeder, card_type = %card_type, count, "inventory set");
+        self.db(move |s| s.set_inventory(feeder, &card_type, count))
+            .await
+            .map_err(|e| CardError::Internal(e.to_string()))?;
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+}
+
+fn internal(message: String) -> RequestError {
+    RequestError {
+        code: ErrorCode::UNKNOWN_ERROR,
+        field: None,
+        message,
+    }
+}

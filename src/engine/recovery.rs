@@ -1,0 +1,163 @@
+//! After a restart, a job found IN_PROGRESS is in doubt. This decides what
+//! became of its card from the journal and from where the printer says the
+//! card is. Pure, so every case is tested without a printer.
+//!
+//! The rule: a physical step is never repeated, and the card is never
+//! produced again. A card still inside or waiting in the bezel is rejected.
+//! A card that is nowhere in the printer after the agent presented it, with
+//! no retraction journaled, left through the bezel: the customer has it, so
+//! it is PRODUCED. Anything else ends in PRODUCTION_ERROR naming the step.
+
+use super::plan::Step;
+use crate::printer::steps::CardWhere;
+
+/// A journal line, as recovery needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub step: Step,
+    /// `None` for an intent; the outcome's success otherwise.
+    pub outcome: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// The customer has the card.
+    Produced,
+    /// The card is still in the printer: retract or reject it, then fail the job.
+    RejectThenFail { description: String },
+    /// Nothing to move: fail the job.
+    Fail { description: String },
+    /// The printer cannot say where the card is: ask again later.
+    AskAgain,
+}
+
+pub fn decide(journal: &[Entry], location: CardWhere) -> Recovery {
+    let last_intent = journal
+        .iter()
+        .rev()
+        .find(|e| e.outcome.is_none())
+        .map(|e| e.step);
+    let completed = |step: Step| {
+        journal
+            .iter()
+            .any(|e| e.step == step && e.outcome == Some(true))
+    };
+    let interrupted = match last_intent {
+        Some(s) => format!("the agent restarted during step {}", s.name()),
+        None => "the agent restarted before the first physical step".to_string(),
+    };
+    if location == CardWhere::Unknown {
+        return Recovery::AskAgain;
+    }
+    let presented = matches!(last_intent, Some(Step::Present) | Some(Step::Taken));
+    match location {
+        CardWhere::Inside | CardWhere::Presented => Recovery::RejectThenFail {
+            description: format!("{interrupted}; the card was still in the printer and went to the reject box; it is not produced again"),
+        },
+        CardWhere::None if presented && !journal.iter().any(|e| e.step == Step::Reject) => Recovery::Produced,
+        CardWhere::None if last_intent == Some(Step::Reject) || completed(Step::Reject) => {
+            Recovery::Fail { description: format!("{interrupted}; the card is in the reject box") }
+        }
+        CardWhere::None if last_intent.is_none() || (last_intent == Some(Step::Insert) && !completed(Step::Insert)) => {
+            Recovery::Fail { description: format!("{interrupted}; no card is inside: none was taken from the feeder; it is not started again") }
+        }
+        CardWhere::None => Recovery::Fail {
+            description: format!("{interrupted}; the card is no longer in the printer (removed by hand?); it is not produced again"),
+        },
+        CardWhere::Unknown => unreachable!("handled above"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn intent(step: Step) -> Entry {
+        Entry {
+            step,
+            outcome: None,
+        }
+    }
+    fn done(step: Step) -> Entry {
+        Entry {
+            step,
+            outcome: Some(true),
+        }
+    }
+
+    #[test]
+    fn a_card_inside_is_rejected_and_never_produced_again() {
+        let j = [
+            intent(Step::Insert),
+            done(Step::Insert),
+            intent(Step::Magnetic),
+        ];
+        let r = decide(&j, CardWhere::Inside);
+        assert!(
+            matches!(&r, Recovery::RejectThenFail { description } if description.contains("magnetic")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_card_gone_after_presentation_was_taken() {
+        for last in [intent(Step::Present), intent(Step::Taken)] {
+            let j = [done(Step::Verify), last];
+            assert_eq!(decide(&j, CardWhere::None), Recovery::Produced);
+        }
+    }
+
+    #[test]
+    fn a_card_still_in_the_bezel_is_retracted() {
+        let j = [done(Step::Present), intent(Step::Taken)];
+        assert!(matches!(
+            decide(&j, CardWhere::Presented),
+            Recovery::RejectThenFail { .. }
+        ));
+    }
+
+    #[test]
+    fn a_card_being_rejected_is_not_taken_for_produced() {
+        let j = [
+            done(Step::Present),
+            intent(Step::Taken),
+            intent(Step::Reject),
+        ];
+        assert!(
+            matches!(decide(&j, CardWhere::None), Recovery::Fail { description } if description.contains("reject box"))
+        );
+    }
+
+    #[test]
+    fn nothing_started_and_nothing_inside_fails_without_moving() {
+        assert!(matches!(
+            decide(&[], CardWhere::None),
+            Recovery::Fail { .. }
+        ));
+        let j = [
+            intent(Step::Insert),
+            done(Step::Insert),
+            intent(Step::Print),
+        ];
+        assert!(
+            matches!(decide(&j, CardWhere::None), Recovery::Fail { description } if description.contains("print"))
+        );
+    }
+
+    #[test]
+    fn an_insert_that_did_not_happen_is_said_so() {
+        let r = decide(&[intent(Step::Insert)], CardWhere::None);
+        assert!(
+            matches!(&r, Recovery::Fail { description } if description.contains("none was taken")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn an_unreachable_printer_is_asked_again() {
+        assert_eq!(
+            decide(&[intent(Step::Insert)], CardWhere::Unknown),
+            Recovery::AskAgain
+        );
+    }
+}

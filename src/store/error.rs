@@ -1,0 +1,70 @@
+//! The store's error type. Messages never hold card data: no PAN, track,
+//! PIN block, chip script or image, and no SQL parameter values.
+
+use super::Status;
+use crate::codes::ErrorCode;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The card token is already known (any status): `REQUEST_ALREADY_EXISTS`.
+    #[error("a request with this card token already exists")]
+    Duplicate,
+    /// A job with the same PAN (same keyed fingerprint) is READY or IN_PROGRESS:
+    /// `PAN_ALREADY_EXISTS`.
+    #[error("a card with this PAN is already queued or in production")]
+    PanInProduction,
+    /// The queue already holds its limit of READY jobs: `UNABLE_TO_ACCEPT_REQUEST`.
+    #[error("the production queue is full")]
+    QueueFull,
+    /// No such job, no card data (never stored or already erased), or no such feeder.
+    #[error("not found")]
+    NotFound,
+    /// Only a READY job can be cancelled.
+    #[error("the job is {0} and can no longer be cancelled")]
+    NotCancellable(Status),
+    /// The job is not in the state the operation starts from.
+    #[error("the job is {found}, the operation needs {expected}")]
+    WrongState { expected: Status, found: Status },
+    /// The key: unreadable or badly permissioned key file, wrong key for this
+    /// database, card data that does not authenticate.
+    #[error("card data key: {0}")]
+    Key(String),
+    /// SQLite failed; the message names what the store was doing.
+    #[error("database: {0}")]
+    Db(String),
+    /// The schema cannot be brought to this version (including a database
+    /// newer than this program).
+    #[error("database schema: {0}")]
+    Migration(String),
+    /// A call the store refuses as a caller's mistake (a finish to a status
+    /// that is not final, an outcome without its intent, a masked PAN that
+    /// shows too much, feeder 0...). The message says which.
+    #[error("refused: {0}")]
+    Invalid(String),
+}
+
+impl StoreError {
+    /// The request error code of the production-status API this refusal
+    /// stands for, where there is one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            StoreError::Duplicate => Some(ErrorCode::REQUEST_ALREADY_EXISTS),
+            StoreError::PanInProduction => Some(ErrorCode::PAN_ALREADY_EXISTS),
+            StoreError::QueueFull => Some(ErrorCode::UNABLE_TO_ACCEPT_REQUEST),
+            _ => None,
+        }
+    }
+}
+
+/// Adds what the store was doing to a SQLite error. rusqlite's messages name
+/// constraints and columns, never bound values, so no card data leaks here.
+pub(crate) trait Context<T> {
+    fn ctx(self, what: &str) -> Result<T, StoreError>;
+}
+
+impl<T> Context<T> for rusqlite::Result<T> {
+    fn ctx(self, what: &str) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::Db(format!("{what}: {e}")))
+    }
+}

@@ -1,0 +1,172 @@
+//! The values the store hands out.
+
+use crate::codes::ErrorCode;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Production status of a job: the seed's five plus `CANCELLED` (the issuer
+/// cancelled the request before production started; ours, not the seed's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    Ready,
+    InProgress,
+    Produced,
+    ProductionError,
+    RequestError,
+    Cancelled,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Ready,
+        Status::InProgress,
+        Status::Produced,
+        Status::ProductionError,
+        Status::RequestError,
+        Status::Cancelled,
+    ];
+
+    /// As the API (and the database) spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ready => "READY",
+            Status::InProgress => "IN_PROGRESS",
+            Status::Produced => "PRODUCED",
+            Status::ProductionError => "PRODUCTION_ERROR",
+            Status::RequestError => "REQUEST_ERROR",
+            Status::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// A final status never changes again.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Status::Ready | Status::InProgress)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not a production status"))
+    }
+}
+
+/// A request the engine has validated, as the store keeps it. The PAN itself
+/// is passed to [`Store::accept`](super::Store::accept) apart and never stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    pub card_token: String,
+    pub profile_id: i64,
+    /// This kiosk's id.
+    pub kiosk_id: String,
+    pub card_type: String,
+    pub issuer_request_id: String,
+    pub card_id: String,
+    /// First six and last four digits at most (`dialect::redact::mask_digits`).
+    pub pan_masked: String,
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    /// Arrival order (unique, increasing).
+    pub seq: i64,
+    pub card_token: String,
+    pub profile_id: i64,
+    /// This kiosk (always set here; the API shows `null` while READY, as the seed says).
+    pub kiosk_id: String,
+    pub card_type: String,
+    pub issuer_request_id: String,
+    pub card_id: String,
+    pub pan_masked: String,
+    pub status: Status,
+    /// The last physical step whose intent was journaled.
+    pub step: Option<String>,
+    pub error_code: Option<ErrorCode>,
+    pub description: Option<String>,
+    /// RFC 3339 (ms, UTC): time of the last status change.
+    pub occurred_at: String,
+    pub created_at: String,
+}
+
+/// One status change (or step inside IN_PROGRESS), as the outbox delivers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// UUID, fixed when the event is written: the receivers' de-duplication key.
+    pub id: String,
+    pub card_token: String,
+    /// Per card: 1, 2, 3... with no gap.
+    pub seq: i64,
+    pub status: Status,
+    pub step: Option<String>,
+    pub error_code: Option<ErrorCode>,
+    pub description: Option<String>,
+    pub occurred_at: String,
+}
+
+/// Which half of a physical step a journal entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Written (durably) before the step is attempted.
+    Intent,
+    /// Written after the step, with its result.
+    Outcome,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Intent => "INTENT",
+            Phase::Outcome => "OUTCOME",
+        }
+    }
+}
+
+impl FromStr for Phase {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "INTENT" => Ok(Phase::Intent),
+            "OUTCOME" => Ok(Phase::Outcome),
+            other => Err(format!("{other:?} is not a journal phase")),
+        }
+    }
+}
+
+/// One line of a job's step journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JournalEntry {
+    pub step: String,
+    pub phase: Phase,
+    /// `None` for an intent.
+    pub ok: Option<bool>,
+    pub detail: Option<String>,
+    pub at: String,
+}
+
+/// What a technician loaded into one feeder, counted down per card taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeederStock {
+    /// 1-based.
+    pub feeder: u8,
+    pub card_type: String,
+    pub count: u32,
+    /// When the technician last set it.
+    pub set_at: String,
+}

@@ -1,0 +1,385 @@
+//! The production engine end to end: the daemon with its real SQLite store,
+//! the simulator over a real pseudo-terminal, and real HTTP over the local
+//! API's Unix socket. The simulator's state is the ground truth.
+
+use printer_sim::{Condition, Customer, SimConfig, Simulator};
+use satellite::api::client::Client;
+use satellite::config::Config;
+use satellite::daemon::Daemon;
+use satellite::printer::Endpoint;
+use satellite::store::Keys;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+
+struct Kiosk {
+    sim: Simulator,
+    daemon: Option<Daemon>,
+    client: Client,
+    dir: tempfile::TempDir,
+}
+
+fn config(dir: &Path, extra: &str) -> Config {
+    Config::parse(&format!(
+        r#"
+kiosk_id = "KIOSK01"
+[printer]
+device = "sim"
+model = "evolis-km500b"
+[printer.timeouts]
+take = 1500
+command = 1000
+[chip]
+enabled = false
+[store]
+path = "{db}"
+key_file = "{key}"
+[api]
+socket = "{sock}"
+[production]
+queue_limit = 4
+{extra}
+[[card_type]]
+id = "debit"
+magnetic = true
+chip = false
+emboss = false
+colour = false
+"#,
+        db = dir.join("s.db").display(),
+        key = dir.join("card.key").display(),
+        sock = dir.join("api.sock").display(),
+    ))
+    .unwrap()
+}
+
+async fn kiosk(extra: &str, inventory: bool) -> Kiosk {
+    let dir = tempfile::tempdir().unwrap();
+    Keys::generate(&dir.path().join("card.key")).unwrap();
+    let mut c = SimConfig::for_model("evolis-km500b").unwrap();
+    c.speed = 0.0;
+    c.customer = Customer::TakeAfter(50);
+    let sim = Simulator::new(c);
+    let link = sim
+        .serve_pty(Some(&dir.path().join("printer")))
+        .await
+        .unwrap();
+    let daemon = Daemon::start(config(dir.path(), extra), Some(Endpoint::Serial(link)))
+        .await
+        .unwrap();
+    let client = Client::new(&dir.path().join("api.sock"));
+    if inventory {
+        let a = client
+            .put("/v1/inventory/1", br#"{"cardType":"debit","count":20}"#)
+            .await
+            .unwrap();
+        assert_eq!(a.status, 204, "{}", a.body);
+    }
+    Kiosk {
+        sim,
+        daemon: Some(daemon),
+        client,
+        dir,
+    }
+}
+
+const PANS: [&str; 5] = [
+    "4000001234567899",
+    "4000001234567808",
+    "4000001234567816",
+    "4000001234567824",
+    "4000001234567832",
+];
+
+fn request(token: &str, pan: &str, name: &str) -> Value {
+    json!({
+        "cardToken": token,
+        "profileId": 42,
+        "kioskId": "KIOSK01",
+        "cardType": "debit",
+        "issuerRequestId": format!("req-{token}"),
+        "cardId": format!("card-{token}"),
+        "pan": pan,
+        "expiry": "2812",
+        "cardholderName": name,
+        "printedLines": [{ "text": name, "slot": "name" }],
+        "tracks": { "track1": format!("B{pan}^{}^2812101", name.replace(' ', "/")), "track2": format!("{pan}=2812101") }
+    })
+}
+
+impl Kiosk {
+    async fn submit(&self, body: &Value) -> (u16, Value) {
+        let a = self
+            .client
+            .post("/v1/cards", body.to_string().as_bytes())
+            .await
+            .unwrap();
+        (a.status, a.body)
+    }
+
+    /// Waits (bounded) for a final status and returns the production object.
+    async fn final_state(&self, token: &str) -> Value {
+        for _ in 0..600 {
+            let a = self
+                .client
+                .get(&format!("/v1/cards/{token}/production"))
+                .await
+                .unwrap();
+            if matches!(
+                a.body["status"].as_str(),
+                Some("PRODUCED" | "PRODUCTION_ERROR" | "REQUEST_ERROR")
+            ) {
+                return a.body;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("card {token} never reached a final state");
+    }
+
+    async fn stop(mut self) {
+        if let Some(d) = self.daemon.take() {
+            d.stop().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_goes_from_ready_to_produced_and_its_data_is_erased() {
+    let k = kiosk("", true).await;
+    let (status, body) = k.submit(&request("t1", PANS[0], "JANE DOE")).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["status"], "READY");
+    assert_eq!(body["kioskId"], Value::Null, "READY has no kiosk yet");
+    let p = k.final_state("t1").await;
+    assert_eq!(p["status"], "PRODUCED", "{p}");
+    assert_eq!(p["kioskId"], "KIOSK01");
+    let keys: Vec<&str> = p.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys.len(), 5, "exactly the seed's object: {keys:?}");
+    for k in [
+        "status",
+        "kioskId",
+        "occurredAt",
+        "errorCode",
+        "description",
+    ] {
+        assert!(p.get(k).is_some(), "{k} missing");
+    }
+    // The steps were visible, in order, each status change an event.
+    let card = k.client.get("/v1/cards/t1").await.unwrap().body;
+    let steps: Vec<&str> = card["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["step"].as_str())
+        .collect();
+    for s in ["insert", "magnetic", "print", "verify", "present", "taken"] {
+        assert!(steps.contains(&s), "step {s} not seen: {steps:?}");
+    }
+    let seqs: Vec<i64> = card["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    assert_eq!(k.sim.state().counters.taken, 1);
+    // Card data gone from the database file (and never a PAN in clear).
+    let dir = k.dir.path().to_path_buf();
+    k.stop().await;
+    for f in ["s.db", "s.db-wal"] {
+        if let Ok(bytes) = std::fs::read(dir.join(f)) {
+            assert!(
+                !bytes.windows(16).any(|w| w == PANS[0].as_bytes()),
+                "{f} holds the PAN"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_before_inventory_is_inv_not_initialized() {
+    let k = kiosk("", false).await;
+    assert_eq!(k.submit(&request("t1", PANS[0], "JANE DOE")).await.0, 201);
+    let p = k.final_state("t1").await;
+    assert_eq!(
+        (p["status"].as_str(), p["errorCode"].as_str()),
+        (Some("PRODUCTION_ERROR"), Some("INV_NOT_INITIALIZED")),
+        "{p}"
+    );
+    assert_eq!(k.sim.state().counters.inserted, 0);
+    k.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_printer_fault_is_a_production_error_and_the_card_is_rejected() {
+    let k = kiosk("", true).await;
+    k.sim
+        .raise("mag-read-mismatch".parse::<Condition>().unwrap());
+    k.submit(&request("t1", PANS[0], "JANE DOE")).await;
+    let p = k.final_state("t1").await;
+    assert_eq!(p["errorCode"], "PRD_MAGSTRIPE", "{p}");
+    assert!(!p["description"].as_str().unwrap().contains(PANS[0]));
+    let s = k.sim.state();
+    assert_eq!(
+        (s.counters.inserted, s.counters.rejected, s.counters.taken),
+        (1, 1, 0)
+    );
+    k.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_not_taken_is_retracted_and_a_refused_one_too() {
+    let k = kiosk("final_validation = true", true).await;
+    k.sim.set_customer(Customer::Never);
+    k.submit(&request("t1", PANS[0], "JANE DOE")).await;
+    assert_eq!(k.final_state("t1").await["errorCode"], "PRD_TIMEOUT");
+    k.submit(&request("t2", PANS[1], "JOHN DOE")).await;
+    // The kiosk application refuses the presented card.
+    let mut refused = false;
+    for _ in 0..300 {
+        let a = k
+            .client
+            .post("/v1/cards/t2/validation", br#"{"accept": false}"#)
+            .await
+            .unwrap();
+        if a.status == 204 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "the card never waited for validation");
+    assert_eq!(
+        k.final_state("t2").await["errorCode"],
+        "PRD_FINAL_VALIDATION_NOK"
+    );
+    let s = k.sim.state();
+    assert_eq!(
+        (s.counters.presented, s.counters.rejected, s.counters.taken),
+        (2, 2, 0)
+    );
+    k.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_requests_answer_the_seed_codes_and_lose_nothing_accepted() {
+    let k = kiosk("", false).await;
+    // The cover is open: requests are accepted and wait (the queue policy).
+    k.sim.raise("cover-open".parse::<Condition>().unwrap());
+    let (s, b) = k.submit(&request("t1", PANS[0], "JANE DOE")).await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["errorCode"], "REQUEST_CREATED_BUT_NOT_STARTED", "{b}");
+    // Malformed bodies: 4xx naming the problem.
+    let a = k.client.post("/v1/cards", b"{not json").await.unwrap();
+    assert_eq!(
+        (a.status, a.body["errorCode"].as_str()),
+        (400, Some("DATA_PREPARATION_FAILED")),
+        "{}",
+        a.body
+    );
+    let mut bad = request("t2", PANS[1], "JOHN DOE");
+    bad["pan"] = json!("4000001234567801");
+    let (s, b) = k.submit(&bad).await;
+    assert_eq!(
+        (s, b["errorCode"].as_str(), b["field"].as_str()),
+        (422, Some("INVALID_FIELD_VALUE"), Some("pan")),
+        "{b}"
+    );
+    // A refused request with a token can be asked about.
+    let p = k.client.get("/v1/cards/t2/production").await.unwrap().body;
+    assert_eq!(
+        (p["status"].as_str(), p["errorCode"].as_str()),
+        (Some("REQUEST_ERROR"), Some("INVALID_FIELD_VALUE")),
+        "{p}"
+    );
+    // Duplicate token: refused, the first request untouched.
+    let (s, b) = k.submit(&request("t1", PANS[2], "OTHER")).await;
+    assert_eq!(
+        (s, b["errorCode"].as_str()),
+        (409, Some("REQUEST_ALREADY_EXISTS")),
+        "{b}"
+    );
+    assert_eq!(
+        k.client.get("/v1/cards/t1/production").await.unwrap().body["status"],
+        "READY"
+    );
+    // The same PAN while the first card waits.
+    let (s, b) = k.submit(&request("t3", PANS[0], "JANE DOE")).await;
+    assert_eq!(
+        (s, b["errorCode"].as_str()),
+        (409, Some("PAN_ALREADY_EXISTS")),
+        "{b}"
+    );
+    // Another kiosk's request.
+    let mut other = request("t4", PANS[3], "A B");
+    other["kioskId"] = json!("KIOSK99");
+    assert_eq!(k.submit(&other).await.1["errorCode"], "KIOSK_ID_NOT_FOUND");
+    // A full queue (limit 4).
+    for (i, (pan, name)) in PANS
+        .iter()
+        .zip(["", "ADA QUEUE", "BOB QUEUE", "CY QUEUE"])
+        .enumerate()
+        .skip(1)
+    {
+        let (s, b) = k.submit(&request(&format!("q{i}"), pan, name)).await;
+        assert_eq!(s, 201, "{b}");
+    }
+    let (s, b) = k
+        .submit(&request("q9", "4000001234567840", "DAN QUEUE"))
+        .await;
+    assert_eq!(
+        (s, b["errorCode"].as_str()),
+        (503, Some("UNABLE_TO_ACCEPT_REQUEST")),
+        "{b}"
+    );
+    // Cancel one that waits; the ones produced later are the others, in order.
+    let a = k.client.post("/v1/cards/q2/cancel", b"").await.unwrap();
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = k
+        .client
+        .post("/v1/cards/t1/validation", b"{\"accept\": 1}")
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.status, a.body["error"]["field"].as_str()),
+        (400, Some("accept")),
+        "{}",
+        a.body
+    );
+    k.client
+        .put("/v1/inventory/1", br#"{"cardType":"debit","count":20}"#)
+        .await
+        .unwrap();
+    k.sim.clear(None);
+    for t in ["t1", "q1", "q3"] {
+        assert_eq!(k.final_state(t).await["status"], "PRODUCED", "{t}");
+    }
+    assert_eq!(k.final_state("q2").await["status"], "REQUEST_ERROR");
+    assert_eq!(k.sim.state().counters.taken, 3);
+    let cancel_late = k.client.post("/v1/cards/t1/cancel", b"").await.unwrap();
+    assert_eq!(
+        cancel_late.status, 409,
+        "a produced card cannot be cancelled"
+    );
+    k.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reject_policy_refuses_while_the_printer_is_not_ready() {
+    let k = kiosk("not_ready = \"reject\"", true).await;
+    k.sim.raise("cover-open".parse::<Condition>().unwrap());
+    let (s, b) = k.submit(&request("t1", PANS[0], "JANE DOE")).await;
+    assert_eq!(
+        (s, b["errorCode"].as_str()),
+        (503, Some("PRINTER_OR_SATELLITE_NOT_READY")),
+        "{b}"
+    );
+    assert!(
+        b["description"]
+            .as_str()
+            .unwrap()
+            .contains("PRT_COVER_OPEN"),
+        "{b}"
+    );
+    k.stop().await;
+}
