@@ -8,6 +8,7 @@
 //! * [`engine`]: the production engine; [`api`]: its local HTTP API; [`daemon`]: `satellite run`.
 
 pub mod api;
+pub mod bench;
 pub mod chip;
 pub mod cli;
 pub mod codes;

@@ -10,7 +10,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = match cli.command {
         Command::Printer(_) => Quiet::Warnings,
-        Command::Demo => Quiet::Errors,
+        Command::Demo | Command::Bench { .. } => Quiet::Errors,
         Command::Run { .. } => Quiet::No,
     };
     satellite::logging::init(cli.verbose, quiet);

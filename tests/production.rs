@@ -383,3 +383,72 @@ async fn the_reject_policy_refuses_while_the_printer_is_not_ready() {
     );
     k.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventory_counts_down_and_the_feeder_sensor_wins() {
+    let k = kiosk("", true).await;
+    k.submit(&request("t1", PANS[0], "JANE DOE")).await;
+    assert_eq!(k.final_state("t1").await["status"], "PRODUCED");
+    let inv = k.client.get("/v1/inventory").await.unwrap().body;
+    assert_eq!(inv[0]["count"], 19, "{inv}");
+    assert_eq!(
+        (inv[0]["empty"].as_bool(), inv[0]["nearEmpty"].as_bool()),
+        (Some(false), Some(false)),
+        "{inv}"
+    );
+    assert_eq!(
+        inv[1]["cardType"],
+        Value::Null,
+        "feeder 2 was never set: {inv}"
+    );
+    // The count says 19, the feeder is empty: the sensor wins.
+    k.sim.raise("feeder-empty".parse::<Condition>().unwrap());
+    k.submit(&request("t2", PANS[1], "JOHN DOE")).await;
+    assert_eq!(k.final_state("t2").await["errorCode"], "PRD_FEEDER_EMPTY");
+    let inv = k.client.get("/v1/inventory").await.unwrap().body;
+    assert_eq!(
+        (inv[0]["count"].as_u64(), inv[0]["empty"].as_bool()),
+        (Some(0), Some(true)),
+        "{inv}"
+    );
+    // Bad inventory input is refused with the field named.
+    let a = k
+        .client
+        .put("/v1/inventory/1", br#"{"cardType":"debit"}"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.status, a.body["error"]["field"].as_str()),
+        (400, Some("count")),
+        "{}",
+        a.body
+    );
+    let a = k
+        .client
+        .put("/v1/inventory/9", br#"{"cardType":"debit","count":1}"#)
+        .await
+        .unwrap();
+    assert_eq!(a.status, 409, "{}", a.body);
+    k.stop().await;
+}
+
+#[test]
+fn the_bench_command_runs_and_reports_its_figures() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_satellite"))
+        .args(["bench", "--cards", "5", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["cards"], 5);
+    for k in ["cards_per_second", "cpu_ms_per_card", "peak_rss_kb"] {
+        assert!(v[k].as_f64().is_some_and(|x| x > 0.0), "{k}: {v}");
+    }
+    for step in ["insert", "magnetic", "print", "present", "taken"] {
+        assert!(v["steps"][step]["p99_ms"].as_f64().is_some(), "{step}: {v}");
+    }
+}

@@ -98,6 +98,9 @@ struct ServeArgs {
     /// take:MS | never | refuse
     #[arg(long)]
     customer: Option<Customer>,
+    /// Cards between cleanings: past it the printer answers NEED CLEANING.
+    #[arg(long)]
+    cleaning_interval: Option<u32>,
     /// pcscd's vpcd socket (HOST:PORT) for the card's chip.
     #[arg(long)]
     vpcd: Option<String>,
@@ -259,6 +262,9 @@ async fn serve(a: ServeArgs) -> Result<ExitCode, String> {
                 cfg.profile.feeders
             ));
         }
+    }
+    if let Some(n) = a.cleaning_interval {
+        cfg.cleaning_interval = n;
     }
     if let Some(c) = a.customer {
         cfg.customer = c;

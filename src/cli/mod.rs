@@ -31,6 +31,13 @@ pub enum Command {
     },
     /// The main job on the bundled simulator: a handful of cards, some with faults.
     Demo,
+    /// Drive N cards through the simulator (speed 0) and print throughput, CPU, step times, peak RSS.
+    Bench {
+        #[arg(long, default_value_t = 500)]
+        cards: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Talk to a printer directly (technicians).
     #[command(subcommand)]
     Printer(printer::PrinterCommand),
@@ -45,6 +52,13 @@ pub async fn run(cli: Cli) -> ExitCode {
                 tracing::error!(error = %e, "satellite cannot run");
                 eprintln!("satellite: {e}");
                 ExitCode::from(78)
+            }
+        },
+        Command::Bench { cards, json } => match crate::bench::run(cards, json).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("satellite bench: {e}");
+                ExitCode::from(1)
             }
         },
         Command::Demo => match crate::demo::run().await {

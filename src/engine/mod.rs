@@ -26,6 +26,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{oneshot, Notify};
 use view::{CardView, Production};
 
+/// Step durations kept per step: bounded, the daemon runs for months.
+pub const TIMINGS_KEPT: usize = 10_000;
+
 /// The engine handle; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -40,6 +43,22 @@ struct Inner {
     wake: Notify,
     /// Presented cards waiting for the kiosk application's verdict.
     verdicts: Mutex<HashMap<String, oneshot::Sender<Verdict>>>,
+    /// How long each step took (the most recent [`TIMINGS_KEPT`] of each), for
+    /// the benchmark and, later, metrics.
+    timings: Mutex<HashMap<plan::Step, std::collections::VecDeque<std::time::Duration>>>,
+}
+
+/// One feeder: its stock (None until a technician sets it) and its sensors
+/// (None when the printer cannot be asked).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeederView {
+    pub feeder: u8,
+    pub card_type: Option<String>,
+    pub count: Option<u32>,
+    pub set_at: Option<String>,
+    pub empty: Option<bool>,
+    pub near_empty: Option<bool>,
 }
 
 /// A submission the engine accepted.
@@ -75,8 +94,26 @@ impl Engine {
                 chip,
                 wake: Notify::new(),
                 verdicts: Mutex::new(HashMap::new()),
+                timings: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Durations of the steps run so far (journaling excluded), by step.
+    pub fn step_timings(&self) -> HashMap<plan::Step, Vec<std::time::Duration>> {
+        let t = self.inner.timings.lock().expect("timings lock");
+        t.iter()
+            .map(|(k, v)| (*k, v.iter().copied().collect()))
+            .collect()
+    }
+
+    fn record_timing(&self, step: plan::Step, took: std::time::Duration) {
+        let mut t = self.inner.timings.lock().expect("timings lock");
+        let q = t.entry(step).or_default();
+        if q.len() == TIMINGS_KEPT {
+            q.pop_front();
+        }
+        q.push_back(took);
     }
 
     pub fn printer(&self) -> &Printer {
@@ -299,10 +336,32 @@ impl Engine {
             .map_err(|e| CardError::Internal(e.to_string()))
     }
 
-    pub async fn inventory(&self) -> Result<Vec<crate::store::FeederStock>, CardError> {
-        self.db(|s| s.inventory())
+    /// Stock per feeder as set by a technician and counted down per card,
+    /// with what the feeder's own sensors say (they win over the count).
+    pub async fn inventory(&self) -> Result<Vec<FeederView>, CardError> {
+        let stock = self
+            .db(|s| s.inventory())
             .await
-            .map_err(|e| CardError::Internal(e.to_string()))
+            .map_err(|e| CardError::Internal(e.to_string()))?;
+        let sensors = self.inner.printer.feeder_sensors().await.ok();
+        let feeders = self.inner.printer.profile().capabilities.feeders;
+        Ok((1..=feeders)
+            .map(|n| {
+                let s = stock.iter().find(|f| f.feeder == n);
+                let sensed = sensors
+                    .as_ref()
+                    .and_then(|v| v.get(usize::from(n) - 1))
+                    .copied();
+                FeederView {
+                    feeder: n,
+                    card_type: s.map(|f| f.card_type.clone()),
+                    count: s.map(|f| f.count),
+                    set_at: s.map(|f| f.set_at.clone()),
+                    empty: sensed.map(|(empty, _)| empty),
+                    near_empty: sensed.map(|(_, near)| near),
+                }
+            })
+            .collect())
     }
 
     pub async fn set_inventory(

@@ -23,14 +23,19 @@ impl Engine {
         self.recover(&shutdown).await;
         let mut last_not_ready: Option<String> = None;
         while !shutdown.is_cancelled() {
-            let queued = match self.db(|s| s.queued()).await {
-                Ok(q) => q,
+            let next = match self.db(|s| s.next_queued()).await {
+                Ok(j) => j,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the queue");
-                    Vec::new()
+                    None
                 }
             };
-            let Some(job) = queued.into_iter().next() else {
+            let Some(job) = next else {
+                // Idle: fold the WAL into the database so that erased card
+                // data does not linger in the log.
+                if let Err(e) = self.db(|s| s.checkpoint()).await {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
                 tokio::select! {
                     _ = self.inner.wake.notified() => {}
                     _ = shutdown.cancelled() => {}
@@ -124,6 +129,13 @@ impl Engine {
                 .journaled(&job.card_token, step, self.step(job, step, &card, feeder))
                 .await;
             if let Err(f) = result {
+                if f.code == ErrorCode::PRD_FEEDER_EMPTY {
+                    // The feeder's sensor wins over the count.
+                    let card_type = job.card_type.clone();
+                    let _ = self
+                        .db(move |s| s.set_inventory(feeder, &card_type, 0))
+                        .await;
+                }
                 if step != Step::Insert
                     || self
                         .inner
@@ -155,7 +167,9 @@ impl Engine {
             .await
             .map_err(store_fault)?;
         tracing::debug!(step = step.name(), "step");
+        let began = std::time::Instant::now();
         let result = run.await;
+        self.record_timing(step, began.elapsed());
         let t = token.to_string();
         let (ok, detail) = match &result {
             Ok(()) => (true, None),

@@ -113,7 +113,10 @@ pub enum CardWhere {
     Unknown,
 }
 
-const POLL: Duration = Duration::from_millis(20);
+/// Polling of the bezel: quick at first (a customer often takes the card at
+/// once), backing off to a slow pace for one who takes their time.
+const POLL_FIRST: Duration = Duration::from_millis(2);
+const POLL_MAX: Duration = Duration::from_millis(50);
 
 impl Printer {
     /// Is the printer able to take a card now? Reads the status words: the first
@@ -322,6 +325,23 @@ impl Printer {
         self.run(Op::Reject).await.map(drop)
     }
 
+    /// Each feeder's sensors: (empty, near empty), from `Sk;f` and `Sk;w`.
+    pub async fn feeder_sensors(&self) -> Result<Vec<(bool, bool)>, Fault> {
+        let n = self.profile().capabilities.feeders;
+        let parse = |t: String, what: &str| {
+            dialect::status::parse_feeder_answer(&t, n).map_err(|why| {
+                Fault::new(
+                    ErrorCode::PRD_UNEXPECTED_DATA,
+                    "other",
+                    format!("{what}: {why}"),
+                )
+            })
+        };
+        let empty = parse(self.run(Op::ReadFeeders).await?, "Sk;f")?;
+        let near = parse(self.run(Op::ReadFeederWarnings).await?, "Sk;w")?;
+        Ok(empty.into_iter().zip(near).collect())
+    }
+
     /// Is a presented card still waiting in the bezel?
     pub async fn card_waiting_in_bezel(&self) -> Result<bool, Fault> {
         let flag = self.profile().flag("card_eject").cloned();
@@ -361,6 +381,7 @@ impl Printer {
         let deadline = Instant::now() + take;
         tokio::pin!(verdict);
         let mut verdict_done = false;
+        let mut poll = POLL_FIRST;
         loop {
             if !self.card_waiting_in_bezel().await? {
                 return Ok(TakeEnd::Taken);
@@ -368,8 +389,10 @@ impl Printer {
             if Instant::now() >= deadline {
                 return Ok(TakeEnd::NotTaken);
             }
+            let pause = poll.min(deadline.saturating_duration_since(Instant::now()));
+            poll = (poll * 2).min(POLL_MAX);
             if verdict_done {
-                tokio::time::sleep(POLL).await;
+                tokio::time::sleep(pause).await;
                 continue;
             }
             tokio::select! {
@@ -379,7 +402,7 @@ impl Printer {
                         return Ok(TakeEnd::Refused);
                     }
                 }
-                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
     }
