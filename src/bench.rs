@@ -161,7 +161,7 @@ colour = false
 enum Printer {
     Process {
         /// Killed when dropped.
-        _child: tokio::process::Child,
+        _child: Box<tokio::process::Child>,
         control: std::path::PathBuf,
         link: std::path::PathBuf,
     },
