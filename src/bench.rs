@@ -206,7 +206,7 @@ impl Printer {
             for _ in 0..500 {
                 if link.exists() && control.exists() {
                     return Ok(Printer::Process {
-                        _child: child,
+                        _child: Box::new(child),
                         control,
                         link,
                     });
