@@ -54,17 +54,34 @@ colour = false
 }
 
 async fn kiosk(extra: &str, inventory: bool) -> Kiosk {
+    kiosk_with(extra, inventory, false).await
+}
+
+/// With `chip`, the chip goes through the real PC/SC stack: pcscd, the vpcd
+/// virtual reader, and the simulator playing the card.
+async fn kiosk_with(extra: &str, inventory: bool, chip: bool) -> Kiosk {
     let dir = tempfile::tempdir().unwrap();
     Keys::generate(&dir.path().join("card.key")).unwrap();
     let mut c = SimConfig::for_model("evolis-km500b").unwrap();
     c.speed = 0.0;
     c.customer = Customer::TakeAfter(50);
+    if chip {
+        c.vpcd = Some("127.0.0.1:35963".parse().unwrap());
+    }
     let sim = Simulator::new(c);
     let link = sim
         .serve_pty(Some(&dir.path().join("printer")))
         .await
         .unwrap();
-    let daemon = Daemon::start(config(dir.path(), extra), Some(Endpoint::Serial(link)))
+    let mut cfg = config(dir.path(), extra);
+    if chip {
+        cfg.chip.enabled = true;
+        cfg.chip.card_wait_ms = 2000;
+        for t in &mut cfg.card_types {
+            t.chip = true;
+        }
+    }
+    let daemon = Daemon::start(cfg, Some(Endpoint::Serial(link)))
         .await
         .unwrap();
     let client = Client::new(&dir.path().join("api.sock"));
@@ -354,7 +371,16 @@ async fn refused_requests_answer_the_seed_codes_and_lose_nothing_accepted() {
     for t in ["t1", "q1", "q3"] {
         assert_eq!(k.final_state(t).await["status"], "PRODUCED", "{t}");
     }
-    assert_eq!(k.final_state("q2").await["status"], "REQUEST_ERROR");
+    let cancelled = k.final_state("q2").await;
+    assert_eq!(
+        (
+            cancelled["status"].as_str(),
+            cancelled["errorCode"].as_str()
+        ),
+        (Some("REQUEST_ERROR"), None),
+        "{cancelled}"
+    );
+    assert_eq!(cancelled["description"], satellite::engine::view::CANCELLED);
     assert_eq!(k.sim.state().counters.taken, 3);
     let cancel_late = k.client.post("/v1/cards/t1/cancel", b"").await.unwrap();
     assert_eq!(
@@ -451,4 +477,32 @@ fn the_bench_command_runs_and_reports_its_figures() {
     for step in ["insert", "magnetic", "print", "present", "taken"] {
         assert!(v["steps"][step]["p99_ms"].as_f64().is_some(), "{step}: {v}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chip_is_personalised_through_pcsc_and_a_mute_chip_fails_the_card() {
+    assert!(
+        std::path::Path::new("/run/pcscd/pcscd.comm").exists(),
+        "pcscd is not running: bash scripts/pcscd-up.sh"
+    );
+    let k = kiosk_with("", true, true).await;
+    let mut r = request("c1", PANS[0], "JANE DOE");
+    r["chipScript"] = json!([{ "apdu": "00A4040007A0000000031010", "expectSw": ["9000"] }, { "apdu": "80E2800004DEADBEEF" }]);
+    let (s, b) = k.submit(&r).await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(k.final_state("c1").await["status"], "PRODUCED");
+    let chip = k.sim.state().cards[0]
+        .chip
+        .clone()
+        .expect("the chip was in the reader");
+    assert_eq!(chip.apdus, 2, "{chip:?}");
+    k.sim.raise("chip-mute".parse::<Condition>().unwrap());
+    let mut r = request("c2", PANS[1], "JOHN DOE");
+    r["chipScript"] = json!([{ "apdu": "00A4040007A0000000031010" }]);
+    k.submit(&r).await;
+    let p = k.final_state("c2").await;
+    assert_eq!(p["errorCode"], "PRD_SMARTCARD", "{p}");
+    let s = k.sim.state();
+    assert_eq!((s.counters.taken, s.counters.rejected), (1, 1));
+    k.stop().await;
 }

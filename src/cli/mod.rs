@@ -31,6 +31,11 @@ pub enum Command {
     },
     /// The main job on the bundled simulator: a handful of cards, some with faults.
     Demo,
+    /// Create the card-data key file (32 random bytes, mode 0600; never overwrites).
+    Keygen {
+        /// Where to write it, e.g. /etc/satellite/card.key.
+        file: std::path::PathBuf,
+    },
     /// Drive N cards through the simulator (speed 0) and print throughput, CPU, step times, peak RSS.
     Bench {
         #[arg(long, default_value_t = 500)]
@@ -58,6 +63,16 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("satellite bench: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Keygen { file } => match crate::store::Keys::generate(&file) {
+            Ok(_) => {
+                println!("card-data key written to {} (keep it readable by the agent only, and back it up: without it the stored card data cannot be read)", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("satellite keygen: {e}");
                 ExitCode::from(1)
             }
         },

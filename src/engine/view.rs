@@ -38,10 +38,16 @@ impl Production {
             kiosk_id: (job.status != Status::Ready).then(|| job.kiosk_id.clone()),
             occurred_at: job.occurred_at.clone(),
             error_code: job.error_code,
-            description: job.description.clone(),
+            description: match (job.status, &job.description) {
+                (Status::Cancelled, None) => Some(CANCELLED.to_string()),
+                (_, d) => d.clone(),
+            },
         }
     }
 }
+
+/// What a cancelled request says of itself.
+pub const CANCELLED: &str = "cancelled by the issuer before production started";
 
 /// One card for the kiosk application: the production object, the step
 /// inside IN_PROGRESS, and every status change so far.
