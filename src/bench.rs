@@ -17,39 +17,13 @@ use std::time::{Duration, Instant};
 
 pub async fn run(cards: usize, json_out: bool) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let key = dir.path().join("card.key");
-    Keys::generate(&key).map_err(|e| e.to_string())?;
+    Keys::generate(&dir.path().join("card.key")).map_err(|e| e.to_string())?;
     let printer = Printer::start(dir.path()).await?;
     let link = match &printer {
         Printer::Process { link, .. } | Printer::InProcess { link, .. } => link.clone(),
     };
-    let config = Config::parse(&format!(
-        r#"
-kiosk_id = "BENCH01"
-[printer]
-device = "sim"
-model = "evolis-km500b"
-[chip]
-enabled = false
-[store]
-path = "{db}"
-key_file = "{key}"
-[api]
-socket = "{sock}"
-[production]
-queue_limit = {limit}
-[[card_type]]
-id = "debit"
-magnetic = true
-chip = false
-emboss = false
-colour = false
-"#,
-        db = dir.path().join("bench.db").display(),
-        key = key.display(),
-        sock = dir.path().join("api.sock").display(),
-        limit = cards.max(1),
-    ))?;
+    let mut config = Config::local(dir.path(), "BENCH01");
+    config.production.queue_limit = cards.max(1);
     let daemon = Daemon::start(config, Some(Endpoint::Serial(link))).await?;
     let engine = daemon.engine.clone();
     engine
@@ -274,26 +248,7 @@ fn pct(sorted: &[Duration], q: f64) -> f64 {
 
 /// A test-range PAN with a valid Luhn digit: 4000 00 + 9 digits of `i` + check.
 fn pan(i: usize) -> String {
-    let body = format!("400000{:09}", i % 1_000_000_000);
-    let sum: u32 = body
-        .chars()
-        .rev()
-        .enumerate()
-        .map(|(k, c)| {
-            let d = c.to_digit(10).unwrap_or(0);
-            if k % 2 == 0 {
-                let x = d * 2;
-                if x > 9 {
-                    x - 9
-                } else {
-                    x
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    format!("{body}{}", (10 - sum % 10) % 10)
+    crate::request::with_luhn_digit(&format!("400000{:09}", i % 1_000_000_000)).expect("digits")
 }
 
 fn cpu_time() -> Duration {

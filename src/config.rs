@@ -167,6 +167,37 @@ impl Default for ProductionConfig {
 }
 
 impl Config {
+    /// A kiosk in one directory (store, key, socket), on the bundled simulator,
+    /// without chip, with one magnetic card type `debit`: what the demo, the
+    /// benchmark and the tests start from, adjusting fields as they need.
+    pub fn local(dir: &Path, kiosk_id: &str) -> Config {
+        let text = format!(
+            r#"
+kiosk_id = "{kiosk_id}"
+[printer]
+device = "sim"
+model = "evolis-km500b"
+[chip]
+enabled = false
+[store]
+path = "{db}"
+key_file = "{key}"
+[api]
+socket = "{socket}"
+[[card_type]]
+id = "debit"
+magnetic = true
+chip = false
+emboss = false
+colour = false
+"#,
+            db = dir.join("satellite.db").display(),
+            key = dir.join("card.key").display(),
+            socket = dir.join("api.sock").display(),
+        );
+        Config::parse(&text).expect("the local configuration is valid")
+    }
+
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;

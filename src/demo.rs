@@ -76,42 +76,16 @@ pub async fn run() -> Result<(), String> {
         .serve_pty(Some(&dir.path().join("printer")))
         .await
         .map_err(|e| format!("simulator: {e}"))?;
-    let key = dir.path().join("card.key");
-    Keys::generate(&key).map_err(|e| e.to_string())?;
-    let socket = dir.path().join("api.sock");
-    let config = Config::parse(&format!(
-        r#"
-kiosk_id = "DEMO0001"
-[printer]
-device = "sim"
-model = "evolis-km500b"
-[printer.timeouts]
-take = 4000
-[chip]
-enabled = {pcsc}
-card_wait_ms = 2000
-[store]
-path = "{db}"
-key_file = "{key}"
-[api]
-socket = "{socket}"
-[[card_type]]
-id = "debit"
-magnetic = true
-chip = false
-emboss = false
-colour = false
-[[card_type]]
-id = "debit-chip"
-magnetic = true
-chip = true
-emboss = false
-colour = false
-"#,
-        db = dir.path().join("satellite.db").display(),
-        key = key.display(),
-        socket = socket.display(),
-    ))?;
+    Keys::generate(&dir.path().join("card.key")).map_err(|e| e.to_string())?;
+    let mut config = Config::local(dir.path(), "DEMO0001");
+    config.printer.timeouts.take = Some(4000);
+    config.chip.enabled = pcsc;
+    config.chip.card_wait_ms = 2000;
+    let mut chip_type = config.card_types[0].clone();
+    chip_type.id = "debit-chip".into();
+    chip_type.chip = true;
+    config.card_types.push(chip_type);
+    let socket = config.api.socket.clone();
     println!("satellite demo");
     println!(
         "  printer  simulated Evolis KM500B behind {} (a real pseudo-terminal)",

@@ -20,37 +20,20 @@ struct Kiosk {
 }
 
 fn config(dir: &Path, extra: &str) -> Config {
-    Config::parse(&format!(
-        r#"
-kiosk_id = "KIOSK01"
-[printer]
-device = "sim"
-model = "evolis-km500b"
-[printer.timeouts]
-take = 1500
-command = 1000
-[chip]
-enabled = false
-[store]
-path = "{db}"
-key_file = "{key}"
-[api]
-socket = "{sock}"
-[production]
-queue_limit = 4
-{extra}
-[[card_type]]
-id = "debit"
-magnetic = true
-chip = false
-emboss = false
-colour = false
-"#,
-        db = dir.join("s.db").display(),
-        key = dir.join("card.key").display(),
-        sock = dir.join("api.sock").display(),
-    ))
-    .unwrap()
+    let mut c = Config::local(dir, "KIOSK01");
+    c.printer.timeouts.take = Some(1500);
+    c.printer.timeouts.command = Some(1000);
+    c.production.queue_limit = 4;
+    for setting in extra.lines().filter(|l| !l.trim().is_empty()) {
+        match setting.trim() {
+            "final_validation = true" => c.production.final_validation = true,
+            "not_ready = \"reject\"" => {
+                c.production.not_ready = satellite::config::NotReady::Reject
+            }
+            other => panic!("unknown test setting {other:?}"),
+        }
+    }
+    c
 }
 
 async fn kiosk(extra: &str, inventory: bool) -> Kiosk {

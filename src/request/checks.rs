@@ -112,6 +112,14 @@ pub fn luhn_ok(digits: &str) -> bool {
     !digits.is_empty() && sum.is_multiple_of(10)
 }
 
+/// `body` completed with its Luhn check digit (test and demo card numbers);
+/// `None` when `body` holds anything but digits.
+pub fn with_luhn_digit(body: &str) -> Option<String> {
+    (0..=9)
+        .map(|d| format!("{body}{d}"))
+        .find(|pan| luhn_ok(pan))
+}
+
 /// `pan`: digits only, 12 to 19 of them, Luhn-valid.
 pub(crate) fn check_pan(pan: &str) -> Result<(), Problem> {
     if let Some(i) = pan.chars().position(|c| !c.is_ascii_digit()) {
@@ -415,6 +423,23 @@ fn check_nibbles(n: &mut [u8; 16], pan: &str) -> Result<(), Problem> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn check_digits_complete_test_numbers() {
+        assert_eq!(
+            with_luhn_digit("400000123456789").as_deref(),
+            Some("4000001234567899")
+        );
+        for body in ["400000000000000", "40000012345678", "5555555555554"] {
+            let pan = with_luhn_digit(body).unwrap();
+            assert!(
+                luhn_ok(&pan) && pan.starts_with(body) && pan.len() == body.len() + 1,
+                "{pan}"
+            );
+        }
+        assert_eq!(with_luhn_digit("12a4"), None);
+    }
+
     use super::*;
 
     const PAN: &str = "4000001234567899";

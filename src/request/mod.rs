@@ -25,7 +25,7 @@ pub mod schema;
 pub mod validate;
 
 pub use card_type::{check_card_types, CardType, FreeLines, Layout, TextPosition};
-pub use checks::{luhn_ok, TRACK_MAX};
+pub use checks::{luhn_ok, with_luhn_digit, TRACK_MAX};
 pub use image::{FrontPanels, IMAGE_LEVELS, MAX_IMAGE_BYTES};
 pub use schema::{token_of, PrintedLine, ProductionRequest, ScriptStep, Tracks, MAX_BODY_BYTES};
 pub use validate::{
