@@ -43,6 +43,9 @@ struct Inner {
     wake: Notify,
     /// Presented cards waiting for the kiosk application's verdict.
     verdicts: Mutex<HashMap<String, oneshot::Sender<Verdict>>>,
+    /// A card is in production: the printer is busy, hence ready, and asking
+    /// it would wait for the step in progress.
+    producing: std::sync::atomic::AtomicBool,
     /// How long each step took (the most recent [`TIMINGS_KEPT`] of each), for
     /// the benchmark and, later, metrics.
     timings: Mutex<HashMap<plan::Step, std::collections::VecDeque<std::time::Duration>>>,
@@ -95,6 +98,7 @@ impl Engine {
                 wake: Notify::new(),
                 verdicts: Mutex::new(HashMap::new()),
                 timings: Mutex::new(HashMap::new()),
+                producing: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -260,8 +264,17 @@ impl Engine {
         Ok(Submitted { production })
     }
 
-    /// Why the printer cannot take a card now, if it cannot.
+    /// Why the printer cannot take a card now, if it cannot. While a card is
+    /// in production the answer is "ready" without asking: the printer is
+    /// working, and asking would wait for the physical step in progress.
     async fn not_ready(&self) -> Option<String> {
+        if self
+            .inner
+            .producing
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return None;
+        }
         match self.inner.printer.check_ready().await {
             Ok(()) => None,
             Err(f) => Some(format!("{}: {}", f.code, f.description)),

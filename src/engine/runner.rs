@@ -73,7 +73,20 @@ impl Engine {
             return;
         }
         tracing::info!(card_type = %job.card_type, "production started");
-        let (status, fault) = match self.steps(&job).await {
+        self.inner
+            .producing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let outcome = self.steps(&job).await;
+        self.inner
+            .producing
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        // A verdict nobody gave (the customer took the card first) is dropped.
+        self.inner
+            .verdicts
+            .lock()
+            .expect("verdicts lock")
+            .remove(&token);
+        let (status, fault) = match outcome {
             Ok(()) => (Status::Produced, None),
             Err(f) => (Status::ProductionError, Some(f)),
         };
