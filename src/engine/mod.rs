@@ -46,6 +46,9 @@ struct Inner {
     /// A card is in production: the printer is busy, hence ready, and asking
     /// it would wait for the step in progress.
     producing: std::sync::atomic::AtomicBool,
+    /// A step happened but its outcome could not be journaled: the card is
+    /// in doubt and only recovery, from the journal, may decide its fate.
+    in_doubt: std::sync::atomic::AtomicBool,
     /// How long each step took (the most recent [`TIMINGS_KEPT`] of each), for
     /// the benchmark and, later, metrics.
     timings: Mutex<HashMap<plan::Step, std::collections::VecDeque<std::time::Duration>>>,
@@ -99,6 +102,7 @@ impl Engine {
                 verdicts: Mutex::new(HashMap::new()),
                 timings: Mutex::new(HashMap::new()),
                 producing: std::sync::atomic::AtomicBool::new(false),
+                in_doubt: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }

@@ -49,7 +49,16 @@ pub fn decide(journal: &[Entry], location: CardWhere) -> Recovery {
     if location == CardWhere::Unknown {
         return Recovery::AskAgain;
     }
-    let presented = matches!(last_intent, Some(Step::Present) | Some(Step::Taken));
+    let failed = |step: Step| {
+        journal
+            .iter()
+            .any(|e| e.step == step && e.outcome == Some(false))
+    };
+    // Gone after presentation means taken, unless presenting failed or the
+    // wait ended without the customer (then the card went somewhere else).
+    let presented = matches!(last_intent, Some(Step::Present) | Some(Step::Taken))
+        && !failed(Step::Present)
+        && !failed(Step::Taken);
     match location {
         CardWhere::Inside | CardWhere::Presented => Recovery::RejectThenFail {
             description: format!("{interrupted}; the card was still in the printer and went to the reject box; it is not produced again"),
@@ -62,7 +71,7 @@ pub fn decide(journal: &[Entry], location: CardWhere) -> Recovery {
             Recovery::Fail { description: format!("{interrupted}; no card is inside: none was taken from the feeder; it is not started again") }
         }
         CardWhere::None => Recovery::Fail {
-            description: format!("{interrupted}; the card is no longer in the printer (removed by hand?); it is not produced again"),
+            description: format!("{interrupted}; the card is no longer in the printer and was not seen taken (removed by hand?); it is not produced again"),
         },
         CardWhere::Unknown => unreachable!("handled above"),
     }
@@ -105,6 +114,22 @@ mod tests {
             let j = [done(Step::Verify), last];
             assert_eq!(decide(&j, CardWhere::None), Recovery::Produced);
         }
+    }
+
+    #[test]
+    fn a_failed_presentation_or_wait_is_never_taken_for_produced() {
+        let failed = |step| Entry {
+            step,
+            outcome: Some(false),
+        };
+        let j = [intent(Step::Present), failed(Step::Present)];
+        assert!(matches!(decide(&j, CardWhere::None), Recovery::Fail { .. }));
+        let j = [
+            done(Step::Present),
+            intent(Step::Taken),
+            failed(Step::Taken),
+        ];
+        assert!(matches!(decide(&j, CardWhere::None), Recovery::Fail { .. }));
     }
 
     #[test]

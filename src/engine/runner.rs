@@ -10,6 +10,7 @@ use crate::codes::{ErrorCode, Fault};
 use crate::printer::steps::{CardWhere, TakeEnd, Verdict};
 use crate::request::CardData;
 use crate::store::{Job, Phase, Status, StoreError};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -66,10 +67,15 @@ impl Engine {
     async fn produce(&self, job: Job) {
         let token = job.card_token.clone();
         let span = tracing::info_span!("card", card = %token, pan = %job.pan_masked);
-        let _g = span.enter();
+        tracing::Instrument::instrument(self.produce_in_span(job, token), span).await
+    }
+
+    async fn produce_in_span(&self, job: Job, token: String) {
         let t = token.clone();
         if let Err(e) = self.db(move |s| s.start(&t)).await {
             tracing::error!(error = %e, "cannot start the card");
+            // Do not spin on a store that refuses writes.
+            tokio::time::sleep(NOT_READY_PAUSE).await;
             return;
         }
         tracing::info!(card_type = %job.card_type, "production started");
@@ -86,11 +92,30 @@ impl Engine {
             .lock()
             .expect("verdicts lock")
             .remove(&token);
+        if self.inner.in_doubt.swap(false, Ordering::SeqCst) {
+            tracing::error!(card = %token, "a step's outcome could not be journaled: the card is in doubt; production waits for the store, then recovery decides from the journal");
+            self.settle_in_doubt(&token).await;
+            return;
+        }
         let (status, fault) = match outcome {
             Ok(()) => (Status::Produced, None),
             Err(f) => (Status::ProductionError, Some(f)),
         };
         self.finish(&token, status, fault).await;
+    }
+
+    /// Waits until recovery has given the card a final state.
+    async fn settle_in_doubt(&self, token: &str) {
+        loop {
+            tokio::time::sleep(NOT_READY_PAUSE).await;
+            self.recover(&CancellationToken::new()).await;
+            let t = token.to_string();
+            if let Ok(Some(job)) = self.db(move |s| s.job(&t)).await {
+                if job.status.is_final() {
+                    return;
+                }
+            }
+        }
     }
 
     async fn finish(&self, token: &str, status: Status, fault: Option<Fault>) {
@@ -100,13 +125,27 @@ impl Engine {
                 tracing::warn!(card = %token, code = %f.code, reason = %f.reason, description = %f.description, "production failed")
             }
         }
-        let t = token.to_string();
         let (code, description) = (fault.as_ref().map(|f| f.code), fault.map(|f| f.description));
-        if let Err(e) = self
-            .db(move |s| s.finish(&t, status, code, description.as_deref()))
-            .await
-        {
-            tracing::error!(card = %token, error = %e, "cannot record the end of production");
+        // The next card waits until this one's end is recorded: the store is
+        // the only memory across a crash.
+        let mut pause = NOT_READY_PAUSE;
+        loop {
+            let (t, d) = (token.to_string(), description.clone());
+            match self
+                .db(move |s| s.finish(&t, status, code, d.as_deref()))
+                .await
+            {
+                Ok(_) => return,
+                Err(e @ (StoreError::WrongState { .. } | StoreError::NotFound)) => {
+                    tracing::error!(card = %token, error = %e, "the end of production cannot be recorded for this card");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(card = %token, error = %e, retry_in_ms = pause.as_millis() as u64, "cannot record the end of production; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(30));
+                }
+            }
         }
     }
 
@@ -126,7 +165,13 @@ impl Engine {
             Fault::new(
                 ErrorCode::PRD_UNEXPECTED_DATA,
                 "other",
-                format!("stored card data unreadable: {e}"),
+                // The parser's message may quote card data: say only where.
+                format!(
+                    "stored card data unreadable ({:?} error at line {}, column {})",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ),
             )
         })?;
         drop(data);
@@ -142,6 +187,9 @@ impl Engine {
                 .journaled(&job.card_token, step, self.step(job, step, &card, feeder))
                 .await;
             if let Err(f) = result {
+                if self.inner.in_doubt.load(Ordering::SeqCst) {
+                    return Err(f);
+                }
                 if f.code == ErrorCode::PRD_FEEDER_EMPTY {
                     // The feeder's sensor wins over the count.
                     let card_type = job.card_type.clone();
@@ -149,13 +197,10 @@ impl Engine {
                         .db(move |s| s.set_inventory(feeder, &card_type, 0))
                         .await;
                 }
+                // After a failed insert the card may be half in: reject unless
+                // the printer says for sure that nothing is inside.
                 if step != Step::Insert
-                    || self
-                        .inner
-                        .printer
-                        .locate_card()
-                        .await
-                        .is_ok_and(|w| w != CardWhere::None)
+                    || !matches!(self.inner.printer.locate_card().await, Ok(CardWhere::None))
                 {
                     self.reject(&job.card_token).await;
                 }
@@ -188,9 +233,17 @@ impl Engine {
             Ok(()) => (true, None),
             Err(f) => (false, Some(format!("{} {}", f.code, f.description))),
         };
-        self.db(move |s| s.outcome(&t, step.name(), ok, detail.as_deref()))
+        if let Err(e) = self
+            .db(move |s| s.outcome(&t, step.name(), ok, detail.as_deref()))
             .await
-            .map_err(store_fault)?;
+        {
+            if result.is_ok() {
+                // It happened, and the journal does not say so: nothing may
+                // move the card until recovery has read the journal.
+                self.inner.in_doubt.store(true, Ordering::SeqCst);
+            }
+            return Err(store_fault(e));
+        }
         result
     }
 
