@@ -63,6 +63,8 @@ impl Default for ReplayOptions {
 }
 
 pub struct Replayer {
+    /// Track data written in this session (`Dm`), by track.
+    written: std::collections::HashMap<String, String>,
     entries: Vec<Entry>,
     pos: usize,
     opts: ReplayOptions,
@@ -72,6 +74,7 @@ pub struct Replayer {
 impl Replayer {
     pub fn new(t: &Transcript, opts: ReplayOptions) -> Replayer {
         Replayer {
+            written: std::collections::HashMap::new(),
             entries: t.entries.clone(),
             pos: 0,
             opts,
@@ -115,14 +118,53 @@ impl Replayer {
             self.pos += 1;
         }
         let want = expected.frame.clone().unwrap_or_default();
+        // The device side of magnetic data: what this session wrote is what a
+        // read-back returns (the transcript kept only its length).
+        if let Inbound::Command(c) = inbound {
+            if c.mnemonic == "Dm" && c.params.len() == 2 {
+                self.written
+                    .insert(c.params[0].clone(), c.params[1].clone());
+            }
+        }
         if want == got && expected.malformed == malformed {
             self.report.matched += 1;
+            if let Some(data) = self.read_back(inbound, &replies) {
+                return data;
+            }
             replies
         } else {
             let d = format!("frame {n}: expected {want:?}, got {got:?}");
             tracing::warn!("{d}");
             self.report.divergences.push(d);
             self.error_cde()
+        }
+    }
+
+    /// For a read-back recorded as withheld, the data this session wrote to
+    /// that track, when its length is the recorded one.
+    fn read_back(&mut self, inbound: &Inbound, recorded: &[u8]) -> Option<Vec<u8>> {
+        let Inbound::Command(c) = inbound else {
+            return None;
+        };
+        if c.mnemonic != "Smr" {
+            return None;
+        }
+        let shown = String::from_utf8_lossy(recorded);
+        let len = crate::transcript::withheld_len(shown.trim_end_matches(['\r', '\0']))?;
+        match c.params.first().and_then(|t| self.written.get(t)) {
+            Some(data) if data.len() == len => {
+                let mut b = data.clone().into_bytes();
+                b.push(self.opts.terminator.byte());
+                Some(b)
+            }
+            _ => {
+                let d = format!(
+                    "Smr: no track of {len} characters was written in this session to read back"
+                );
+                tracing::warn!("{d}");
+                self.report.divergences.push(d);
+                Some(self.error_cde())
+            }
         }
     }
 

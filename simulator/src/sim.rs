@@ -14,7 +14,7 @@ use crate::config::{Customer, SimConfig};
 use crate::firmware::{Effect, Printer};
 use crate::scenario::{Action, Trigger};
 use crate::state::{Links, State};
-use crate::transcript::{show_frame, show_reply, Entry, Recorder};
+use crate::transcript::{reply_is_card_data, show_frame, show_reply_of, Entry, Recorder};
 use dialect::panel::Geometry;
 use dialect::reply::encode_reply;
 use dialect::{Inbound, Terminator};
@@ -153,6 +153,7 @@ impl Simulator {
         };
         let now = self.now_ms();
         let (shown, _) = show_frame(&inbound);
+        let card_data = reply_is_card_data(&inbound);
         tracing::debug!(frame = %shown, "frame in");
         if let Some(r) = &self.inner.recorder {
             r.write(&Entry::incoming(now, &inbound));
@@ -184,10 +185,10 @@ impl Simulator {
             tokio::time::sleep(Duration::from_millis(out.slow_ms)).await;
         }
         let bytes = encode_reply(&reply, self.inner.terminator);
-        let (shown_reply, _) = show_reply(&reply);
+        let (shown_reply, _) = show_reply_of(&reply, card_data);
         tracing::debug!(frame = %shown, reply = %shown_reply, "reply out");
         if let Some(r) = &self.inner.recorder {
-            r.write(&Entry::outgoing(self.now_ms(), &reply));
+            r.write(&Entry::outgoing(self.now_ms(), &reply, card_data));
         }
         Some(bytes)
     }

@@ -65,8 +65,8 @@ impl Entry {
         }
     }
 
-    pub fn outgoing(t_ms: u64, reply: &Reply) -> Entry {
-        let (text, raw) = show_reply(reply);
+    pub fn outgoing(t_ms: u64, reply: &Reply, card_data: bool) -> Entry {
+        let (text, raw) = show_reply_of(reply, card_data);
         Entry {
             t_ms,
             dir: Dir::Out,
@@ -167,6 +167,17 @@ impl Recorder {
 /// payload as its size and a short hash (equal images compare equal).
 pub fn show_frame(inbound: &Inbound) -> (String, bool) {
     match inbound {
+        // Magnetic data is card data: its length only. Not even a hash: with
+        // the masked number printed elsewhere, a hash of the track would give
+        // the hidden digits away to a brute force.
+        Inbound::Command(c) if c.mnemonic == "Dm" && c.params.len() == 2 => (
+            format!(
+                "Dm;{};{}",
+                mask_text(&c.params[0]),
+                withheld(c.params[1].len())
+            ),
+            false,
+        ),
         Inbound::Command(c) => {
             let mut s = c.mnemonic.clone();
             for p in &c.params {
@@ -179,6 +190,34 @@ pub fn show_frame(inbound: &Inbound) -> (String, bool) {
             (s, false)
         }
         Inbound::Malformed { raw, .. } => (show_bytes(raw, 64), true),
+    }
+}
+
+/// How card data a transcript leaves out is written: its length.
+pub fn withheld(chars: usize) -> String {
+    format!("<{chars} chars withheld>")
+}
+
+/// The length a [`withheld`] text stands for.
+pub fn withheld_len(shown: &str) -> Option<usize> {
+    shown
+        .strip_prefix('<')?
+        .strip_suffix(" chars withheld>")?
+        .parse()
+        .ok()
+}
+
+/// Does the reply to this frame carry card data (a magnetic read-back)?
+pub fn reply_is_card_data(inbound: &Inbound) -> bool {
+    matches!(inbound, Inbound::Command(c) if c.mnemonic == "Smr")
+}
+
+/// A reply as a transcript shows it (card data withheld when `card_data`), and
+/// whether it is sent without terminator.
+pub fn show_reply_of(reply: &Reply, card_data: bool) -> (String, bool) {
+    match reply {
+        Reply::Text(t) if card_data && !t.starts_with("ERR") => (withheld(t.len()), false),
+        other => show_reply(other),
     }
 }
 
@@ -232,7 +271,7 @@ mod tests {
     fn frames_are_redacted_and_payloads_hashed() {
         let c = Command::new("Dm").param(2).param("4000001234567899=2812");
         let (s, bad) = show_frame(&Inbound::Command(c));
-        assert_eq!(s, "Dm;2;400000******7899=2812");
+        assert_eq!(s, "Dm;2;<21 chars withheld>");
         assert!(!bad);
         let c = Command::new("Dbc")
             .param("k")
@@ -261,13 +300,32 @@ mod tests {
             ),
             (Reply::Text("A\\B".into()), b"A\\B\r".to_vec()),
         ] {
-            let e = Entry::outgoing(1, &reply);
+            let e = Entry::outgoing(1, &reply, false);
             let line = serde_json::to_string(&e).unwrap();
             let back: Entry = serde_json::from_str(&line).unwrap();
             assert_eq!(back.reply_bytes(dialect::Terminator::Cr), bytes, "{line}");
         }
-        let e = Entry::outgoing(1, &Reply::Text("4000001234567899".into()));
+        let e = Entry::outgoing(1, &Reply::Text("4000001234567899".into()), false);
         assert_eq!(e.reply.as_deref(), Some("400000******7899"));
+    }
+
+    #[test]
+    fn magnetic_data_is_withheld_down_to_its_length() {
+        let dm = Inbound::Command(
+            dialect::Command::new("Dm")
+                .param(2)
+                .param("4000001234567899=28122011234"),
+        );
+        let (shown, _) = show_frame(&dm);
+        assert_eq!(shown, "Dm;2;<28 chars withheld>");
+        let smr = Inbound::Command(dialect::Command::new("Smr").param(2));
+        assert!(reply_is_card_data(&smr));
+        let e = Entry::outgoing(1, &Reply::Text("4000001234567899=28122011234".into()), true);
+        assert_eq!(e.reply.as_deref(), Some("<28 chars withheld>"));
+        assert_eq!(withheld_len("<27 chars withheld>"), Some(27));
+        // An error answer is not card data and stays readable.
+        let e = Entry::outgoing(1, &Reply::Text("ERROR MAG".into()), true);
+        assert_eq!(e.reply.as_deref(), Some("ERROR MAG"));
     }
 
     #[test]

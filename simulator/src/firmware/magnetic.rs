@@ -10,7 +10,6 @@ use super::words::*;
 use super::{Answer, Cx, Printer, Res};
 use crate::condition::Condition;
 use crate::model::{Place, Stripe};
-use dialect::redact::mask_text;
 
 pub(super) const WRITE_MS: u64 = 1_500;
 pub(super) const READ_MS: u64 = 700;
@@ -89,7 +88,9 @@ impl Printer {
         for (t, data) in pending.0.into_iter().enumerate() {
             if let Some(data) = data {
                 let n = t as u8 + 1;
-                card.record.tracks.insert(n, mask_text(&data));
+                card.record
+                    .tracks
+                    .insert(n, crate::transcript::withheld(data.len()));
                 card.event(
                     cx.now,
                     format!("track {n} written ({} characters)", data.len()),
