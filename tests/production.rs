@@ -471,6 +471,8 @@ async fn the_chip_is_personalised_through_pcsc_and_a_mute_chip_fails_the_card() 
     let k = kiosk_with("", true, true).await;
     let mut r = request("c1", PANS[0], "JANE DOE");
     r["chipScript"] = json!([{ "apdu": "00A4040007A0000000031010", "expectSw": ["9000"] }, { "apdu": "80E2800004DEADBEEF" }]);
+    // The offline PIN goes to the chip after the script (CHANGE REFERENCE DATA).
+    r["pinBlock"] = json!("241234FFFFFFFFFF");
     let (s, b) = k.submit(&r).await;
     assert_eq!(s, 201, "{b}");
     assert_eq!(k.final_state("c1").await["status"], "PRODUCED");
@@ -478,7 +480,10 @@ async fn the_chip_is_personalised_through_pcsc_and_a_mute_chip_fails_the_card() 
         .chip
         .clone()
         .expect("the chip was in the reader");
-    assert_eq!(chip.apdus, 2, "{chip:?}");
+    assert_eq!(
+        chip.apdus, 3,
+        "the script's two commands and the PIN: {chip:?}"
+    );
     k.sim.raise("chip-mute".parse::<Condition>().unwrap());
     let mut r = request("c2", PANS[1], "JOHN DOE");
     r["chipScript"] = json!([{ "apdu": "00A4040007A0000000031010" }]);

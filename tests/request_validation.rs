@@ -802,7 +802,11 @@ fn a_valid_request_comes_out_in_printer_terms() {
         ]
     );
     assert!(c.emboss.is_empty());
-    let expected = ChipScript::parse(&format!("{SELECT}\n{STORE_DATA}/9000,6283\n")).unwrap();
+    // The script, then the offline PIN (CHANGE REFERENCE DATA, format 2 block).
+    let expected = ChipScript::parse(&format!(
+        "{SELECT}\n{STORE_DATA}/9000,6283\n002401800826123456FFFFFFFF/9000\n"
+    ))
+    .unwrap();
     assert_eq!(c.chip_script(), expected);
     assert_eq!(c.chip[1].1, vec![0x9000, 0x6283]);
     assert_eq!(

@@ -338,7 +338,8 @@ fn pan_field(pan: &str) -> [u8; 12] {
 }
 
 /// A PIN block: 16 hex digits, ISO 9564 format 0 (checked against the PAN)
-/// or 2, PIN length 4 to 12, PIN digits decimal, fill `F`. Returns its 8 bytes.
+/// or 2, PIN length 4 to 12, PIN digits decimal, fill `F`. Returns the PIN as
+/// a format 2 block (8 bytes): the form the chip takes for its offline PIN.
 pub(crate) fn check_pin_block(block: &str, pan: &str) -> Result<Vec<u8>, Problem> {
     let len = block.chars().count();
     if len != 16 {
@@ -359,23 +360,16 @@ pub(crate) fn check_pin_block(block: &str, pan: &str) -> Result<Vec<u8>, Problem
     }
     let result = check_nibbles(&mut nibbles, pan);
     let bytes = match result {
-        Ok(()) => Ok(block_bytes(block)),
+        Ok(()) => {
+            // Cleared of the PAN (format 0) or as it came (format 2): the
+            // plain PIN field; its first nibble says format 2.
+            nibbles[0] = 2;
+            Ok(nibbles.chunks(2).map(|p| p[0] << 4 | p[1]).collect())
+        }
         Err(p) => Err(p),
     };
     nibbles.zeroize();
     bytes
-}
-
-fn block_bytes(block: &str) -> Vec<u8> {
-    block
-        .as_bytes()
-        .chunks(2)
-        .map(|pair| {
-            let hi = (pair[0] as char).to_digit(16).unwrap_or(0) as u8;
-            let lo = (pair[1] as char).to_digit(16).unwrap_or(0) as u8;
-            hi << 4 | lo
-        })
-        .collect()
 }
 
 /// Checks (and, for format 0, clears in place) the nibbles of a block.
@@ -688,6 +682,15 @@ mod tests {
             ErrorCode::EMPTY_OR_NULL_OR_WRONG_SIZE_FIELD_VALUE
         );
         assert_eq!(c("26123456FFFFFFFG"), ErrorCode::INVALID_FIELD_ENCODING);
+    }
+
+    #[test]
+    fn a_format_0_block_reaches_the_chip_as_format_2() {
+        let block = iso0("1234", PAN);
+        assert_eq!(
+            check_pin_block(&block, PAN).unwrap(),
+            vec![0x24, 0x12, 0x34, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]
+        );
     }
 
     #[test]

@@ -127,7 +127,8 @@ pub struct CardData {
     /// The chip script: each step's command APDU and the status words it may
     /// answer (see [`CardData::chip_script`]).
     pub chip: Vec<ChipStep>,
-    /// The PIN block's 8 bytes, as received (format 0 or 2).
+    /// The PIN as an ISO 9564 format 2 block (8 bytes), whichever format
+    /// came: the chip's offline PIN, set by the last step of the chip script.
     pub pin_block: Option<Vec<u8>>,
     /// The front image as Y, M and C panels of the printer's geometry.
     pub panels: Option<FrontPanels>,
@@ -180,14 +181,21 @@ impl fmt::Debug for CardData {
 }
 
 impl CardData {
-    /// The chip script for `ChipStation::personalise`.
+    /// The chip script for `ChipStation::personalise`: the request's steps,
+    /// then, when a PIN block came, CHANGE REFERENCE DATA (ISO 7816-4,
+    /// `00 24 01 80 08` + the format 2 block) setting the offline PIN.
     pub fn chip_script(&self) -> ChipScript {
-        ChipScript::new(
-            self.chip
-                .iter()
-                .map(|(command, sw)| ApduStep::new(command.clone(), sw.clone()))
-                .collect(),
-        )
+        let mut steps: Vec<ApduStep> = self
+            .chip
+            .iter()
+            .map(|(command, sw)| ApduStep::new(command.clone(), sw.clone()))
+            .collect();
+        if let Some(block) = &self.pin_block {
+            let mut command = vec![0x00, 0x24, 0x01, 0x80, block.len() as u8];
+            command.extend_from_slice(block);
+            steps.push(ApduStep::new(command, vec![0x9000]));
+        }
+        ChipScript::new(steps)
     }
 }
 
