@@ -220,19 +220,12 @@ impl Engine {
         let limit = self.inner.config.production.queue_limit;
         let pan = accepted.pan.clone();
         let token = job.card_token.clone();
-        let stored = self
-            .db(move |s| {
-                s.accept(&job, &pan, &data, limit)
-                    .and_then(|_| s.job(&job.card_token))
-            })
-            .await;
-        let job = match stored {
-            Ok(Some(job)) => job,
-            Ok(None) => {
-                return Err(internal(format!(
-                    "request {token} vanished after it was stored"
-                )))
-            }
+        let (masked, card_type) = (job.pan_masked.clone(), job.card_type.clone());
+        // The answer is built from what was committed: a failure to read it
+        // back must not turn an accepted request into an error.
+        let stored = self.db(move |s| s.accept(&job, &pan, &data, limit)).await;
+        let event = match stored {
+            Ok(event) => event,
             Err(StoreError::Duplicate) => {
                 return Err(RequestError {
                     code: ErrorCode::REQUEST_ALREADY_EXISTS,
@@ -256,9 +249,15 @@ impl Engine {
             }
             Err(e) => return Err(internal(e.to_string())),
         };
-        tracing::info!(card = %job.card_token, pan = %job.pan_masked, card_type = %job.card_type, "request accepted");
+        tracing::info!(card = %token, pan = %masked, card_type = %card_type, "request accepted");
         self.inner.wake.notify_one();
-        let mut production = Production::of(&job);
+        let mut production = Production {
+            status: "READY",
+            kiosk_id: None,
+            occurred_at: event.occurred_at,
+            error_code: None,
+            description: None,
+        };
         if let Some(why) = not_ready {
             production.error_code = Some(ErrorCode::REQUEST_CREATED_BUT_NOT_STARTED);
             production.description = Some(format!(
