@@ -208,15 +208,7 @@ impl Engine {
         let data = serde_json::to_vec(&accepted.card).map_err(|e| internal(e.to_string()))?;
         let data = zeroize::Zeroizing::new(data);
         let meta = &accepted.meta;
-        let job = NewJob {
-            card_token: meta.card_token.clone(),
-            profile_id: meta.profile_id,
-            kiosk_id: self.inner.config.kiosk_id.clone(),
-            card_type: meta.card_type.clone(),
-            issuer_request_id: meta.issuer_request_id.clone(),
-            card_id: meta.card_id.clone(),
-            pan_masked: meta.pan_masked.clone(),
-        };
+        let job = NewJob::from(meta);
         let limit = self.inner.config.production.queue_limit;
         let pan = accepted.pan.clone();
         let token = job.card_token.clone();
@@ -409,6 +401,22 @@ impl Engine {
             .map_err(|e| CardError::Internal(e.to_string()))?;
         self.inner.wake.notify_one();
         Ok(())
+    }
+}
+
+/// A validated request's metadata is what the store records of the job
+/// (validation has checked that its kiosk is this one).
+impl From<&request::JobMeta> for NewJob {
+    fn from(m: &request::JobMeta) -> NewJob {
+        NewJob {
+            card_token: m.card_token.clone(),
+            profile_id: m.profile_id,
+            kiosk_id: m.kiosk_id.clone(),
+            card_type: m.card_type.clone(),
+            issuer_request_id: m.issuer_request_id.clone(),
+            card_id: m.card_id.clone(),
+            pan_masked: m.pan_masked.clone(),
+        }
     }
 }
 
