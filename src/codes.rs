@@ -138,6 +138,11 @@ pub struct Fault {
     pub code: ErrorCode,
     pub reason: String,
     pub description: String,
+    /// Nothing reliable was heard (the link failed, the store could not say
+    /// whether it wrote): whatever the operation was to do may or may not
+    /// have happened. The production engine treats the card as in doubt.
+    #[serde(skip)]
+    pub uncertain: bool,
 }
 
 impl Fault {
@@ -146,6 +151,15 @@ impl Fault {
             code,
             reason: reason.into(),
             description: description.into(),
+            uncertain: false,
+        }
+    }
+
+    /// The same fault, marked as one whose operation may or may not have happened.
+    pub fn uncertain(self) -> Self {
+        Fault {
+            uncertain: true,
+            ..self
         }
     }
 }

@@ -74,6 +74,7 @@ impl Daemon {
             firmware: String::new(),
         });
         let printer = Printer::new(settings, profile, Backoff::default(), expected, true);
+        printer.start_monitor();
         let chip = config
             .chip
             .enabled
@@ -107,6 +108,30 @@ impl Daemon {
             api_task,
             _sim: sim,
         })
+    }
+
+    /// Waits until the engine or the API task ends on its own, which only
+    /// happens when something is wrong (a panic, a listener that died): the
+    /// daemon must then exit non-zero so that its service manager restarts
+    /// it, rather than accept requests nothing would produce.
+    pub async fn failed(&mut self) -> String {
+        let (which, r) = tokio::select! {
+            r = &mut self.engine_task => ("production engine", r),
+            r = &mut self.api_task => ("local API", r),
+        };
+        match r {
+            Ok(()) => format!("the {which} stopped unexpectedly"),
+            Err(e) if e.is_panic() => {
+                let why = e.into_panic();
+                let why = why
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| why.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                format!("the {which} panicked: {why}")
+            }
+            Err(e) => format!("the {which} was cancelled: {e}"),
+        }
     }
 
     /// Stops: no new card starts, the card in production finishes, the API closes.
@@ -183,12 +208,18 @@ fn bind(socket: &Path) -> Result<tokio::net::UnixListener, String> {
 /// `satellite run --config FILE`.
 pub async fn run(config_path: &Path) -> Result<(), String> {
     let config = Config::load(config_path)?;
-    let daemon = Daemon::start(config, None).await?;
+    let mut daemon = Daemon::start(config, None).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+        why = daemon.failed() => {
+            tracing::error!(error = %why, "exiting so that the service manager restarts the agent");
+            daemon.shutdown.cancel();
+            let _ = std::fs::remove_file(&daemon.engine.config().api.socket);
+            return Err(why);
+        }
     }
     tracing::info!("stopping: the card in production, if any, finishes first");
     daemon.stop().await;

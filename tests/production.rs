@@ -118,6 +118,19 @@ impl Kiosk {
     }
 
     /// Waits (bounded) for a final status and returns the production object.
+    /// Waits until the published view of the printer satisfies `ok` (it is
+    /// refreshed at least once a second while the printer is idle).
+    async fn printer_view(&self, ok: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..300 {
+            let a = self.client.get("/v1/printer").await.unwrap();
+            if ok(&a.body) {
+                return a.body;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the printer view never reached the expected state");
+    }
+
     async fn final_state(&self, token: &str) -> Value {
         for _ in 0..600 {
             let a = self
@@ -377,6 +390,8 @@ async fn refused_requests_answer_the_seed_codes_and_lose_nothing_accepted() {
 async fn the_reject_policy_refuses_while_the_printer_is_not_ready() {
     let k = kiosk("not_ready = \"reject\"", true).await;
     k.sim.raise("cover-open".parse::<Condition>().unwrap());
+    k.printer_view(|v| v["notReady"]["code"] == "PRT_COVER_OPEN")
+        .await;
     let (s, b) = k.submit(&request("t1", PANS[0], "JANE DOE")).await;
     assert_eq!(
         (s, b["errorCode"].as_str()),

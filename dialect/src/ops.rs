@@ -65,6 +65,9 @@ pub enum Counter {
     InsertedCards,
     CleaningsDone,
     RibbonCardsLeft,
+    /// Cards put in the reject box (`Rco;r`): not in the public guide; used
+    /// only where the profile says the model has it (`reject_counter`).
+    Rejected,
 }
 
 impl Counter {
@@ -74,6 +77,7 @@ impl Counter {
             Counter::InsertedCards => "c",
             Counter::CleaningsDone => "n",
             Counter::RibbonCardsLeft => "l",
+            Counter::Rejected => "r",
         }
     }
 }

@@ -8,7 +8,9 @@
 //! | `GET /v1/cards/{cardToken}` | the same, with the step and every status change |
 //! | `POST /v1/cards/{cardToken}/cancel` | cancel a request that has not started |
 //! | `POST /v1/cards/{cardToken}/validation` | `{"accept": bool}`: the final validation of a presented card |
-//! | `GET /v1/printer` | the printer link and its status |
+//! | `POST /v1/cards/{cardToken}/resolve` | `{"resolution": "removed"\|"retry"}`: a technician settles a card in doubt |
+//! | `GET /v1/status` | what the engine does (since when) and the printer's published view |
+//! | `GET /v1/printer` | the printer's published view (`?fresh=true`: read it now) |
 //! | `GET /v1/inventory`, `PUT /v1/inventory/{feeder}` | feeder stock, `{"cardType": .., "count": ..}` |
 //!
 //! Errors are JSON: `{"error": {"code": .., "field": .., "message": ..}}`, and a
@@ -17,7 +19,7 @@
 pub mod client;
 
 use crate::codes::ErrorCode;
-use crate::engine::{CardError, Engine};
+use crate::engine::{CardError, Engine, Resolution, SubmitError};
 use crate::request::RequestError;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -38,6 +40,8 @@ pub fn router(engine: Engine) -> Router {
         .route("/v1/cards/{token}/production", get(production))
         .route("/v1/cards/{token}/cancel", post(cancel))
         .route("/v1/cards/{token}/validation", post(validation))
+        .route("/v1/cards/{token}/resolve", post(resolve))
+        .route("/v1/status", get(status))
         .route("/v1/printer", get(printer))
         .route("/v1/inventory", get(inventory))
         .route("/v1/inventory/{feeder}", put(set_inventory))
@@ -93,11 +97,18 @@ fn request_status(code: ErrorCode) -> StatusCode {
 async fn submit(State(engine): State<Engine>, body: Bytes) -> Response {
     match engine.submit(&body).await {
         Ok(s) => (StatusCode::CREATED, Json(s.production)).into_response(),
-        Err(RequestError {
+        // Never a final status: the request may or may not be stored.
+        Err(SubmitError::Unavailable(message)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "OUTCOME_UNKNOWN",
+            None,
+            &message,
+        ),
+        Err(SubmitError::Refused(RequestError {
             code,
             field,
             message,
-        }) => (
+        })) => (
             request_status(code),
             Json(json!({
                 "status": "REQUEST_ERROR",
@@ -175,15 +186,71 @@ async fn validation(
     }
 }
 
-async fn printer(State(engine): State<Engine>) -> Response {
-    let link = engine.printer().status().borrow().clone();
-    let status = match engine.printer().snapshot().await {
-        Ok(s) => json!({ "ready": s.ready(), "snapshot": s }),
-        Err(f) => {
-            json!({ "ready": false, "error": { "code": f.code, "reason": f.reason, "description": f.description } })
-        }
+#[derive(Deserialize)]
+struct Fresh {
+    #[serde(default)]
+    fresh: bool,
+}
+
+/// The published view of the printer; `?fresh=true` reads it first,
+/// waiting its turn behind the step in progress.
+async fn printer(
+    State(engine): State<Engine>,
+    axum::extract::Query(q): axum::extract::Query<Fresh>,
+) -> Response {
+    let refreshed = if q.fresh {
+        engine.printer().refresh(true).await.err()
+    } else {
+        None
     };
-    Json(json!({ "link": link, "status": status })).into_response()
+    Json(printer_json(&engine, refreshed)).into_response()
+}
+
+fn printer_json(engine: &Engine, refresh_error: Option<crate::codes::Fault>) -> serde_json::Value {
+    let view = engine.printer().view().borrow().clone();
+    let engine_blocks = engine.state().borrow().blocks_production();
+    let not_ready = view.not_ready();
+    let ready = not_ready.is_none() && engine_blocks.is_none();
+    json!({
+        "ready": ready,
+        "notReady": not_ready,
+        "engine": engine_blocks,
+        "ageMs": view.age().map(|a| a.as_millis() as u64),
+        "readAt": view.read_at,
+        "fullReadAt": view.full_read_at,
+        "link": view.link,
+        "snapshot": view.reading,
+        "refreshError": refresh_error,
+    })
+}
+
+/// What the agent does now and what it knows of the printer: never asks
+/// the printer.
+async fn status(State(engine): State<Engine>) -> Response {
+    let state = engine.state().borrow().clone();
+    Json(json!({
+        "engine": state,
+        "printer": printer_json(&engine, None),
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Resolve {
+    resolution: Resolution,
+}
+
+/// A technician's word on a card in doubt: `{"resolution": "removed"|"retry"}`.
+async fn resolve(State(engine): State<Engine>, Path(token): Path<String>, body: Bytes) -> Response {
+    let r: Resolve = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    match engine.resolve(&token, r.resolution).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => card_error(e),
+    }
 }
 
 async fn inventory(State(engine): State<Engine>) -> Response {

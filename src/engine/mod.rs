@@ -12,6 +12,7 @@
 pub mod plan;
 pub mod recovery;
 pub mod runner;
+pub mod state;
 pub mod view;
 
 use crate::chip::PcscStation;
@@ -46,9 +47,13 @@ struct Inner {
     /// A card is in production: the printer is busy, hence ready, and asking
     /// it would wait for the step in progress.
     producing: std::sync::atomic::AtomicBool,
-    /// A step happened but its outcome could not be journaled: the card is
-    /// in doubt and only recovery, from the journal, may decide its fate.
-    in_doubt: std::sync::atomic::AtomicBool,
+    /// A store commit's outcome is unknown: nothing is accepted until the
+    /// store has been reopened and read.
+    store_suspect: std::sync::atomic::AtomicBool,
+    /// What the engine does, published.
+    state: tokio::sync::watch::Sender<state::EngineState>,
+    /// Cards in doubt waiting for a technician's word.
+    resolutions: Mutex<HashMap<String, oneshot::Sender<Resolution>>>,
     /// How long each step took (the most recent [`TIMINGS_KEPT`] of each), for
     /// the benchmark and, later, metrics.
     timings: Mutex<HashMap<plan::Step, std::collections::VecDeque<std::time::Duration>>>,
@@ -72,6 +77,35 @@ pub struct FeederView {
 pub struct Submitted {
     #[serde(flatten)]
     pub production: Production,
+}
+
+/// A technician's word on a card in doubt that the agent cannot settle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// The technician took the card out of the printer: PRODUCTION_ERROR.
+    Removed,
+    /// The cause is fixed (reject box emptied, jam cleared): locate the
+    /// card and reject it again.
+    Retry,
+}
+
+/// Why a submission got no final answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// Refused: REQUEST_ERROR with its code.
+    #[error("{} {}", .0.code, .0.message)]
+    Refused(RequestError),
+    /// Not answered either way: the store could not say whether it wrote
+    /// the request, or is being checked. Send the same request again.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<RequestError> for SubmitError {
+    fn from(e: RequestError) -> Self {
+        SubmitError::Refused(e)
+    }
 }
 
 /// Why a call on one card cannot be done.
@@ -102,7 +136,12 @@ impl Engine {
                 verdicts: Mutex::new(HashMap::new()),
                 timings: Mutex::new(HashMap::new()),
                 producing: std::sync::atomic::AtomicBool::new(false),
-                in_doubt: std::sync::atomic::AtomicBool::new(false),
+                store_suspect: std::sync::atomic::AtomicBool::new(false),
+                state: tokio::sync::watch::channel(state::EngineState::new(
+                    state::Activity::Starting,
+                ))
+                .0,
+                resolutions: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -124,6 +163,11 @@ impl Engine {
         q.push_back(took);
     }
 
+    /// What the engine is doing, and since when.
+    pub fn state(&self) -> tokio::sync::watch::Receiver<state::EngineState> {
+        self.inner.state.subscribe()
+    }
+
     pub fn printer(&self) -> &Printer {
         &self.inner.printer
     }
@@ -143,10 +187,19 @@ impl Engine {
     /// Parses, validates and queues a request. A refused request whose token
     /// can be read is recorded as REQUEST_ERROR (so its status can be asked
     /// for), unless the token belongs to another request already.
-    pub async fn submit(&self, body: &[u8]) -> Result<Submitted, RequestError> {
+    pub async fn submit(&self, body: &[u8]) -> Result<Submitted, SubmitError> {
+        if self
+            .inner
+            .store_suspect
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(SubmitError::Unavailable(
+                "the job store is being checked after a write whose outcome is unknown; send the request again in a moment".into(),
+            ));
+        }
         let token_hint = request::token_of(body);
         let result = self.accept(body).await;
-        if let Err(e) = &result {
+        if let Err(SubmitError::Refused(e)) = &result {
             tracing::info!(code = %e.code, field = e.field.as_deref().unwrap_or(""), "request refused");
             if let (Some(job), true) = (
                 token_hint.map(|t| self.stub_job(t, body)),
@@ -183,7 +236,7 @@ impl Engine {
         }
     }
 
-    async fn accept(&self, body: &[u8]) -> Result<Submitted, RequestError> {
+    async fn accept(&self, body: &[u8]) -> Result<Submitted, SubmitError> {
         let req = request::parse(body)?;
         let mut caps = self.inner.printer.profile().capabilities.clone();
         if self.inner.chip.is_none() {
@@ -199,11 +252,11 @@ impl Engine {
         let not_ready = self.not_ready().await;
         if let (Some(why), NotReady::Reject) = (&not_ready, self.inner.config.production.not_ready)
         {
-            return Err(RequestError {
+            return Err(SubmitError::Refused(RequestError {
                 code: ErrorCode::PRINTER_OR_SATELLITE_NOT_READY,
                 field: None,
                 message: why.clone(),
-            });
+            }));
         }
         let data = serde_json::to_vec(&accepted.card).map_err(|e| internal(e.to_string()))?;
         let data = zeroize::Zeroizing::new(data);
@@ -219,27 +272,38 @@ impl Engine {
         let event = match stored {
             Ok(event) => event,
             Err(StoreError::Duplicate) => {
-                return Err(RequestError {
+                return Err(SubmitError::Refused(RequestError {
                     code: ErrorCode::REQUEST_ALREADY_EXISTS,
                     field: Some("cardToken".into()),
                     message: "a request with this cardToken was already submitted".into(),
-                })
+                }))
             }
             Err(StoreError::PanInProduction) => {
-                return Err(RequestError {
+                return Err(SubmitError::Refused(RequestError {
                     code: ErrorCode::PAN_ALREADY_EXISTS,
                     field: Some("pan".into()),
                     message: "a card with this PAN is already waiting or in production".into(),
-                })
+                }))
             }
             Err(StoreError::QueueFull) => {
-                return Err(RequestError {
+                return Err(SubmitError::Refused(RequestError {
                     code: ErrorCode::UNABLE_TO_ACCEPT_REQUEST,
                     field: None,
                     message: format!("{limit} requests are already waiting; try again later"),
-                })
+                }))
             }
-            Err(e) => return Err(internal(e.to_string())),
+            Err(e @ StoreError::Uncertain(_)) => {
+                // The commit may have reached the disk: never a final answer.
+                tracing::error!(card = %token, error = %e, "a request's write has an unknown outcome: the store is reopened before anything more is accepted");
+                self.inner
+                    .store_suspect
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                self.inner.wake.notify_one();
+                return Err(SubmitError::Unavailable(
+                    "outcome unknown: send the same request again".into(),
+                ));
+            }
+            Err(e) => return Err(SubmitError::Refused(internal(e.to_string()))),
         };
         tracing::info!(card = %token, pan = %masked, card_type = %card_type, "request accepted");
         self.inner.wake.notify_one();
@@ -259,20 +323,74 @@ impl Engine {
         Ok(Submitted { production })
     }
 
-    /// Why the printer cannot take a card now, if it cannot. While a card is
-    /// in production the answer is "ready" without asking: the printer is
-    /// working, and asking would wait for the physical step in progress.
+    /// Why a card cannot be produced now, if it cannot: a card in doubt, the
+    /// store being checked, or what the published view of the printer says.
+    /// Never asks the printer: it answers at once whatever the printer does.
     async fn not_ready(&self) -> Option<String> {
+        if let Some(why) = self.inner.state.borrow().blocks_production() {
+            return Some(why);
+        }
         if self
             .inner
             .producing
             .load(std::sync::atomic::Ordering::Relaxed)
         {
+            // Busy with a card, hence working.
             return None;
         }
-        match self.inner.printer.check_ready().await {
-            Ok(()) => None,
-            Err(f) => Some(format!("{}: {}", f.code, f.description)),
+        self.inner
+            .printer
+            .view()
+            .borrow()
+            .not_ready()
+            .map(|f| format!("{}: {}", f.code, f.description))
+    }
+
+    /// A technician's word on a card in doubt. `Removed` is refused while
+    /// the printer still senses a card: take it out first.
+    pub async fn resolve(&self, token: &str, resolution: Resolution) -> Result<(), CardError> {
+        let waiting = self
+            .inner
+            .resolutions
+            .lock()
+            .expect("resolutions lock")
+            .contains_key(token);
+        if !waiting {
+            let t = token.to_string();
+            return match self.db(move |s| s.job(&t)).await {
+                Ok(None) => Err(CardError::NotFound(token.to_string())),
+                _ => Err(CardError::Conflict(format!(
+                    "card {token:?} is not waiting for a technician"
+                ))),
+            };
+        }
+        if resolution == Resolution::Removed {
+            match self.inner.printer.locate_card().await {
+                Ok(crate::printer::steps::CardWhere::None) => {}
+                Ok(w) => {
+                    return Err(CardError::Conflict(format!(
+                        "the printer still senses a card ({w:?}): open the printer, take the card out, close it, then resolve again"
+                    )))
+                }
+                Err(f) => {
+                    return Err(CardError::Conflict(format!(
+                        "the printer cannot be asked where the card is ({}: {}): check the link first",
+                        f.code, f.description
+                    )))
+                }
+            }
+        }
+        let sender = self
+            .inner
+            .resolutions
+            .lock()
+            .expect("resolutions lock")
+            .remove(token);
+        match sender.map(|tx| tx.send(resolution)) {
+            Some(Ok(())) => Ok(()),
+            _ => Err(CardError::Conflict(format!(
+                "card {token:?} is not waiting for a technician"
+            ))),
         }
     }
 
@@ -351,7 +469,8 @@ impl Engine {
             .db(|s| s.inventory())
             .await
             .map_err(|e| CardError::Internal(e.to_string()))?;
-        let sensors = self.inner.printer.feeder_sensors().await.ok();
+        // From the published view: never waits for the printer.
+        let sensors = self.inner.printer.view().borrow().feeder_sensors();
         let feeders = self.inner.printer.profile().capabilities.feeders;
         Ok((1..=feeders)
             .map(|n| {
@@ -399,6 +518,7 @@ impl Engine {
         self.db(move |s| s.set_inventory(feeder, &card_type, count))
             .await
             .map_err(|e| CardError::Internal(e.to_string()))?;
+        self.inner.printer.refresh_soon();
         self.inner.wake.notify_one();
         Ok(())
     }

@@ -31,7 +31,28 @@ pub enum Recovery {
     AskAgain,
 }
 
-pub fn decide(journal: &[Entry], location: CardWhere) -> Recovery {
+/// The step a card was first interrupted in: the earliest intent with no
+/// outcome (a card interrupted again during its recovery reject keeps the
+/// step it was first interrupted in).
+pub fn interrupted_step(journal: &[Entry]) -> Option<Step> {
+    let mut open: Vec<Step> = Vec::new();
+    for e in journal {
+        match e.outcome {
+            None => open.push(e.step),
+            Some(_) => {
+                if let Some(i) = open.iter().rposition(|s| *s == e.step) {
+                    open.remove(i);
+                }
+            }
+        }
+    }
+    open.first().copied()
+}
+
+/// `cause` says what interrupted the card ("the agent restarted", "the
+/// printer link failed (PRT_TIMEOUT ...)"); descriptions state only what
+/// happened.
+pub fn decide(journal: &[Entry], location: CardWhere, cause: &str) -> Recovery {
     let last_intent = journal
         .iter()
         .rev()
@@ -42,9 +63,10 @@ pub fn decide(journal: &[Entry], location: CardWhere) -> Recovery {
             .iter()
             .any(|e| e.step == step && e.outcome == Some(true))
     };
-    let interrupted = match last_intent {
-        Some(s) => format!("the agent restarted during step {}", s.name()),
-        None => "the agent restarted before the first physical step".to_string(),
+    let interrupted = match (interrupted_step(journal), journal.last()) {
+        (Some(s), _) => format!("{cause} during step {}", s.name()),
+        (None, Some(e)) => format!("{cause} after step {}", e.step.name()),
+        (None, None) => format!("{cause} before the first physical step"),
     };
     if location == CardWhere::Unknown {
         return Recovery::AskAgain;
@@ -61,7 +83,8 @@ pub fn decide(journal: &[Entry], location: CardWhere) -> Recovery {
         && !failed(Step::Taken);
     match location {
         CardWhere::Inside | CardWhere::Presented => Recovery::RejectThenFail {
-            description: format!("{interrupted}; the card was still in the printer and went to the reject box; it is not produced again"),
+            // What became of it is said once the reject is confirmed.
+            description: format!("{interrupted}; the card was still in the printer"),
         },
         CardWhere::None if presented && !journal.iter().any(|e| e.step == Step::Reject) => Recovery::Produced,
         CardWhere::None if last_intent == Some(Step::Reject) || completed(Step::Reject) => {
@@ -101,7 +124,7 @@ mod tests {
             done(Step::Insert),
             intent(Step::Magnetic),
         ];
-        let r = decide(&j, CardWhere::Inside);
+        let r = decide(&j, CardWhere::Inside, "the agent restarted");
         assert!(
             matches!(&r, Recovery::RejectThenFail { description } if description.contains("magnetic")),
             "{r:?}"
@@ -112,7 +135,10 @@ mod tests {
     fn a_card_gone_after_presentation_was_taken() {
         for last in [intent(Step::Present), intent(Step::Taken)] {
             let j = [done(Step::Verify), last];
-            assert_eq!(decide(&j, CardWhere::None), Recovery::Produced);
+            assert_eq!(
+                decide(&j, CardWhere::None, "the agent restarted"),
+                Recovery::Produced
+            );
         }
     }
 
@@ -123,20 +149,26 @@ mod tests {
             outcome: Some(false),
         };
         let j = [intent(Step::Present), failed(Step::Present)];
-        assert!(matches!(decide(&j, CardWhere::None), Recovery::Fail { .. }));
+        assert!(matches!(
+            decide(&j, CardWhere::None, "the agent restarted"),
+            Recovery::Fail { .. }
+        ));
         let j = [
             done(Step::Present),
             intent(Step::Taken),
             failed(Step::Taken),
         ];
-        assert!(matches!(decide(&j, CardWhere::None), Recovery::Fail { .. }));
+        assert!(matches!(
+            decide(&j, CardWhere::None, "the agent restarted"),
+            Recovery::Fail { .. }
+        ));
     }
 
     #[test]
     fn a_card_still_in_the_bezel_is_retracted() {
         let j = [done(Step::Present), intent(Step::Taken)];
         assert!(matches!(
-            decide(&j, CardWhere::Presented),
+            decide(&j, CardWhere::Presented, "the agent restarted"),
             Recovery::RejectThenFail { .. }
         ));
     }
@@ -149,14 +181,14 @@ mod tests {
             intent(Step::Reject),
         ];
         assert!(
-            matches!(decide(&j, CardWhere::None), Recovery::Fail { description } if description.contains("reject box"))
+            matches!(decide(&j, CardWhere::None, "the agent restarted"), Recovery::Fail { description } if description.contains("reject box"))
         );
     }
 
     #[test]
     fn nothing_started_and_nothing_inside_fails_without_moving() {
         assert!(matches!(
-            decide(&[], CardWhere::None),
+            decide(&[], CardWhere::None, "the agent restarted"),
             Recovery::Fail { .. }
         ));
         let j = [
@@ -165,13 +197,17 @@ mod tests {
             intent(Step::Print),
         ];
         assert!(
-            matches!(decide(&j, CardWhere::None), Recovery::Fail { description } if description.contains("print"))
+            matches!(decide(&j, CardWhere::None, "the agent restarted"), Recovery::Fail { description } if description.contains("print"))
         );
     }
 
     #[test]
     fn an_insert_that_did_not_happen_is_said_so() {
-        let r = decide(&[intent(Step::Insert)], CardWhere::None);
+        let r = decide(
+            &[intent(Step::Insert)],
+            CardWhere::None,
+            "the agent restarted",
+        );
         assert!(
             matches!(&r, Recovery::Fail { description } if description.contains("none was taken")),
             "{r:?}"
@@ -181,8 +217,27 @@ mod tests {
     #[test]
     fn an_unreachable_printer_is_asked_again() {
         assert_eq!(
-            decide(&[intent(Step::Insert)], CardWhere::Unknown),
+            decide(
+                &[intent(Step::Insert)],
+                CardWhere::Unknown,
+                "the agent restarted"
+            ),
             Recovery::AskAgain
+        );
+    }
+
+    #[test]
+    fn a_card_interrupted_twice_keeps_its_first_step() {
+        let j = [
+            done(Step::Insert),
+            intent(Step::Magnetic),
+            intent(Step::Reject),
+        ];
+        assert_eq!(interrupted_step(&j), Some(Step::Magnetic));
+        let r = decide(&j, CardWhere::Inside, "the agent restarted");
+        assert!(
+            matches!(&r, Recovery::RejectThenFail { description } if description.contains("during step magnetic")),
+            "{r:?}"
         );
     }
 }

@@ -1,11 +1,19 @@
 //! The production loop: one card at a time, each physical step journaled in
-//! the store (intent before, outcome after), any failure after insertion
-//! sending the card to the reject box, and recovery of cards a restart caught
-//! in production before anything else.
+//! the store (intent before, outcome after).
+//!
+//! One rule for the live path and for recovery after a restart: when the
+//! outcome of a step or of a reject is not certain (the link failed, the
+//! store could not write), the card is in doubt. Its intent stays open in
+//! the journal, exactly as a crash would leave it; nothing else is produced;
+//! and as soon as the printer answers (and the store writes) again, the
+//! card is located and [`recovery::decide`] settles it. The final status is
+//! written once, after the card's place is known. A reject is checked, not
+//! assumed; one the printer refuses leaves the card for a technician.
 
 use super::plan::{plan, Needs, Step};
 use super::recovery::{self, Recovery};
-use super::Engine;
+use super::state::{self, Activity};
+use super::{Engine, Resolution};
 use crate::codes::{ErrorCode, Fault};
 use crate::printer::steps::{CardWhere, TakeEnd, Verdict};
 use crate::request::CardData;
@@ -16,14 +24,51 @@ use tokio_util::sync::CancellationToken;
 
 /// How long to wait before looking again at a printer that is not ready.
 const NOT_READY_PAUSE: Duration = Duration::from_secs(1);
+/// Between attempts to settle a card in doubt.
+const DOUBT_PAUSE: Duration = Duration::from_millis(200);
+
+/// How a card's steps ended.
+enum Ended {
+    /// The outcome is known: produced, or failed with the card's place known.
+    Certain(Result<(), Fault>),
+    /// The card is in doubt; the fault is the first cause.
+    Doubt(Fault),
+    /// The card is inside and the printer refused to reject it.
+    Stuck { cause: Fault, reject: Fault },
+}
+
+/// One journaled step.
+enum Journaled {
+    Done,
+    /// The printer refused; the outcome is journaled.
+    Failed(Fault),
+    /// The step may or may not have happened, or the journal could not say.
+    Doubt(Fault),
+}
+
+/// Where a reject left the card.
+enum RejectEnd {
+    InRejectBox,
+    /// It left through the bezel before the reject reached it.
+    Taken,
+    /// No card in the printer to reject, and none seen leaving.
+    Gone,
+    /// The printer refused (or did not move the card): still inside.
+    Refused(Fault),
+    Doubt(Fault),
+}
 
 impl Engine {
     /// Recovers, then produces queued cards until `shutdown`. A card in
     /// production is finished before the loop ends.
     pub async fn run(&self, shutdown: CancellationToken) {
+        self.set_activity(Activity::Starting);
         self.recover(&shutdown).await;
-        let mut last_not_ready: Option<String> = None;
         while !shutdown.is_cancelled() {
+            if self.inner.store_suspect.load(Ordering::SeqCst) {
+                self.check_store(&shutdown).await;
+                continue;
+            }
             let next = match self.db(|s| s.next_queued()).await {
                 Ok(j) => j,
                 Err(e) => {
@@ -32,6 +77,7 @@ impl Engine {
                 }
             };
             let Some(job) = next else {
+                self.set_activity(Activity::Idle);
                 // Idle: fold the WAL into the database so that erased card
                 // data does not linger in the log.
                 if let Err(e) = self.db(|s| s.checkpoint()).await {
@@ -45,77 +91,297 @@ impl Engine {
                 continue;
             };
             if let Err(f) = self.inner.printer.check_ready().await {
-                let why = format!("{}: {}", f.code, f.description);
-                if last_not_ready.as_ref() != Some(&why) {
-                    tracing::warn!(code = %f.code, reason = %f.reason, waiting = %job.card_token, "printer not ready; cards wait");
-                    last_not_ready = Some(why);
+                let waiting = Activity::WaitingForPrinter {
+                    code: f.code,
+                    reason: f.description.clone(),
+                };
+                if self.inner.state.borrow().activity != waiting {
+                    tracing::warn!(code = %f.code, reason = %f.reason, description = %f.description, waiting = %job.card_token, "printer not ready; cards wait");
                 }
+                self.set_activity(waiting);
                 tokio::select! {
                     _ = tokio::time::sleep(NOT_READY_PAUSE) => {}
                     _ = shutdown.cancelled() => {}
                 }
                 continue;
             }
-            if last_not_ready.take().is_some() {
+            if matches!(
+                self.inner.state.borrow().activity,
+                Activity::WaitingForPrinter { .. }
+            ) {
                 tracing::info!("printer ready again");
             }
-            self.produce(job).await;
+            self.produce(job, &shutdown).await;
         }
+        self.set_activity(Activity::Stopping);
+    }
+
+    pub(super) fn set_activity(&self, a: Activity) {
+        state::set(&self.inner.state, a);
+    }
+
+    /// After a commit whose outcome is unknown: reopen the store and read
+    /// it before anything more is accepted or produced.
+    async fn check_store(&self, shutdown: &CancellationToken) {
+        self.set_activity(Activity::CheckingStore {
+            reason: "a write's outcome is unknown".into(),
+        });
+        loop {
+            match self.db(|s| s.reopen()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot reopen the job store; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(NOT_READY_PAUSE) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+            }
+        }
+        tracing::info!("job store reopened and read back");
+        self.inner.store_suspect.store(false, Ordering::SeqCst);
+        // A card started by the uncertain write is settled like after a restart.
+        self.recover(shutdown).await;
     }
 
     /// One card, from READY to a final state.
-    async fn produce(&self, job: Job) {
+    async fn produce(&self, job: Job, shutdown: &CancellationToken) {
         let token = job.card_token.clone();
         let span = tracing::info_span!("card", card = %token, pan = %job.pan_masked);
-        tracing::Instrument::instrument(self.produce_in_span(job, token), span).await
+        tracing::Instrument::instrument(self.produce_in_span(job, token, shutdown), span).await
     }
 
-    async fn produce_in_span(&self, job: Job, token: String) {
+    async fn produce_in_span(&self, job: Job, token: String, shutdown: &CancellationToken) {
         let t = token.clone();
         if let Err(e) = self.db(move |s| s.start(&t)).await {
             tracing::error!(error = %e, "cannot start the card");
+            self.store_failed(&e);
             // Do not spin on a store that refuses writes.
             tokio::time::sleep(NOT_READY_PAUSE).await;
             return;
         }
         tracing::info!(card_type = %job.card_type, "production started");
-        self.inner
-            .producing
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        let outcome = self.steps(&job).await;
-        self.inner
-            .producing
-            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.set_activity(Activity::Producing {
+            card: token.clone(),
+            step: None,
+        });
+        self.inner.producing.store(true, Ordering::Relaxed);
+        let ended = self.steps(&job).await;
+        self.inner.producing.store(false, Ordering::Relaxed);
         // A verdict nobody gave (the customer took the card first) is dropped.
         self.inner
             .verdicts
             .lock()
             .expect("verdicts lock")
             .remove(&token);
-        if self.inner.in_doubt.swap(false, Ordering::SeqCst) {
-            tracing::error!(card = %token, "a step's outcome could not be journaled: the card is in doubt; production waits for the store, then recovery decides from the journal");
-            self.settle_in_doubt(&token).await;
-            return;
-        }
-        let (status, fault) = match outcome {
-            Ok(()) => (Status::Produced, None),
-            Err(f) => (Status::ProductionError, Some(f)),
-        };
-        self.finish(&token, status, fault).await;
-    }
-
-    /// Waits until recovery has given the card a final state.
-    async fn settle_in_doubt(&self, token: &str) {
-        loop {
-            tokio::time::sleep(NOT_READY_PAUSE).await;
-            self.recover(&CancellationToken::new()).await;
-            let t = token.to_string();
-            if let Ok(Some(job)) = self.db(move |s| s.job(&t)).await {
-                if job.status.is_final() {
-                    return;
-                }
+        match ended {
+            Ended::Certain(Ok(())) => self.finish(&token, Status::Produced, None).await,
+            Ended::Certain(Err(f)) => self.finish(&token, Status::ProductionError, Some(f)).await,
+            Ended::Doubt(cause) => {
+                tracing::error!(code = %cause.code, error = %cause.description, "the card is in doubt: production stops until its place is known");
+                self.settle(&token, Some(cause), None, shutdown).await
+            }
+            Ended::Stuck { cause, reject } => {
+                self.settle(&token, Some(cause), Some(reject), shutdown)
+                    .await
             }
         }
+        self.inner.printer.refresh_soon();
+    }
+
+    /// Marks the store as suspect when a write's outcome is unknown.
+    fn store_failed(&self, e: &StoreError) {
+        if matches!(e, StoreError::Uncertain(_)) {
+            self.inner.store_suspect.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Settles a card in doubt: waits for the printer, locates the card and
+    /// decides as recovery does. `stuck` is a reject the printer refused:
+    /// the card then waits for a technician first.
+    async fn settle(
+        &self,
+        token: &str,
+        cause: Option<Fault>,
+        mut stuck: Option<Fault>,
+        shutdown: &CancellationToken,
+    ) {
+        let code = cause.as_ref().map_or(ErrorCode::UNKNOWN_ERROR, |f| f.code);
+        let why = match &cause {
+            Some(f) => format!("production was interrupted ({}: {})", f.code, f.description),
+            None => "the agent restarted".to_string(),
+        };
+        loop {
+            if shutdown.is_cancelled() {
+                tracing::warn!(card = %token, "stopping with a card in doubt: it is settled at the next start");
+                return;
+            }
+            let t = token.to_string();
+            let journal = match self.db(move |s| s.journal(&t)).await {
+                Ok(j) => j,
+                Err(e) => {
+                    tracing::error!(card = %token, error = %e, "cannot read the journal");
+                    self.doubt(
+                        token,
+                        None,
+                        code,
+                        &format!("the job store cannot be read: {e}"),
+                        false,
+                    );
+                    self.pause(shutdown).await;
+                    continue;
+                }
+            };
+            let entries: Vec<recovery::Entry> = journal
+                .iter()
+                .filter_map(|e| {
+                    Step::from_name(&e.step).map(|step| recovery::Entry {
+                        step,
+                        outcome: if e.phase == Phase::Intent { None } else { e.ok },
+                    })
+                })
+                .collect();
+            let step = recovery::interrupted_step(&entries).map(|s| s.name().to_string());
+            if let Some(rf) = stuck.take() {
+                let reason = format!(
+                    "{why}; the card could not be put in the reject box ({}: {})",
+                    rf.code, rf.description
+                );
+                self.doubt(token, step.clone(), code, &reason, true);
+                tracing::error!(card = %token, code = %rf.code, error = %rf.description, "the card could not be put in the reject box: a technician must check the printer, take the card out, then resolve it (satellite jobs resolve)");
+                match self.await_technician(token, shutdown).await {
+                    Some(Resolution::Removed) => {
+                        let description = format!(
+                            "{reason}; a technician took it out of the printer; it is not produced again"
+                        );
+                        self.finish(
+                            token,
+                            Status::ProductionError,
+                            Some(Fault::new(code, "interrupted", description)),
+                        )
+                        .await;
+                        return;
+                    }
+                    Some(Resolution::Retry) => continue,
+                    None => return,
+                }
+            }
+            let waiting = match &cause {
+                Some(f) => f.description.clone(),
+                None => why.clone(),
+            };
+            self.doubt(token, step.clone(), code, &waiting, false);
+            if !matches!(
+                self.inner.printer.status().borrow().state,
+                crate::printer::LinkState::Connected { .. }
+            ) {
+                tokio::select! {
+                    _ = self.inner.printer.wait_connected() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            let location = match self.inner.printer.locate_card().await {
+                Ok(CardWhere::Unknown) | Err(_) => {
+                    self.pause(shutdown).await;
+                    continue;
+                }
+                Ok(l) => l,
+            };
+            let fail = |description: String| Some(Fault::new(code, "interrupted", description));
+            match recovery::decide(&entries, location, &why) {
+                Recovery::AskAgain => {
+                    self.pause(shutdown).await;
+                    continue;
+                }
+                Recovery::Produced => {
+                    tracing::info!(card = %token, "the card left through the bezel: the customer has it");
+                    self.finish(token, Status::Produced, None).await;
+                }
+                Recovery::Fail { description } => {
+                    self.finish(token, Status::ProductionError, fail(description))
+                        .await;
+                }
+                Recovery::RejectThenFail { description } => {
+                    match self.reject_checked(token).await {
+                        RejectEnd::InRejectBox => {
+                            let d = format!("{description}; it went to the reject box; it is not produced again");
+                            self.finish(token, Status::ProductionError, fail(d)).await;
+                        }
+                        RejectEnd::Taken => {
+                            tracing::info!(card = %token, "the customer took the card during its reject");
+                            self.finish(token, Status::Produced, None).await;
+                        }
+                        RejectEnd::Gone => {
+                            let d = format!("{description}; it then left the printer without reaching the reject box (removed by hand?); it is not produced again");
+                            self.finish(token, Status::ProductionError, fail(d)).await;
+                        }
+                        RejectEnd::Refused(rf) => {
+                            stuck = Some(rf);
+                            continue;
+                        }
+                        RejectEnd::Doubt(f) => {
+                            tracing::warn!(card = %token, code = %f.code, error = %f.description, "the reject's outcome is not certain; locating the card again");
+                            self.pause(shutdown).await;
+                            continue;
+                        }
+                    }
+                }
+            }
+            return;
+        }
+    }
+
+    fn doubt(
+        &self,
+        token: &str,
+        step: Option<String>,
+        code: ErrorCode,
+        reason: &str,
+        technician: bool,
+    ) {
+        self.set_activity(Activity::CardInDoubt {
+            card: token.to_string(),
+            step,
+            code,
+            reason: reason.to_string(),
+            technician,
+        });
+    }
+
+    async fn pause(&self, shutdown: &CancellationToken) {
+        tokio::select! {
+            _ = tokio::time::sleep(DOUBT_PAUSE) => {}
+            _ = shutdown.cancelled() => {}
+        }
+    }
+
+    /// Waits for a technician's word on a card the agent cannot settle.
+    async fn await_technician(
+        &self,
+        token: &str,
+        shutdown: &CancellationToken,
+    ) -> Option<Resolution> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.inner
+            .resolutions
+            .lock()
+            .expect("resolutions lock")
+            .insert(token.to_string(), tx);
+        let r = tokio::select! {
+            r = rx => r.ok(),
+            _ = shutdown.cancelled() => None,
+        };
+        self.inner
+            .resolutions
+            .lock()
+            .expect("resolutions lock")
+            .remove(token);
+        if let Some(r) = r {
+            tracing::info!(card = %token, resolution = ?r, "a technician resolved the card in doubt");
+        }
+        r
     }
 
     async fn finish(&self, token: &str, status: Status, fault: Option<Fault>) {
@@ -137,7 +403,8 @@ impl Engine {
             {
                 Ok(_) => return,
                 Err(e @ (StoreError::WrongState { .. } | StoreError::NotFound)) => {
-                    tracing::error!(card = %token, error = %e, "the end of production cannot be recorded for this card");
+                    // After an uncertain commit, the first attempt may have landed.
+                    tracing::warn!(card = %token, error = %e, "the end of production is already recorded, or the card is gone");
                     return;
                 }
                 Err(e) => {
@@ -149,31 +416,40 @@ impl Engine {
         }
     }
 
-    /// The steps of a card. Any failure once the card may be inside sends it
-    /// to the reject box (journaled like any physical step) before returning.
-    async fn steps(&self, job: &Job) -> Result<(), Fault> {
-        let feeder = self.feeder_for(&job.card_type).await?;
+    /// The steps of a card. A refusal once the card may be inside sends it
+    /// to the reject box (journaled and checked like any physical step).
+    async fn steps(&self, job: &Job) -> Ended {
+        let feeder = match self.feeder_for(&job.card_type).await {
+            Ok(f) => f,
+            Err(f) => return Ended::Certain(Err(f)),
+        };
         let t = job.card_token.clone();
-        let data = self.db(move |s| s.card_data(&t)).await.map_err(|e| {
-            Fault::new(
-                ErrorCode::UNKNOWN_ERROR,
-                "other",
-                format!("card data unavailable: {e}"),
-            )
-        })?;
-        let card: CardData = serde_json::from_slice(&data).map_err(|e| {
-            Fault::new(
-                ErrorCode::PRD_UNEXPECTED_DATA,
-                "other",
-                // The parser's message may quote card data: say only where.
-                format!(
-                    "stored card data unreadable ({:?} error at line {}, column {})",
-                    e.classify(),
-                    e.line(),
-                    e.column()
-                ),
-            )
-        })?;
+        let data = match self.db(move |s| s.card_data(&t)).await {
+            Ok(d) => d,
+            Err(e) => {
+                return Ended::Certain(Err(Fault::new(
+                    ErrorCode::UNKNOWN_ERROR,
+                    "other",
+                    format!("card data unavailable: {e}"),
+                )))
+            }
+        };
+        let card: CardData = match serde_json::from_slice(&data) {
+            Ok(c) => c,
+            Err(e) => {
+                return Ended::Certain(Err(Fault::new(
+                    ErrorCode::PRD_UNEXPECTED_DATA,
+                    "other",
+                    // The parser's message may quote card data: say only where.
+                    format!(
+                        "stored card data unreadable ({:?} error at line {}, column {})",
+                        e.classify(),
+                        e.line(),
+                        e.column()
+                    ),
+                )));
+            }
+        };
         drop(data);
         let needs = Needs {
             chip: !card.chip.is_empty(),
@@ -181,53 +457,82 @@ impl Engine {
             print: !card.text.is_empty() || card.panels.is_some(),
             emboss: !card.emboss.is_empty(),
         };
-        self.inner.printer.select_feeder(feeder).await?;
-        for step in plan(needs) {
-            let result = self
-                .journaled(&job.card_token, step, self.step(job, step, &card, feeder))
-                .await;
-            if let Err(f) = result {
-                if self.inner.in_doubt.load(Ordering::SeqCst) {
-                    return Err(f);
-                }
-                if f.code == ErrorCode::PRD_FEEDER_EMPTY {
-                    // The feeder's sensor wins over the count.
-                    let card_type = job.card_type.clone();
-                    let _ = self
-                        .db(move |s| s.set_inventory(feeder, &card_type, 0))
-                        .await;
-                }
-                // After a failed insert the card may be half in: reject unless
-                // the printer says for sure that nothing is inside.
-                if step != Step::Insert
-                    || !matches!(self.inner.printer.locate_card().await, Ok(CardWhere::None))
-                {
-                    self.reject(&job.card_token).await;
-                }
-                return Err(f);
-            }
-            if step == Step::Insert {
-                let _ = self.db(move |s| s.consume(feeder)).await;
-            }
+        if let Err(f) = self.inner.printer.select_feeder(feeder).await {
+            return if f.uncertain {
+                Ended::Doubt(f)
+            } else {
+                Ended::Certain(Err(f))
+            };
         }
-        Ok(())
+        for step in plan(needs) {
+            self.set_activity(Activity::Producing {
+                card: job.card_token.clone(),
+                step: Some(step.name().to_string()),
+            });
+            let run = self.step(job, step, &card, feeder);
+            let f = match self.journaled(&job.card_token, step, run).await {
+                Journaled::Done => {
+                    if step == Step::Insert {
+                        let _ = self.db(move |s| s.consume(feeder)).await;
+                    }
+                    continue;
+                }
+                Journaled::Doubt(f) => return Ended::Doubt(f),
+                Journaled::Failed(f) => f,
+            };
+            if f.code == ErrorCode::PRD_FEEDER_EMPTY {
+                // The feeder's sensor wins over the count.
+                let card_type = job.card_type.clone();
+                let _ = self
+                    .db(move |s| s.set_inventory(feeder, &card_type, 0))
+                    .await;
+            }
+            return match self.reject_checked(&job.card_token).await {
+                // After a refused insert, usually nothing is inside.
+                RejectEnd::Gone if step == Step::Insert => Ended::Certain(Err(f)),
+                RejectEnd::InRejectBox => Ended::Certain(Err(Fault {
+                    description: format!("{}; the card went to the reject box", f.description),
+                    ..f
+                })),
+                // It left through the bezel while being retracted: the customer has it.
+                RejectEnd::Taken => Ended::Certain(Ok(())),
+                RejectEnd::Gone => Ended::Certain(Err(Fault {
+                    description: format!(
+                        "{}; the card is no longer in the printer and was not seen leaving (removed by hand?)",
+                        f.description
+                    ),
+                    ..f
+                })),
+                RejectEnd::Refused(reject) => Ended::Stuck { cause: f, reject },
+                RejectEnd::Doubt(_) => Ended::Doubt(f),
+            };
+        }
+        Ended::Certain(Ok(()))
     }
 
-    /// Intent, step, outcome.
+    /// Intent, step, outcome. A step whose outcome is uncertain keeps its
+    /// intent open, as a crash would.
     async fn journaled(
         &self,
         token: &str,
         step: Step,
         run: impl std::future::Future<Output = Result<(), Fault>>,
-    ) -> Result<(), Fault> {
+    ) -> Journaled {
         let t = token.to_string();
-        self.db(move |s| s.intent(&t, step.name()))
-            .await
-            .map_err(store_fault)?;
+        if let Err(e) = self.db(move |s| s.intent(&t, step.name())).await {
+            self.store_failed(&e);
+            return Journaled::Doubt(store_fault(e));
+        }
         tracing::debug!(step = step.name(), "step");
         let began = std::time::Instant::now();
         let result = run.await;
         self.record_timing(step, began.elapsed());
+        if let Err(f) = &result {
+            if f.uncertain {
+                tracing::warn!(step = step.name(), code = %f.code, error = %f.description, "the step's outcome is not certain");
+                return Journaled::Doubt(f.clone());
+            }
+        }
         let t = token.to_string();
         let (ok, detail) = match &result {
             Ok(()) => (true, None),
@@ -237,24 +542,107 @@ impl Engine {
             .db(move |s| s.outcome(&t, step.name(), ok, detail.as_deref()))
             .await
         {
-            if result.is_ok() {
-                // It happened, and the journal does not say so: nothing may
-                // move the card until recovery has read the journal.
-                self.inner.in_doubt.store(true, Ordering::SeqCst);
-            }
-            return Err(store_fault(e));
+            // It happened (or was refused), and the journal does not say so.
+            self.store_failed(&e);
+            return Journaled::Doubt(result.err().unwrap_or_else(|| store_fault(e)));
         }
-        result
+        match result {
+            Ok(()) => Journaled::Done,
+            Err(f) => Journaled::Failed(f),
+        }
     }
 
-    async fn reject(&self, token: &str) {
-        let printer = self.inner.printer.clone();
-        if let Err(f) = self
-            .journaled(token, Step::Reject, async move { printer.reject().await })
+    /// Rejects the card, journaled, then confirms where it went: the card
+    /// position, and the reject counter where the firmware has one.
+    async fn reject_checked(&self, token: &str) -> RejectEnd {
+        let p = &self.inner.printer;
+        let before = match p.locate_card().await {
+            Ok(CardWhere::None) => return RejectEnd::Gone,
+            Ok(CardWhere::Unknown) => {
+                return RejectEnd::Doubt(
+                    Fault::new(
+                        ErrorCode::PRD_UNEXPECTED_DATA,
+                        "other",
+                        "the printer cannot say where the card is",
+                    )
+                    .uncertain(),
+                )
+            }
+            Ok(w) => w,
+            Err(f) if f.uncertain => return RejectEnd::Doubt(f),
+            Err(f) => return RejectEnd::Refused(f),
+        };
+        let counted = p.profile().capabilities.reject_counter;
+        let count = || async {
+            if counted {
+                p.rejected_count().await.ok()
+            } else {
+                None
+            }
+        };
+        let count_before = count().await;
+        let t = token.to_string();
+        if let Err(e) = self.db(move |s| s.intent(&t, Step::Reject.name())).await {
+            self.store_failed(&e);
+            return RejectEnd::Doubt(store_fault(e));
+        }
+        let began = std::time::Instant::now();
+        let result = p.reject().await;
+        self.record_timing(Step::Reject, began.elapsed());
+        if let Err(f) = &result {
+            if f.uncertain {
+                return RejectEnd::Doubt(f.clone());
+            }
+        }
+        let after = match p.locate_card().await {
+            Ok(w) => w,
+            Err(f) => return RejectEnd::Doubt(f.uncertain()),
+        };
+        let count_after = count().await;
+        let end = match (result, after) {
+            (Err(f), _) => RejectEnd::Refused(f),
+            (Ok(()), CardWhere::Unknown) => {
+                return RejectEnd::Doubt(
+                    Fault::new(ErrorCode::PRD_UNEXPECTED_DATA, "other", "after the reject, the printer cannot say where the card is").uncertain(),
+                )
+            }
+            (Ok(()), CardWhere::Inside | CardWhere::Presented) => RejectEnd::Refused(Fault::new(
+                ErrorCode::PRD_UNEXPECTED_DATA,
+                "other",
+                "the printer answered the reject but still senses the card",
+            )),
+            (Ok(()), CardWhere::None) => match (count_before, count_after) {
+                (Some(b), Some(a)) if a > b => RejectEnd::InRejectBox,
+                (Some(_), Some(_)) if before == CardWhere::Presented => RejectEnd::Taken,
+                (Some(_), Some(_)) => RejectEnd::Refused(Fault::new(
+                    ErrorCode::PRD_UNEXPECTED_DATA,
+                    "other",
+                    "the card left the printer but the reject box did not count it",
+                )),
+                // Without a counter: a card from inside can only have gone to the box.
+                _ if before == CardWhere::Inside => RejectEnd::InRejectBox,
+                _ => RejectEnd::Refused(Fault::new(
+                    ErrorCode::PRD_UNEXPECTED_DATA,
+                    "other",
+                    "the card left the bezel during the reject and this printer cannot tell whether it reached the reject box or the customer took it",
+                )),
+            },
+        };
+        let (ok, detail) = match &end {
+            RejectEnd::InRejectBox => (true, "in the reject box".to_string()),
+            RejectEnd::Taken => (true, "taken by the customer before the reject".to_string()),
+            RejectEnd::Refused(f) => (false, format!("{} {}", f.code, f.description)),
+            RejectEnd::Gone | RejectEnd::Doubt(_) => unreachable!("returned above"),
+        };
+        let t = token.to_string();
+        if let Err(e) = self
+            .db(move |s| s.outcome(&t, Step::Reject.name(), ok, Some(&detail)))
             .await
         {
-            tracing::error!(code = %f.code, description = %f.description, "the card could not be put in the reject box: a technician must remove it");
+            self.store_failed(&e);
+            return RejectEnd::Doubt(store_fault(e));
         }
+        end
     }
 
     async fn step(&self, job: &Job, step: Step, card: &CardData, _feeder: u8) -> Result<(), Fault> {
@@ -365,7 +753,8 @@ impl Engine {
         })
     }
 
-    /// Cards a restart caught in production: never produced again.
+    /// Cards a restart (or an uncertain store write) caught in production:
+    /// settled from the journal and the printer, never produced again.
     async fn recover(&self, shutdown: &CancellationToken) {
         let jobs = match self.db(|s| s.in_progress()).await {
             Ok(j) => j,
@@ -375,80 +764,24 @@ impl Engine {
             }
         };
         for job in jobs {
-            let token = job.card_token.clone();
-            loop {
-                if shutdown.is_cancelled() {
-                    return;
-                }
-                let t = token.clone();
-                let journal = match self.db(move |s| s.journal(&t)).await {
-                    Ok(j) => j,
-                    Err(e) => {
-                        tracing::error!(card = %token, error = %e, "cannot read the journal");
-                        break;
-                    }
-                };
-                let entries: Vec<recovery::Entry> = journal
-                    .iter()
-                    .filter_map(|e| {
-                        Step::from_name(&e.step).map(|step| recovery::Entry {
-                            step,
-                            outcome: if e.phase == Phase::Intent { None } else { e.ok },
-                        })
-                    })
-                    .collect();
-                let location = self
-                    .inner
-                    .printer
-                    .locate_card()
-                    .await
-                    .unwrap_or(CardWhere::Unknown);
-                match recovery::decide(&entries, location) {
-                    Recovery::AskAgain => {
-                        tracing::warn!(card = %token, "after a restart: the printer cannot say where the card is; asking again");
-                        tokio::time::sleep(NOT_READY_PAUSE).await;
-                        continue;
-                    }
-                    Recovery::Produced => {
-                        tracing::info!(card = %token, "after a restart: the card left through the bezel");
-                        self.finish(&token, Status::Produced, None).await;
-                    }
-                    Recovery::RejectThenFail { description } => {
-                        self.reject(&token).await;
-                        self.finish(
-                            &token,
-                            Status::ProductionError,
-                            Some(Fault::new(
-                                ErrorCode::UNKNOWN_ERROR,
-                                "interrupted",
-                                description,
-                            )),
-                        )
-                        .await;
-                    }
-                    Recovery::Fail { description } => {
-                        self.finish(
-                            &token,
-                            Status::ProductionError,
-                            Some(Fault::new(
-                                ErrorCode::UNKNOWN_ERROR,
-                                "interrupted",
-                                description,
-                            )),
-                        )
-                        .await;
-                    }
-                }
-                break;
+            if shutdown.is_cancelled() {
+                return;
             }
+            tracing::warn!(card = %job.card_token, "a card was in production: finding where it is");
+            self.settle(&job.card_token, None, None, shutdown).await;
         }
     }
 }
 
 fn store_fault(e: StoreError) -> Fault {
-    Fault::new(
+    let f = Fault::new(
         ErrorCode::UNKNOWN_ERROR,
         "store",
         format!("the job store failed: {e}"),
-    )
+    );
+    if matches!(e, StoreError::Uncertain(_) | StoreError::Db(_)) {
+        f.uncertain()
+    } else {
+        f
+    }
 }

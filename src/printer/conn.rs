@@ -31,6 +31,8 @@ pub enum LinkError {
 }
 
 impl LinkError {
+    /// The fault, marked uncertain: the printer may have done what it was
+    /// asked, or not.
     pub fn to_fault(&self) -> Fault {
         match self {
             LinkError::NotReachable(d) => {
@@ -41,6 +43,7 @@ impl LinkError {
             }
             LinkError::Garbled(f) => f.clone(),
         }
+        .uncertain()
     }
 }
 
@@ -88,7 +91,27 @@ pub struct Connection {
     status_supported: Option<bool>,
     /// Resynchronisation probes sent and not yet answered.
     probes_pending: u32,
+    /// Commands and probes in a row that got no answer at all: a serial
+    /// printer switched off never closes the line, so silence is counted.
+    unanswered: u32,
+    /// The error-management mode the handshake set: a printer that answers
+    /// another one has restarted and lost it.
+    error_mode: u32,
+    /// The last status words read, for the driver to publish.
+    last_status: Option<StatusWords>,
 }
+
+/// Commands (or resynchronisation probes) in a row left unanswered before
+/// the link is declared down (`PRT_NOT_REACHABLE`) and reconnected.
+pub const UNANSWERED_LIMIT: u32 = 2;
+
+/// The first command of a handshake waits this long at most: a printer that
+/// answers at all answers `Pem` at once, and a reconnection attempt on a
+/// silent line must give up quickly so that the next one comes soon.
+const HANDSHAKE_PROBE: Duration = Duration::from_millis(500);
+
+/// Time allowed to open a TCP connection to a printer.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long the line must stay quiet before a resynchronisation probe.
 const QUIET: Duration = Duration::from_millis(30);
@@ -103,12 +126,22 @@ impl Connection {
         profile: Arc<Profile>,
     ) -> Outcome<(Connection, Identity)> {
         let usb = matches!(settings.endpoint, super::transport::Endpoint::Usb(_));
-        let link = Link::open(
-            &settings.endpoint,
-            &settings.serial,
-            profile.link.usb_reopen_before_read,
+        let link = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Link::open(
+                &settings.endpoint,
+                &settings.serial,
+                profile.link.usb_reopen_before_read,
+            ),
         )
         .await
+        .map_err(|_| {
+            LinkError::NotReachable(format!(
+                "cannot open {}: no connection within {} s",
+                settings.endpoint,
+                CONNECT_TIMEOUT.as_secs()
+            ))
+        })?
         .map_err(|e| LinkError::NotReachable(format!("cannot open {}: {e}", settings.endpoint)))?;
         Self::handshake(link, usb, settings, profile).await
     }
@@ -143,6 +176,9 @@ impl Connection {
             identity: None,
             status_supported: None,
             probes_pending: 0,
+            unanswered: 0,
+            error_mode: 0,
+            last_status: None,
         };
         let mode = c.profile.link.host_error_mode
             | if settings.ack_nack {
@@ -150,7 +186,21 @@ impl Connection {
             } else {
                 0
             };
-        if let Err(f) = c.run(&Op::SetErrorMode(mode)).await? {
+        c.error_mode = mode;
+        // A silent line (printer off) fails this first command quickly.
+        let command_timeout = c.timeouts.command;
+        c.timeouts.command = command_timeout.min(HANDSHAKE_PROBE.as_millis() as u64);
+        let first = c.run(&Op::SetErrorMode(mode)).await;
+        c.timeouts.command = command_timeout;
+        let first = first.map_err(|e| match e {
+            LinkError::Timeout { .. } => LinkError::NotReachable(format!(
+                "the printer does not answer (no reply to Pem within {} ms): switched off, or another device on {}",
+                HANDSHAKE_PROBE.as_millis(),
+                settings.endpoint
+            )),
+            e => e,
+        })?;
+        if let Err(f) = first {
             return Ok(Err(Fault::new(
                 ErrorCode::PRT_SETUP_ERROR,
                 "setup",
@@ -203,8 +253,44 @@ impl Connection {
         self.identity.as_ref()
     }
 
+    /// The status words read since the last call, if any.
+    pub fn take_status(&mut self) -> Option<StatusWords> {
+        self.last_status.take()
+    }
+
+    /// Whether this firmware answers `Rst` (`None` until asked).
+    pub fn status_supported(&self) -> Option<bool> {
+        self.status_supported
+    }
+
+    /// The error-management mode this connection set.
+    pub fn error_mode(&self) -> u32 {
+        self.error_mode
+    }
+
     /// Sends one operation and returns its reply as the printer sent it.
+    /// Silence is counted: after [`UNANSWERED_LIMIT`] commands or probes in
+    /// a row without any answer, the link is down (`PRT_NOT_REACHABLE`).
     pub async fn exchange(&mut self, op: &Op) -> Result<Reply, LinkError> {
+        let result = self.exchange_once(op).await;
+        match &result {
+            Err(LinkError::Timeout { op: what, after }) => {
+                self.unanswered += 1;
+                if self.unanswered >= UNANSWERED_LIMIT {
+                    return Err(LinkError::NotReachable(format!(
+                        "{what}: no answer within {} ms, and {} commands in a row unanswered: the printer is switched off or disconnected",
+                        after.as_millis(),
+                        self.unanswered
+                    )));
+                }
+            }
+            Err(_) => {}
+            Ok(_) => self.unanswered = 0,
+        }
+        result
+    }
+
+    async fn exchange_once(&mut self, op: &Op) -> Result<Reply, LinkError> {
         let command = op.command();
         let bytes = command.to_bytes().map_err(|e| {
             LinkError::Garbled(Fault::new(
@@ -298,6 +384,17 @@ impl Connection {
             Reply::Text(t) => match parse_status_words(&t) {
                 Ok(s) => {
                     self.status_supported = Some(true);
+                    if let Some(f) = self.profile.flag("just_rebooted") {
+                        if s.bit(&f.word, f.bit) {
+                            // Settings not saved are gone: this connection's
+                            // handshake no longer holds.
+                            return Err(LinkError::NotReachable(
+                                "the printer says it has just restarted: its settings are set again"
+                                    .into(),
+                            ));
+                        }
+                    }
+                    self.last_status = Some(s.clone());
                     Ok(Ok(s))
                 }
                 Err(_) if t.starts_with("ERR") => {
@@ -325,6 +422,24 @@ impl Connection {
                 "other",
                 format!("Rst: unexpected {other:?}"),
             ))),
+        }
+    }
+
+    /// Whether the printer still runs in the error-management mode this
+    /// connection set. A printer switched off and on falls back to its saved
+    /// mode: the sign that it restarted without the line dropping.
+    pub async fn restarted(&mut self) -> Result<bool, LinkError> {
+        match self.read_text(&Op::ReadErrorMode).await? {
+            // `Rem` answers the current mode first (some firmware adds the saved one).
+            Ok(t) => {
+                let current = t
+                    .split(|c: char| c == ';' || c.is_whitespace())
+                    .find(|w| !w.is_empty())
+                    .and_then(|w| w.parse::<u32>().ok());
+                Ok(current.is_some_and(|m| m != self.error_mode))
+            }
+            // A firmware without `Rem`: nothing to compare.
+            Err(_) => Ok(false),
         }
     }
 

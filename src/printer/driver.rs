@@ -8,6 +8,7 @@
 //! commands fail at once with `PRT_NOT_REACHABLE` instead of waiting.
 
 use super::conn::{Connection, Identity, LinkError, LinkSettings, Outcome};
+use super::monitor::PrinterView;
 use super::profile::Profile;
 use crate::codes::{ErrorCode, Fault};
 use dialect::ops::Op;
@@ -57,10 +58,13 @@ pub struct Backoff {
 }
 
 impl Default for Backoff {
+    /// A printer is a local device, cheap to probe: a short cap brings it
+    /// back in service within about a second of its return, whatever the
+    /// outage's length. Attempts are logged at debug level only.
     fn default() -> Self {
         Backoff {
-            initial: Duration::from_millis(250),
-            max: Duration::from_secs(30),
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(800),
         }
     }
 }
@@ -92,13 +96,23 @@ fn pseudo_random() -> u64 {
         .rotate_left(17)
 }
 
-struct Inner {
+pub(super) struct Inner {
     settings: LinkSettings,
-    profile: Arc<Profile>,
+    pub(super) profile: Arc<Profile>,
     backoff: Backoff,
+    supervised: bool,
     conn: Mutex<Slot>,
+    /// One connection attempt at a time; held while opening and during the
+    /// handshake, never together with `conn`, so that nothing waits for a
+    /// handshake on the link's lock.
+    connecting: Mutex<()>,
     status: watch::Sender<LinkStatus>,
+    pub(super) view: watch::Sender<PrinterView>,
     wake: Notify,
+    /// Asks the monitor for a full reading soon.
+    pub(super) refresh: Notify,
+    /// When a command last ran: the monitor probes only a link left idle.
+    pub(super) last_used: std::sync::Mutex<Instant>,
 }
 
 struct Slot {
@@ -112,13 +126,13 @@ struct Slot {
 /// Cheap to clone; all clones share one link.
 #[derive(Clone)]
 pub struct Printer {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 impl Printer {
     /// A handle that connects on first use and, when `supervise` is set,
-    /// reconnects on its own in the background (the daemon). Field tools pass
-    /// `false`: one attempt per command, nothing in the background.
+    /// reconnects on its own in the background. Field tools pass `false`: one attempt
+    /// per command, nothing in the background.
     pub fn new(
         settings: LinkSettings,
         profile: Arc<Profile>,
@@ -126,14 +140,17 @@ impl Printer {
         expected_serial: Option<Identity>,
         supervise: bool,
     ) -> Printer {
-        let (status, _) = watch::channel(LinkStatus {
+        let initial = LinkStatus {
             state: LinkState::Idle,
             identity_change: None,
-        });
+        };
+        let (status, _) = watch::channel(initial.clone());
+        let (view, _) = watch::channel(PrinterView::new(initial));
         let inner = Arc::new(Inner {
             settings,
             profile,
             backoff,
+            supervised: supervise,
             conn: Mutex::new(Slot {
                 conn: None,
                 attempt: 0,
@@ -141,12 +158,27 @@ impl Printer {
                 last_error: None,
                 last_identity: expected_serial,
             }),
+            connecting: Mutex::new(()),
             status,
+            view,
             wake: Notify::new(),
+            refresh: Notify::new(),
+            last_used: std::sync::Mutex::new(Instant::now()),
         });
         if supervise {
             tokio::spawn(supervisor(Arc::downgrade(&inner)));
         }
+        Printer { inner }
+    }
+
+    /// Starts keeping the published view fresh (the daemon): idle probes,
+    /// full readings, restart detection. Without it the view holds only
+    /// what commands read on their way.
+    pub fn start_monitor(&self) {
+        tokio::spawn(super::monitor::monitor(Arc::downgrade(&self.inner)));
+    }
+
+    pub(super) fn from_inner(inner: Arc<Inner>) -> Printer {
         Printer { inner }
     }
 
@@ -158,20 +190,37 @@ impl Printer {
         self.inner.status.subscribe()
     }
 
+    /// The published view of the printer: link, last readings and their
+    /// age. Reading it never sends a command.
+    pub fn view(&self) -> watch::Receiver<PrinterView> {
+        self.inner.view.subscribe()
+    }
+
     /// Forgets a reported identity change (a technician saw it).
     pub fn acknowledge_identity_change(&self) {
         self.inner.status.send_modify(|s| s.identity_change = None);
+        self.inner
+            .view
+            .send_modify(|v| v.link.identity_change = None);
+    }
+
+    /// Waits until the link is up (the supervisor reconnects on its own).
+    pub async fn wait_connected(&self) {
+        let mut rx = self.status();
+        let _ = rx
+            .wait_for(|s| matches!(s.state, LinkState::Connected { .. }))
+            .await;
     }
 
     /// Connects now if not connected (ignoring the backoff) and returns the identity.
     pub async fn connect(&self) -> Result<Identity, Fault> {
-        let mut slot = self.inner.conn.lock().await;
-        if let Some(c) = slot.conn.as_ref() {
-            if let Some(id) = c.identity() {
+        {
+            let slot = self.inner.conn.lock().await;
+            if let Some(id) = slot.conn.as_ref().and_then(|c| c.identity()) {
                 return Ok(id.clone());
             }
         }
-        self.inner.try_connect(&mut slot).await
+        self.inner.try_connect().await
     }
 
     /// Runs a closure with the connection, connecting first when due. Link
@@ -183,27 +232,23 @@ impl Printer {
         let mut slot = self.inner.conn.lock().await;
         if slot.conn.is_none() {
             if Instant::now() < slot.next_try && slot.attempt > 0 {
-                let last = slot
-                    .last_error
-                    .clone()
-                    .map(|f| f.description)
-                    .unwrap_or_default();
-                return Err(Fault::new(
-                    ErrorCode::PRT_NOT_REACHABLE,
-                    "offline",
-                    format!(
-                        "the printer link is down ({last}); reconnect attempt {} in {} ms",
-                        slot.attempt + 1,
-                        slot.next_try
-                            .saturating_duration_since(Instant::now())
-                            .as_millis()
-                    ),
-                ));
+                return Err(offline(&slot));
             }
-            self.inner.try_connect(&mut slot).await?;
+            // Connect outside the link's lock.
+            drop(slot);
+            self.inner.try_connect().await?;
+            slot = self.inner.conn.lock().await;
+            if slot.conn.is_none() {
+                return Err(offline(&slot));
+            }
         }
         let conn = slot.conn.as_mut().expect("connected above");
-        match f(conn).await {
+        let result = f(conn).await;
+        if let Some(words) = conn.take_status() {
+            super::monitor::publish_status(&self.inner, &words);
+        }
+        *self.inner.last_used.lock().expect("last_used lock") = Instant::now();
+        match result {
             Ok(r) => r,
             Err(e) => {
                 let fault = e.to_fault();
@@ -225,9 +270,39 @@ impl Printer {
     }
 }
 
+fn offline(slot: &Slot) -> Fault {
+    let last = slot
+        .last_error
+        .clone()
+        .map(|f| f.description)
+        .unwrap_or_default();
+    Fault::new(
+        ErrorCode::PRT_NOT_REACHABLE,
+        "offline",
+        format!(
+            "the printer link is down ({last}); reconnect attempt {} in {} ms",
+            slot.attempt + 1,
+            slot.next_try
+                .saturating_duration_since(Instant::now())
+                .as_millis()
+        ),
+    )
+    .uncertain()
+}
+
 impl Inner {
-    async fn try_connect(&self, slot: &mut Slot) -> Result<Identity, Fault> {
+    /// One connection attempt: open and handshake without the link's lock,
+    /// then install the connection (or record the failure).
+    async fn try_connect(&self) -> Result<Identity, Fault> {
+        let _one_at_a_time = self.connecting.lock().await;
+        {
+            let slot = self.conn.lock().await;
+            if let Some(id) = slot.conn.as_ref().and_then(|c| c.identity()) {
+                return Ok(id.clone());
+            }
+        }
         let result = Connection::open(&self.settings, self.profile.clone()).await;
+        let mut slot = self.conn.lock().await;
         let fault = match result {
             Ok(Ok((conn, id))) => {
                 if let Some(prev) = slot
@@ -252,12 +327,16 @@ impl Inner {
                 let identity = id.clone();
                 self.status
                     .send_modify(|s| s.state = LinkState::Connected { identity });
+                self.publish_link();
+                // A new connection may be another printer, or one that
+                // restarted: read everything again.
+                self.refresh.notify_one();
                 return Ok(id);
             }
             Ok(Err(f)) => f,
             Err(e) => e.to_fault(),
         };
-        self.mark_down(slot, fault.clone());
+        self.mark_down(&mut slot, fault.clone());
         Err(fault)
     }
 
@@ -273,7 +352,13 @@ impl Inner {
             next_try_in_ms: delay.as_millis() as u64,
         };
         self.status.send_modify(|s| s.state = state);
+        self.publish_link();
         self.wake.notify_one();
+    }
+
+    fn publish_link(&self) {
+        let link = self.status.borrow().clone();
+        self.view.send_modify(|v| v.set_link(link));
     }
 }
 
@@ -284,12 +369,9 @@ async fn supervisor(inner: Weak<Inner>) {
             return;
         };
         let wait = {
-            let mut slot = strong.conn.lock().await;
+            let slot = strong.conn.lock().await;
             if slot.conn.is_some() {
                 None
-            } else if Instant::now() >= slot.next_try {
-                let _ = strong.try_connect(&mut slot).await;
-                Some(slot.next_try.saturating_duration_since(Instant::now()))
             } else {
                 Some(slot.next_try.saturating_duration_since(Instant::now()))
             }
@@ -299,6 +381,11 @@ async fn supervisor(inner: Weak<Inner>) {
             // notice the handle being dropped).
             None => {
                 let _ = tokio::time::timeout(Duration::from_secs(5), strong.wake.notified()).await;
+            }
+            Some(d) if d.is_zero() => {
+                if strong.supervised {
+                    let _ = strong.try_connect().await;
+                }
             }
             Some(d) => {
                 drop(strong);

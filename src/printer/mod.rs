@@ -3,6 +3,7 @@
 pub mod conn;
 pub mod driver;
 pub mod faults;
+pub mod monitor;
 pub mod profile;
 pub mod snapshot;
 pub mod steps;
@@ -10,5 +11,6 @@ pub mod transport;
 
 pub use conn::{Connection, Identity, LinkError, LinkSettings, Outcome};
 pub use driver::{Backoff, LinkState, LinkStatus, Printer};
+pub use monitor::PrinterView;
 pub use profile::Profile;
 pub use transport::Endpoint;

@@ -88,6 +88,10 @@ pub struct Capabilities {
     pub reject_box: bool,
     pub lock: bool,
     pub ribbons: Vec<String>,
+    /// The firmware counts rejected cards (`Rco;r`, an extension): the agent
+    /// then checks every reject against the count.
+    #[serde(default)]
+    pub reject_counter: bool,
     #[serde(default)]
     pub emboss_lines: u8,
     #[serde(default)]

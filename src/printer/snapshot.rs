@@ -55,43 +55,59 @@ impl Printer {
     }
 }
 
-async fn read_all(c: &mut Connection, profile: &super::Profile) -> Outcome<Snapshot> {
-    let mut s = Snapshot {
-        identity: c.identity().cloned(),
-        profile: profile.model.id.clone(),
-        status_words: None,
-        flags: vec![],
-        unknown_bits: vec![],
-        faults: vec![],
-        feeders: vec![],
-        card_position: None,
-        ribbon: None,
-        ribbon_cards_left: None,
-        cleaning_due: None,
-        reject_box_full: None,
-        sensors: BTreeMap::new(),
-        counters: BTreeMap::new(),
-        unavailable: BTreeMap::new(),
-    };
-    match c.read_status().await? {
-        Ok(words) => {
-            let (flags, unknown) = faults::active_flags(profile, &words);
-            for f in flags.iter().filter(|f| f.severity == Severity::Error) {
-                if let Some(code) = f.code {
-                    s.faults.push(Fault::new(
+impl Snapshot {
+    /// A reading with nothing read yet.
+    pub fn empty(identity: Option<Identity>, profile: &super::Profile) -> Snapshot {
+        Snapshot {
+            identity,
+            profile: profile.model.id.clone(),
+            status_words: None,
+            flags: vec![],
+            unknown_bits: vec![],
+            faults: vec![],
+            feeders: vec![],
+            card_position: None,
+            ribbon: None,
+            ribbon_cards_left: None,
+            cleaning_due: None,
+            reject_box_full: None,
+            sensors: BTreeMap::new(),
+            counters: BTreeMap::new(),
+            unavailable: BTreeMap::new(),
+        }
+    }
+
+    /// Takes in a reading of the status words: flags, unknown bits and the
+    /// faults they stand for.
+    pub fn apply_status(&mut self, profile: &super::Profile, words: &dialect::status::StatusWords) {
+        let (flags, unknown) = faults::active_flags(profile, words);
+        self.faults = flags
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .filter_map(|f| {
+                f.code.map(|code| {
+                    Fault::new(
                         code,
                         f.reason.clone(),
                         format!("status flag {} is set", f.name),
-                    ));
-                }
-            }
-            s.flags = flags;
-            s.unknown_bits = unknown
-                .into_iter()
-                .map(|(w, b)| format!("{w} bit {b}"))
-                .collect();
-            s.status_words = Some(words.render());
-        }
+                    )
+                })
+            })
+            .collect();
+        self.flags = flags;
+        self.unknown_bits = unknown
+            .into_iter()
+            .map(|(w, b)| format!("{w} bit {b}"))
+            .collect();
+        self.status_words = Some(words.render());
+        self.unavailable.remove("status_words");
+    }
+}
+
+async fn read_all(c: &mut Connection, profile: &super::Profile) -> Outcome<Snapshot> {
+    let mut s = Snapshot::empty(c.identity().cloned(), profile);
+    match c.read_status().await? {
+        Ok(words) => s.apply_status(profile, &words),
         Err(f) => {
             s.unavailable.insert("status_words".into(), f.description);
         }

@@ -325,6 +325,21 @@ impl Printer {
         self.run(Op::Reject).await.map(drop)
     }
 
+    /// Cards the printer has put in its reject box (`Rco;r`, where the
+    /// profile says the firmware counts them).
+    pub async fn rejected_count(&self) -> Result<u64, Fault> {
+        let t = self
+            .run(Op::ReadCounter(dialect::ops::Counter::Rejected))
+            .await?;
+        dialect::status::parse_count(&t).map_err(|why| {
+            Fault::new(
+                ErrorCode::PRD_UNEXPECTED_DATA,
+                "other",
+                format!("Rco;r: {why}"),
+            )
+        })
+    }
+
     /// Each feeder's sensors: (empty, near empty), from `Sk;f` and `Sk;w`.
     pub async fn feeder_sensors(&self) -> Result<Vec<(bool, bool)>, Fault> {
         let n = self.profile().capabilities.feeders;

@@ -30,6 +30,12 @@ pub enum StoreError {
     /// database, card data that does not authenticate.
     #[error("card data key: {0}")]
     Key(String),
+    /// A commit failed in a way that does not say whether it reached the
+    /// disk (an I/O error on commit or sync): the change may or may not be
+    /// there. The store must be reopened and read before anything more is
+    /// accepted.
+    #[error("database: outcome unknown: {0}")]
+    Uncertain(String),
     /// SQLite failed; the message names what the store was doing.
     #[error("database: {0}")]
     Db(String),

@@ -172,6 +172,44 @@ impl Store {
         })
     }
 
+    /// Closes the database connection and opens it again, then reads the
+    /// schema back: after an uncertain commit, what the file holds is what
+    /// counts, not what the old connection believed.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let shown = self.path.display();
+        let conn = Connection::open_with_flags(&self.path, flags)
+            .ctx(&format!("cannot reopen the database {shown}"))?;
+        conn.busy_timeout(BUSY_TIMEOUT).ctx("busy_timeout")?;
+        for (pragma, value) in [
+            ("synchronous", "FULL"),
+            ("foreign_keys", "ON"),
+            ("secure_delete", "ON"),
+        ] {
+            conn.pragma_update(None, pragma, value)
+                .ctx(&format!("cannot set {pragma}"))?;
+        }
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .ctx("reopen: schema version")?;
+        if version != SCHEMA_VERSION {
+            return Err(StoreError::Migration(format!(
+                "reopened {shown} at schema version {version}, expected {SCHEMA_VERSION}"
+            )));
+        }
+        let ok: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .ctx("reopen: quick_check")?;
+        if ok != "ok" {
+            return Err(StoreError::Db(format!(
+                "{shown} fails its integrity check: {ok}"
+            )));
+        }
+        conn.set_prepared_statement_cache_capacity(48);
+        *self.lock() = conn;
+        Ok(())
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -734,7 +772,10 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx(&format!("{what}: begin"))?;
         let out = f(&tx)?;
-        tx.commit().ctx(&format!("{what}: commit"))?;
+        tx.commit().map_err(|e| {
+            // A commit that failed may still have reached the disk.
+            StoreError::Uncertain(format!("{what}: commit: {e}"))
+        })?;
         Ok(out)
     }
 }

@@ -207,6 +207,8 @@ impl Printer {
             "c" => self.counters.inserted,
             "a" | "m" => self.cfg.cleaning_interval as u64,
             "n" => self.counters.cleanings,
+            // Our extension (profiles say `reject_counter = true`).
+            "r" => self.counters.rejected,
             "l" if self.has(Condition::RibbonMissing) => 0,
             "l" => self.ribbon.cards_left() as u64,
             _ => return Err(ERROR_PARAMETRES),

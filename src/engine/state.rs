@@ -1,0 +1,95 @@
+//! What the engine is doing, published on one `watch` channel: the local
+//! API shows it, and readiness on submission reads it; later the systemd
+//! watchdog, STATUS= lines and metrics read the same channel instead of
+//! each asking the engine or the printer.
+
+use crate::codes::ErrorCode;
+use serde::Serialize;
+use tokio::sync::watch;
+
+/// One fixed vocabulary of states.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Activity {
+    /// Opening, recovering cards a restart caught in production.
+    Starting,
+    /// Nothing to produce.
+    Idle,
+    /// A card is in production; `step` is the physical step under way.
+    Producing { card: String, step: Option<String> },
+    /// Cards wait: the printer cannot take one now.
+    WaitingForPrinter { code: ErrorCode, reason: String },
+    /// A step's (or a reject's) outcome is not certain: the card's place is
+    /// being found, and nothing else is produced until it is. With
+    /// `technician` set, the agent cannot settle it alone.
+    CardInDoubt {
+        card: String,
+        step: Option<String>,
+        code: ErrorCode,
+        reason: String,
+        technician: bool,
+    },
+    /// The store could not say whether a write landed: it is being reopened
+    /// and read; nothing is accepted meanwhile.
+    CheckingStore { reason: String },
+    /// Finishing the card in production, then stopping.
+    Stopping,
+}
+
+/// The activity and when it began.
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineState {
+    #[serde(flatten)]
+    pub activity: Activity,
+    /// RFC 3339.
+    pub since: String,
+    #[serde(skip)]
+    pub since_instant: std::time::Instant,
+}
+
+impl EngineState {
+    pub fn new(activity: Activity) -> EngineState {
+        EngineState {
+            activity,
+            since: crate::time::now_rfc3339(),
+            since_instant: std::time::Instant::now(),
+        }
+    }
+
+    /// Why no new card may be produced now, when the engine itself says so.
+    pub fn blocks_production(&self) -> Option<String> {
+        match &self.activity {
+            Activity::CardInDoubt {
+                card,
+                code,
+                reason,
+                technician,
+                ..
+            } => Some(format!(
+                "card {card} is in doubt ({code}: {reason}){}",
+                if *technician {
+                    "; a technician must check the printer and resolve it"
+                } else {
+                    "; production resumes once its place is known"
+                }
+            )),
+            Activity::CheckingStore { reason } => {
+                Some(format!("the job store is being checked: {reason}"))
+            }
+            Activity::Stopping => Some("the agent is stopping".into()),
+            _ => None,
+        }
+    }
+}
+
+/// Sets the activity, keeping `since` when it does not change.
+pub fn set(tx: &watch::Sender<EngineState>, activity: Activity) {
+    tx.send_if_modified(|s| {
+        if s.activity == activity {
+            false
+        } else {
+            *s = EngineState::new(activity);
+            true
+        }
+    });
+}

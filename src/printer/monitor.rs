@@ -1,0 +1,211 @@
+//! The published view of the printer, and the task that keeps it fresh.
+//!
+//! The API, readiness checks on submission and (later) metrics and health
+//! read [`PrinterView`] from a `watch` channel: none of them sends a command,
+//! so none waits behind a physical step. The view is refreshed from every
+//! status reading the production engine makes anyway (between its commands),
+//! and, while the link is idle, by a probe every [`IDLE_PROBE`]: the status
+//! words (or the card position on firmware without them) and the error
+//! mode, whose loss shows a printer that restarted without the line
+//! dropping. A full reading (sensors, feeders, ribbon, counters) follows
+//! every [`FULL_EVERY`], after each connection, and when asked.
+//!
+//! A silent printer is found by the probes too: unanswered probes count
+//! towards the connection's limit, and the link is then declared down.
+
+use super::conn::LinkError;
+use super::driver::{Inner, LinkState, LinkStatus, Printer};
+use super::snapshot::Snapshot;
+use crate::codes::{ErrorCode, Fault};
+use dialect::status::StatusWords;
+use serde::Serialize;
+use std::sync::Weak;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How often an idle link is probed; also the longest delay before a fault
+/// raised while idle shows in the view.
+pub const IDLE_PROBE: Duration = Duration::from_secs(1);
+/// How often a full reading is taken while idle.
+pub const FULL_EVERY: Duration = Duration::from_secs(15);
+
+/// What is known of the printer without asking it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrinterView {
+    pub link: LinkStatus,
+    /// The last full reading, its status part refreshed by every later
+    /// reading of the status words.
+    pub reading: Option<Snapshot>,
+    /// When the status was last read (RFC 3339).
+    pub read_at: Option<String>,
+    /// When the last full reading was taken (RFC 3339).
+    pub full_read_at: Option<String>,
+    #[serde(skip)]
+    read_instant: Option<Instant>,
+    #[serde(skip)]
+    full_instant: Option<Instant>,
+}
+
+impl PrinterView {
+    pub(super) fn new(link: LinkStatus) -> PrinterView {
+        PrinterView {
+            link,
+            reading: None,
+            read_at: None,
+            full_read_at: None,
+            read_instant: None,
+            full_instant: None,
+        }
+    }
+
+    pub(super) fn set_link(&mut self, link: LinkStatus) {
+        self.link = link;
+    }
+
+    /// How old the last status reading is.
+    pub fn age(&self) -> Option<Duration> {
+        self.read_instant.map(|t| t.elapsed())
+    }
+
+    /// Why the printer cannot take a card, from what is known: the link
+    /// down, not yet connected, or the first error flag of the last reading.
+    pub fn not_ready(&self) -> Option<Fault> {
+        match &self.link.state {
+            LinkState::Idle => Some(Fault::new(
+                ErrorCode::PRT_NOT_REACHABLE,
+                "offline",
+                "the printer is not connected yet",
+            )),
+            LinkState::Reconnecting { last_error, .. } => Some(last_error.clone()),
+            LinkState::Connected { .. } => self
+                .reading
+                .as_ref()
+                .and_then(|r| r.faults.first().cloned())
+                .map(|f| Fault {
+                    description: format!("the printer is not ready: {}", f.description),
+                    ..f
+                }),
+        }
+    }
+
+    /// Each feeder's sensors (empty, near empty) from the last full reading.
+    pub fn feeder_sensors(&self) -> Option<Vec<(bool, bool)>> {
+        let r = self.reading.as_ref()?;
+        if r.feeders.is_empty() || r.unavailable.contains_key("feeders") {
+            return None;
+        }
+        Some(r.feeders.iter().map(|f| (f.empty, f.near_empty)).collect())
+    }
+}
+
+/// Takes in status words read on the link, by whoever read them.
+pub(super) fn publish_status(inner: &Inner, words: &StatusWords) {
+    let profile = inner.profile.clone();
+    inner.view.send_modify(|v| {
+        let identity = match &v.link.state {
+            LinkState::Connected { identity } => Some(identity.clone()),
+            _ => None,
+        };
+        v.reading
+            .get_or_insert_with(|| Snapshot::empty(identity, &profile))
+            .apply_status(&profile, words);
+        v.read_at = Some(crate::time::now_rfc3339());
+        v.read_instant = Some(Instant::now());
+    });
+}
+
+impl Printer {
+    /// Reads the printer now, waiting its turn on the link, and publishes
+    /// the reading: a full one, or the status words only.
+    pub async fn refresh(&self, full: bool) -> Result<(), Fault> {
+        if full {
+            let s = self.snapshot().await?;
+            self.inner.view.send_modify(|v| {
+                let now = (crate::time::now_rfc3339(), Instant::now());
+                v.read_at = Some(now.0.clone());
+                v.read_instant = Some(now.1);
+                v.full_read_at = Some(now.0);
+                v.full_instant = Some(now.1);
+                v.reading = Some(s);
+            });
+            return Ok(());
+        }
+        self.with_conn(|c| {
+            Box::pin(async move {
+                if c.status_supported() != Some(false) {
+                    // Published by the driver once the call returns.
+                    let _ = c.read_status().await?;
+                }
+                if c.restarted().await? {
+                    return Err(LinkError::NotReachable(
+                        "the printer restarted (its error-management mode fell back to the saved one): setting it up again".into(),
+                    ));
+                }
+                Ok(Ok(()))
+            })
+        })
+        .await?;
+        if self.inner.profile.flags.is_empty() || self.view().borrow().read_instant.is_none() {
+            // Firmware without status words: the probe's answers are its age.
+            self.inner.view.send_modify(|v| {
+                v.read_at = Some(crate::time::now_rfc3339());
+                v.read_instant = Some(Instant::now());
+            });
+        }
+        Ok(())
+    }
+
+    /// Asks the monitor for a full reading soon (after a card, an inventory change).
+    pub fn refresh_soon(&self) {
+        self.inner.refresh.notify_one();
+    }
+}
+
+/// Keeps the view fresh while the handle lives.
+pub(super) async fn monitor(inner: Weak<Inner>) {
+    let mut asked = false;
+    loop {
+        if !asked {
+            let Some(strong) = inner.upgrade() else {
+                return;
+            };
+            // Holds the handle for at most one probe interval after it is dropped.
+            asked = tokio::time::timeout(IDLE_PROBE, strong.refresh.notified())
+                .await
+                .is_ok();
+            drop(strong);
+        }
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let printer = Printer::from_inner(strong);
+        if !matches!(printer.status().borrow().state, LinkState::Connected { .. }) {
+            // The supervisor reconnects; a new connection asks for a full reading.
+            asked = false;
+            continue;
+        }
+        let idle_for = printer
+            .inner
+            .last_used
+            .lock()
+            .expect("last_used lock")
+            .elapsed();
+        let due_full = printer
+            .view()
+            .borrow()
+            .full_instant
+            .is_none_or(|t| t.elapsed() >= FULL_EVERY);
+        if !asked && idle_for < IDLE_PROBE {
+            // Someone uses the link: their readings keep the view fresh.
+            continue;
+        }
+        let full = asked || due_full;
+        asked = false;
+        if let Err(f) = printer.refresh(full).await {
+            // A link failure has already marked the link down; a refusal
+            // stays in the last reading's `unavailable`.
+            tracing::debug!(code = %f.code, error = %f.description, full, "printer reading failed");
+        }
+        drop(printer);
+    }
+}
