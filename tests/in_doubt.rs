@@ -215,3 +215,60 @@ async fn garbage_at_each_step() {
         row(step, "garbage:2").await;
     }
 }
+
+/// A reject the printer refuses (reject box full after a magnetic fault):
+/// the card waits for a technician, who cannot say "removed" while the
+/// printer still senses it, and whose "retry" after emptying the box ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_reject_waits_for_a_technician() {
+    let k = kiosk("magnetic", "mag-write-fail").await;
+    k.sim.raise("reject-full".parse().unwrap());
+    k.submit("c1", "4000001234567899").await;
+    let mut engine = Value::Null;
+    for _ in 0..500 {
+        engine = k.engine().await;
+        if engine["state"] == "card_in_doubt" && engine["technician"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(engine["technician"], true, "{engine}");
+    assert_eq!(engine["card"], "c1", "{engine}");
+    // Nothing else is produced meanwhile, and a new request is told why.
+    let printer = k.client.get("/v1/printer").await.unwrap().body;
+    assert_eq!(printer["ready"], false, "{printer}");
+    assert!(
+        printer["engine"].as_str().unwrap().contains("technician"),
+        "{printer}"
+    );
+    let removed = k
+        .client
+        .post("/v1/cards/c1/resolve", br#"{"resolution":"removed"}"#)
+        .await
+        .unwrap();
+    assert_eq!(removed.status, 409, "the card is still inside: {}", removed.body);
+    assert_eq!(k.production("c1").await["status"], "IN_PROGRESS");
+    // The technician empties the reject box, then asks for the reject again.
+    k.sim.clear(None);
+    let retry = k
+        .client
+        .post("/v1/cards/c1/resolve", br#"{"resolution":"retry"}"#)
+        .await
+        .unwrap();
+    assert_eq!(retry.status, 204, "{}", retry.body);
+    let first = k.settle("c1", "refused reject").await;
+    assert_eq!(first["status"], "PRODUCTION_ERROR", "{first}");
+    assert_eq!(first["errorCode"], "PRD_MAGSTRIPE", "{first}");
+    assert!(
+        first["description"].as_str().unwrap().contains("reject box"),
+        "{first}"
+    );
+    assert_eq!(
+        k.sim.state().cards[0].place,
+        Place::RejectBox,
+        "the card is where the status says"
+    );
+    k.submit("c2", "4000001234567808").await;
+    assert_eq!(k.settle("c2", "after").await["status"], "PRODUCED");
+    k.stop().await;
+}

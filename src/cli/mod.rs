@@ -1,6 +1,7 @@
 //! Command line: one binary, subcommands. The daemon joins in a later issue;
 //! today the field tools talk straight to a printer.
 
+mod jobs;
 mod printer;
 mod render;
 
@@ -46,11 +47,15 @@ pub enum Command {
     /// Talk to a printer directly (technicians).
     #[command(subcommand)]
     Printer(printer::PrinterCommand),
+    /// Cards, through the running agent (technicians).
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Printer(p) => printer::run(p).await,
+        Command::Jobs(j) => jobs::run(j).await,
         Command::Run { config } => match crate::daemon::run(&config).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
