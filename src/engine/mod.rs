@@ -74,6 +74,16 @@ pub struct Submitted {
     pub production: Production,
 }
 
+/// A submission the engine refused: why, and when. The time is that of the
+/// REQUEST_ERROR event stored for it, when one was (the request's token could
+/// be read and was not another request's); the time of the refusal otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct Refused {
+    pub error: RequestError,
+    pub occurred_at: String,
+}
+
 /// Why a call on one card cannot be done.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CardError {
@@ -142,23 +152,35 @@ impl Engine {
 
     /// Parses, validates and queues a request. A refused request whose token
     /// can be read is recorded as REQUEST_ERROR (so its status can be asked
-    /// for), unless the token belongs to another request already.
-    pub async fn submit(&self, body: &[u8]) -> Result<Submitted, RequestError> {
+    /// for), unless the token belongs to another request already; the refusal
+    /// then carries the time of that stored event.
+    pub async fn submit(&self, body: &[u8]) -> Result<Submitted, Refused> {
         let token_hint = request::token_of(body);
-        let result = self.accept(body).await;
-        if let Err(e) = &result {
-            tracing::info!(code = %e.code, field = e.field.as_deref().unwrap_or(""), "request refused");
-            if let (Some(job), true) = (
-                token_hint.map(|t| self.stub_job(t, body)),
-                e.code != ErrorCode::REQUEST_ALREADY_EXISTS,
-            ) {
-                let (code, message) = (e.code, e.message.clone());
-                let _ = self
-                    .db(move |s| s.record_request_error(&job, code, &message))
-                    .await;
+        let e = match self.accept(body).await {
+            Ok(s) => return Ok(s),
+            Err(e) => e,
+        };
+        tracing::info!(code = %e.code, field = e.field.as_deref().unwrap_or(""), "request refused");
+        let mut occurred_at = None;
+        if let (Some(token), true) = (token_hint, e.code != ErrorCode::REQUEST_ALREADY_EXISTS) {
+            let job = self.stub_job(token, body);
+            let (code, message) = (e.code, e.message.clone());
+            match self
+                .db(move |s| s.record_request_error(&job, code, &message))
+                .await
+            {
+                Ok(event) => occurred_at = Some(event.occurred_at),
+                // The token is another request's, or unfit to be stored.
+                Err(StoreError::Duplicate | StoreError::Invalid(_)) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "the refused request could not be recorded")
+                }
             }
         }
-        result
+        Err(Refused {
+            error: e,
+            occurred_at: occurred_at.unwrap_or_else(crate::time::now_rfc3339),
+        })
     }
 
     /// What can be said of a refused request without trusting it.
@@ -287,12 +309,17 @@ impl Engine {
 
     pub async fn card(&self, token: &str) -> Result<CardView, CardError> {
         let t = token.to_string();
-        match self
-            .db(move |s| Ok::<_, StoreError>((s.job(&t)?, s.events(&t)?)))
-            .await
-        {
-            Ok((Some(job), events)) => Ok(CardView::of(&job, &events)),
-            Ok((None, _)) => Err(CardError::NotFound(token.to_string())),
+        // The job first: the events of a token nobody submitted are not an
+        // internal error but an unknown card.
+        let found = self
+            .db(move |s| match s.job(&t)? {
+                Some(job) => s.events(&t).map(|events| Some((job, events))),
+                None => Ok(None),
+            })
+            .await;
+        match found {
+            Ok(Some((job, events))) => Ok(CardView::of(&job, &events)),
+            Ok(None) | Err(StoreError::NotFound) => Err(CardError::NotFound(token.to_string())),
             Err(e) => Err(CardError::Internal(e.to_string())),
         }
     }
@@ -314,26 +341,30 @@ impl Engine {
         }
     }
 
-    /// The kiosk application's verdict on a presented card.
-    pub fn final_validation(&self, token: &str, accept: bool) -> Result<(), CardError> {
+    /// The kiosk application's verdict on a presented card. A card that is
+    /// not waiting for one is a conflict; a token nobody submitted, unknown.
+    pub async fn final_validation(&self, token: &str, accept: bool) -> Result<(), CardError> {
         let sender = self
             .inner
             .verdicts
             .lock()
             .expect("verdicts lock")
             .remove(token);
-        match sender {
-            Some(tx) => {
-                let _ = tx.send(if accept {
-                    Verdict::Accept
-                } else {
-                    Verdict::Refuse
-                });
-                Ok(())
-            }
-            None => Err(CardError::Conflict(format!(
+        if let Some(tx) = sender {
+            let _ = tx.send(if accept {
+                Verdict::Accept
+            } else {
+                Verdict::Refuse
+            });
+            return Ok(());
+        }
+        let t = token.to_string();
+        match self.db(move |s| s.job(&t)).await {
+            Ok(Some(_)) => Err(CardError::Conflict(format!(
                 "card {token:?} is not waiting for a final validation"
             ))),
+            Ok(None) => Err(CardError::NotFound(token.to_string())),
+            Err(e) => Err(CardError::Internal(e.to_string())),
         }
     }
 
