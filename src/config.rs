@@ -3,6 +3,7 @@
 
 use crate::chip::PcscConfig;
 use crate::printer::profile::{FlowControl, Parity};
+use crate::printer::Profile;
 use crate::request::CardType;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -125,6 +126,23 @@ pub struct StoreConfig {
 pub struct ApiConfig {
     /// The local API's Unix socket.
     pub socket: PathBuf,
+    /// How long a connection may take to send a request's head, from when
+    /// the agent starts waiting for it (also how long an idle connection
+    /// stays open); then it is closed.
+    #[serde(default = "header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// How long a request's whole body may take once its head is in; then
+    /// the agent answers 408 and closes the connection.
+    #[serde(default = "body_read_timeout_ms")]
+    pub body_read_timeout_ms: u64,
+}
+
+fn header_read_timeout_ms() -> u64 {
+    10_000
+}
+
+fn body_read_timeout_ms() -> u64 {
+    30_000
 }
 
 /// What to do with a request while the printer cannot produce.
@@ -211,12 +229,35 @@ colour = false
         Ok(c)
     }
 
+    /// Checks the card types against the printer's profile (its panel
+    /// geometry): a layout that does not fit would fail on a customer's card,
+    /// so it fails at start-up instead, naming the card type and what.
+    pub fn check_card_types(&self, profile: &Profile) -> Result<(), String> {
+        crate::request::check_card_types(&self.card_types, profile.geometry).map_err(|e| {
+            format!(
+                "[[card_type]] does not fit the printer {} ({}): {e}",
+                profile.model.id, profile.model.name
+            )
+        })
+    }
+
     fn check(&self) -> Result<(), String> {
         if self.kiosk_id.trim().is_empty() {
             return Err("kiosk_id is empty".into());
         }
-        if self.store.key_file.is_none() && self.store.key_credential.is_none() {
-            return Err("store: give key_file or key_credential (the card-data key)".into());
+        match (&self.store.key_file, &self.store.key_credential) {
+            (None, None) => {
+                return Err("store: give key_file or key_credential (the card-data key)".into())
+            }
+            (Some(_), Some(_)) => {
+                return Err("store: set one of key_file or key_credential, not both".into())
+            }
+            _ => {}
+        }
+        if self.api.header_read_timeout_ms == 0 || self.api.body_read_timeout_ms == 0 {
+            return Err(
+                "api: header_read_timeout_ms and body_read_timeout_ms must be at least 1".into(),
+            );
         }
         if self.production.queue_limit == 0 {
             return Err("production.queue_limit must be at least 1".into());
@@ -242,6 +283,36 @@ mod tests {
         assert_eq!(c.printer.timeouts.take, Some(15000));
         assert_eq!(c.card_types.len(), 1);
         assert_eq!(c.production.not_ready, NotReady::Queue);
+        assert_eq!(
+            (c.api.header_read_timeout_ms, c.api.body_read_timeout_ms),
+            (10_000, 30_000)
+        );
+    }
+
+    #[test]
+    fn api_time_outs_have_defaults() {
+        let c = Config::local(Path::new("/tmp/x"), "K1");
+        assert_eq!(
+            (c.api.header_read_timeout_ms, c.api.body_read_timeout_ms),
+            (10_000, 30_000)
+        );
+    }
+
+    #[test]
+    fn card_types_are_checked_against_the_printer_profile() {
+        let mut c = Config::local(Path::new("/tmp/x"), "K1");
+        let profile = Profile::load("evolis-km500b", None).unwrap();
+        assert_eq!(c.check_card_types(&profile), Ok(()));
+        c.card_types[0].layout.lines.y = 640;
+        let e = c.check_card_types(&profile).unwrap_err();
+        for needle in [
+            "card type debit",
+            "layout.lines",
+            "does not fit",
+            "evolis-km500b",
+        ] {
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
     }
 
     #[test]
@@ -267,6 +338,24 @@ mod tests {
             (
                 base.replace("card_wait_ms = 3000", "card_wait_ms = \"soon\""),
                 "card_wait_ms",
+            ),
+            (
+                base.replace(
+                    "# key_credential = \"satellite-card-key\"",
+                    "key_credential = \"satellite-card-key\"",
+                ),
+                "set one of key_file or key_credential, not both",
+            ),
+            (
+                base.replace(
+                    "header_read_timeout_ms = 10000",
+                    "header_read_timeout_ms = 0",
+                ),
+                "header_read_timeout_ms",
+            ),
+            (
+                base.replace("body_read_timeout_ms = 30000", "body_read_timeout_ms = -1"),
+                "body_read_timeout_ms",
             ),
         ] {
             let e = Config::parse(&text).unwrap_err();

@@ -26,18 +26,7 @@ impl Daemon {
     /// Starts everything. `printer` overrides the configured device (the demo
     /// passes the simulator it drives).
     pub async fn start(config: Config, printer: Option<Endpoint>) -> Result<Daemon, String> {
-        let keys = match (&config.store.key_file, &config.store.key_credential) {
-            (Some(path), _) => Keys::load(path),
-            (None, Some(name)) => Keys::from_credential(name),
-            (None, None) => unreachable!("checked when the configuration was read"),
-        }
-        .map_err(|e| format!("card-data key: {e}"))?;
-        if let Some(dir) = config.store.path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("store directory {}: {e}", dir.display()))?;
-        }
-        let store = Store::open(&config.store.path, keys)
-            .map_err(|e| format!("store {}: {e}", config.store.path.display()))?;
+        // What would fail later, on a customer's card, fails here.
         let profile = Arc::new(
             Profile::load(
                 &config.printer.model,
@@ -45,6 +34,28 @@ impl Daemon {
             )
             .map_err(|e| e.to_string())?,
         );
+        config.check_card_types(&profile)?;
+        if config.card_types.is_empty() {
+            tracing::warn!("the configuration has no [[card_type]]: every request will be refused (CARD_TYPE_NOT_FOUND)");
+        }
+        for t in &config.card_types {
+            let mut missing = t.missing_capabilities(&profile.capabilities);
+            if t.chip && profile.capabilities.smart_station && !config.chip.enabled {
+                missing.push("the chip station, which [chip] enabled = false turns off");
+            }
+            if !missing.is_empty() {
+                tracing::warn!(card_type = %t.id, printer = %profile.model.id, "card type {} needs {}: its requests will be refused", t.id, missing.join(" and "));
+            }
+        }
+        check_store_dir(&config.store.path)?;
+        let keys = match (&config.store.key_file, &config.store.key_credential) {
+            (Some(path), None) => Keys::load(path),
+            (None, Some(name)) => Keys::from_credential(name),
+            _ => unreachable!("checked when the configuration was read"),
+        }
+        .map_err(|e| format!("card-data key: {e}"))?;
+        let store = Store::open(&config.store.path, keys)
+            .map_err(|e| format!("store {}: {e}", config.store.path.display()))?;
         let (endpoint, sim) = match (printer, config.printer.device.as_str()) {
             (Some(e), _) => (e, None),
             (None, "sim") => {
@@ -89,17 +100,7 @@ impl Daemon {
             let (engine, shutdown) = (engine.clone(), shutdown.clone());
             async move { engine.run(shutdown).await }
         });
-        let api_task = tokio::spawn({
-            let (router, shutdown) = (api::router(engine.clone()), shutdown.clone());
-            async move {
-                if let Err(e) = axum::serve(listener, router)
-                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                    .await
-                {
-                    tracing::error!(error = %e, "the local API stopped");
-                }
-            }
-        });
+        let api_task = tokio::spawn(api::serve(listener, engine.clone(), shutdown.clone()));
         tracing::info!(socket = %socket.display(), kiosk = %engine.config().kiosk_id, "satellite is running");
         Ok(Daemon {
             engine,
@@ -186,6 +187,23 @@ fn remember_serial(engine: &Engine) {
             }
         }
     });
+}
+
+/// The store's directory is the operator's (systemd's `StateDirectory=`):
+/// the agent does not create it, so that a mistyped path is not a new, empty
+/// store in a place nobody backs up.
+fn check_store_dir(db: &Path) -> Result<(), String> {
+    let dir = match db.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(format!(
+        "store.path: the store directory {} does not exist (or is not a directory); create it (systemd: StateDirectory=), the agent does not",
+        dir.display()
+    ))
 }
 
 fn bind(socket: &Path) -> Result<tokio::net::UnixListener, String> {

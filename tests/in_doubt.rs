@@ -246,7 +246,11 @@ async fn a_refused_reject_waits_for_a_technician() {
         .post("/v1/cards/c1/resolve", br#"{"resolution":"removed"}"#)
         .await
         .unwrap();
-    assert_eq!(removed.status, 409, "the card is still inside: {}", removed.body);
+    assert_eq!(
+        removed.status, 409,
+        "the card is still inside: {}",
+        removed.body
+    );
     assert_eq!(k.production("c1").await["status"], "IN_PROGRESS");
     // The technician empties the reject box, then asks for the reject again.
     k.sim.clear(None);
@@ -260,7 +264,10 @@ async fn a_refused_reject_waits_for_a_technician() {
     assert_eq!(first["status"], "PRODUCTION_ERROR", "{first}");
     assert_eq!(first["errorCode"], "PRD_MAGSTRIPE", "{first}");
     assert!(
-        first["description"].as_str().unwrap().contains("reject box"),
+        first["description"]
+            .as_str()
+            .unwrap()
+            .contains("reject box"),
         "{first}"
     );
     assert_eq!(

@@ -199,7 +199,7 @@ async fn a_card_goes_from_ready_to_produced_and_its_data_is_erased() {
     // Card data gone from the database file (and never a PAN in clear).
     let dir = k.dir.path().to_path_buf();
     k.stop().await;
-    for f in ["s.db", "s.db-wal"] {
+    for f in ["satellite.db", "satellite.db-wal"] {
         if let Ok(bytes) = std::fs::read(dir.join(f)) {
             assert!(
                 !bytes.windows(16).any(|w| w == PANS[0].as_bytes()),

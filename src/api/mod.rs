@@ -15,25 +15,85 @@
 //!
 //! Errors are JSON: `{"error": {"code": .., "field": .., "message": ..}}`, and a
 //! refused request answers the production object in REQUEST_ERROR.
+//!
+//! As an HTTP service: an unknown card token is 404 on every card route; a
+//! body must be `Content-Type: application/json` (415 otherwise); a client
+//! that half-closes its side after its request still gets the answer; a
+//! connection that does not send a request head within
+//! `[api] header_read_timeout_ms` is closed, and one whose body does not
+//! arrive within `body_read_timeout_ms` is answered 408 and closed.
 
 pub mod client;
 
 use crate::codes::ErrorCode;
-use crate::engine::{CardError, Engine, Resolution, SubmitError};
-use crate::request::RequestError;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::StatusCode;
+use crate::engine::{CardError, Engine, Refused, Resolution, SubmitError};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use serde_json::json;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Requests carry a front image at most: a few megabytes.
 const BODY_LIMIT: usize = 8 * 1024 * 1024;
 
+/// The one media type request bodies come in.
+const JSON: &str = "application/json";
+
+/// Serves the API on `listener` until `shutdown`, then stops accepting,
+/// lets the requests in flight finish, and returns.
+///
+/// HTTP/1.1 through hyper's connection builder rather than `axum::serve`, for
+/// two settings it does not expose: half-closed connections are answered (a
+/// client may shut its sending side down once its request is out), and a
+/// request head must arrive within `[api] header_read_timeout_ms`.
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    engine: Engine,
+    shutdown: CancellationToken,
+) {
+    let header_read = Duration::from_millis(engine.config().api.header_read_timeout_ms);
+    let app = TowerToHyperService::new(router(engine));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, most likely: do not spin.
+                    tracing::warn!(error = %e, "the local API cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .half_close(true)
+            .header_read_timeout(header_read)
+            .serve_connection(TokioIo::new(stream), app.clone());
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "local API connection ended");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
 pub fn router(engine: Engine) -> Router {
+    let body_read = Duration::from_millis(engine.config().api.body_read_timeout_ms);
     Router::new()
         .route("/v1/cards", post(submit))
         .route("/v1/cards/{token}", get(card))
@@ -54,7 +114,104 @@ pub fn router(engine: Engine) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            read_body(body_read, req, next)
+        }))
         .with_state(engine)
+}
+
+/// Reads the whole request body within `limit` before the request goes on;
+/// a body that does not arrive in time is 408 and the connection is closed.
+async fn read_body(limit: Duration, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = match tokio::time::timeout(limit, axum::body::to_bytes(body, BODY_LIMIT)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) if too_large(&e) => {
+            return closing(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                None,
+                &format!("the body is larger than {BODY_LIMIT} bytes"),
+            ))
+        }
+        Ok(Err(e)) => {
+            return closing(error(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                None,
+                &format!("the body could not be read: {e}"),
+            ))
+        }
+        Err(_) => {
+            tracing::info!(method = %parts.method, path = %parts.uri.path(), "a request body did not arrive in time");
+            return closing(error(
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                None,
+                &format!("the body did not arrive within {} ms", limit.as_millis()),
+            ));
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+fn too_large(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// The connection closes after this answer: what is left of the request on
+/// the wire cannot be told from a next request.
+fn closing(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// Whether the request says its body is JSON: `application/json`, any case,
+/// with parameters or not (`; charset=utf-8`).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(JSON))
+}
+
+/// A JSON request body: 415 unless the request says `application/json`.
+struct JsonBody(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        if !is_json(req.headers()) {
+            let given = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            return Err(error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                None,
+                &match given {
+                    Some(t) => format!("the body must be {JSON}, not {t:?}"),
+                    None => format!("the body must be {JSON}: give Content-Type: {JSON}"),
+                },
+            ));
+        }
+        Bytes::from_request(req, state)
+            .await
+            .map(JsonBody)
+            .map_err(IntoResponse::into_response)
+    }
 }
 
 fn error(status: StatusCode, code: &str, field: Option<&str>, message: &str) -> Response {
@@ -94,7 +251,7 @@ fn request_status(code: ErrorCode) -> StatusCode {
     }
 }
 
-async fn submit(State(engine): State<Engine>, body: Bytes) -> Response {
+async fn submit(State(engine): State<Engine>, JsonBody(body): JsonBody) -> Response {
     match engine.submit(&body).await {
         Ok(s) => (StatusCode::CREATED, Json(s.production)).into_response(),
         // Never a final status: the request may or may not be stored.
@@ -104,19 +261,15 @@ async fn submit(State(engine): State<Engine>, body: Bytes) -> Response {
             None,
             &message,
         ),
-        Err(SubmitError::Refused(RequestError {
-            code,
-            field,
-            message,
-        })) => (
-            request_status(code),
+        Err(SubmitError::Refused(Refused { error, occurred_at })) => (
+            request_status(error.code),
             Json(json!({
                 "status": "REQUEST_ERROR",
                 "kioskId": engine.config().kiosk_id,
-                "occurredAt": crate::time::now_rfc3339(),
-                "errorCode": code,
-                "description": message,
-                "field": field,
+                "occurredAt": occurred_at,
+                "errorCode": error.code,
+                "description": error.message,
+                "field": error.field,
             })),
         )
             .into_response(),
@@ -174,13 +327,13 @@ struct Validation {
 async fn validation(
     State(engine): State<Engine>,
     Path(token): Path<String>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Response {
     let v: Validation = match parse(&body) {
         Ok(v) => v,
         Err(r) => return *r,
     };
-    match engine.final_validation(&token, v.accept) {
+    match engine.final_validation(&token, v.accept).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => card_error(e),
     }
@@ -242,7 +395,11 @@ struct Resolve {
 }
 
 /// A technician's word on a card in doubt: `{"resolution": "removed"|"retry"}`.
-async fn resolve(State(engine): State<Engine>, Path(token): Path<String>, body: Bytes) -> Response {
+async fn resolve(
+    State(engine): State<Engine>,
+    Path(token): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Response {
     let r: Resolve = match parse(&body) {
         Ok(r) => r,
         Err(r) => return *r,
@@ -270,7 +427,7 @@ struct Stock {
 async fn set_inventory(
     State(engine): State<Engine>,
     Path(feeder): Path<String>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Response {
     let Ok(feeder) = feeder.parse::<u8>() else {
         return error(

@@ -94,8 +94,8 @@ pub enum Resolution {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
     /// Refused: REQUEST_ERROR with its code.
-    #[error("{} {}", .0.code, .0.message)]
-    Refused(RequestError),
+    #[error("{0}")]
+    Refused(Refused),
     /// Not answered either way: the store could not say whether it wrote
     /// the request, or is being checked. Send the same request again.
     #[error("{0}")]
@@ -103,9 +103,23 @@ pub enum SubmitError {
 }
 
 impl From<RequestError> for SubmitError {
+    /// A refusal; its time is set when it is recorded.
     fn from(e: RequestError) -> Self {
-        SubmitError::Refused(e)
+        SubmitError::Refused(Refused {
+            error: e,
+            occurred_at: crate::time::now_rfc3339(),
+        })
     }
+}
+
+/// A submission the engine refused: why, and when. The time is that of the
+/// REQUEST_ERROR event stored for it, when one was (the request's token could
+/// be read and was not another request's); the time of the refusal otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct Refused {
+    pub error: RequestError,
+    pub occurred_at: String,
 }
 
 /// Why a call on one card cannot be done.
@@ -186,7 +200,8 @@ impl Engine {
 
     /// Parses, validates and queues a request. A refused request whose token
     /// can be read is recorded as REQUEST_ERROR (so its status can be asked
-    /// for), unless the token belongs to another request already.
+    /// for), unless the token belongs to another request already; the refusal
+    /// then carries the time of that stored event.
     pub async fn submit(&self, body: &[u8]) -> Result<Submitted, SubmitError> {
         if self
             .inner
@@ -198,20 +213,29 @@ impl Engine {
             ));
         }
         let token_hint = request::token_of(body);
-        let result = self.accept(body).await;
-        if let Err(SubmitError::Refused(e)) = &result {
-            tracing::info!(code = %e.code, field = e.field.as_deref().unwrap_or(""), "request refused");
-            if let (Some(job), true) = (
-                token_hint.map(|t| self.stub_job(t, body)),
-                e.code != ErrorCode::REQUEST_ALREADY_EXISTS,
-            ) {
-                let (code, message) = (e.code, e.message.clone());
-                let _ = self
-                    .db(move |s| s.record_request_error(&job, code, &message))
-                    .await;
+        let mut refused = match self.accept(body).await {
+            Ok(s) => return Ok(s),
+            Err(SubmitError::Refused(r)) => r,
+            Err(e) => return Err(e),
+        };
+        let e = refused.error.clone();
+        tracing::info!(code = %e.code, field = e.field.as_deref().unwrap_or(""), "request refused");
+        if let (Some(token), true) = (token_hint, e.code != ErrorCode::REQUEST_ALREADY_EXISTS) {
+            let job = self.stub_job(token, body);
+            let (code, message) = (e.code, e.message.clone());
+            match self
+                .db(move |s| s.record_request_error(&job, code, &message))
+                .await
+            {
+                Ok(event) => refused.occurred_at = event.occurred_at,
+                // The token is another request's, or unfit to be stored.
+                Err(StoreError::Duplicate | StoreError::Invalid(_)) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "the refused request could not be recorded")
+                }
             }
         }
-        result
+        Err(SubmitError::Refused(refused))
     }
 
     /// What can be said of a refused request without trusting it.
@@ -252,7 +276,7 @@ impl Engine {
         let not_ready = self.not_ready().await;
         if let (Some(why), NotReady::Reject) = (&not_ready, self.inner.config.production.not_ready)
         {
-            return Err(SubmitError::Refused(RequestError {
+            return Err(SubmitError::from(RequestError {
                 code: ErrorCode::PRINTER_OR_SATELLITE_NOT_READY,
                 field: None,
                 message: why.clone(),
@@ -272,21 +296,21 @@ impl Engine {
         let event = match stored {
             Ok(event) => event,
             Err(StoreError::Duplicate) => {
-                return Err(SubmitError::Refused(RequestError {
+                return Err(SubmitError::from(RequestError {
                     code: ErrorCode::REQUEST_ALREADY_EXISTS,
                     field: Some("cardToken".into()),
                     message: "a request with this cardToken was already submitted".into(),
                 }))
             }
             Err(StoreError::PanInProduction) => {
-                return Err(SubmitError::Refused(RequestError {
+                return Err(SubmitError::from(RequestError {
                     code: ErrorCode::PAN_ALREADY_EXISTS,
                     field: Some("pan".into()),
                     message: "a card with this PAN is already waiting or in production".into(),
                 }))
             }
             Err(StoreError::QueueFull) => {
-                return Err(SubmitError::Refused(RequestError {
+                return Err(SubmitError::from(RequestError {
                     code: ErrorCode::UNABLE_TO_ACCEPT_REQUEST,
                     field: None,
                     message: format!("{limit} requests are already waiting; try again later"),
@@ -303,7 +327,7 @@ impl Engine {
                     "outcome unknown: send the same request again".into(),
                 ));
             }
-            Err(e) => return Err(SubmitError::Refused(internal(e.to_string()))),
+            Err(e) => return Err(SubmitError::from(internal(e.to_string()))),
         };
         tracing::info!(card = %token, pan = %masked, card_type = %card_type, "request accepted");
         self.inner.wake.notify_one();
@@ -405,12 +429,17 @@ impl Engine {
 
     pub async fn card(&self, token: &str) -> Result<CardView, CardError> {
         let t = token.to_string();
-        match self
-            .db(move |s| Ok::<_, StoreError>((s.job(&t)?, s.events(&t)?)))
-            .await
-        {
-            Ok((Some(job), events)) => Ok(CardView::of(&job, &events)),
-            Ok((None, _)) => Err(CardError::NotFound(token.to_string())),
+        // The job first: the events of a token nobody submitted are not an
+        // internal error but an unknown card.
+        let found = self
+            .db(move |s| match s.job(&t)? {
+                Some(job) => s.events(&t).map(|events| Some((job, events))),
+                None => Ok(None),
+            })
+            .await;
+        match found {
+            Ok(Some((job, events))) => Ok(CardView::of(&job, &events)),
+            Ok(None) | Err(StoreError::NotFound) => Err(CardError::NotFound(token.to_string())),
             Err(e) => Err(CardError::Internal(e.to_string())),
         }
     }
@@ -432,26 +461,30 @@ impl Engine {
         }
     }
 
-    /// The kiosk application's verdict on a presented card.
-    pub fn final_validation(&self, token: &str, accept: bool) -> Result<(), CardError> {
+    /// The kiosk application's verdict on a presented card. A card that is
+    /// not waiting for one is a conflict; a token nobody submitted, unknown.
+    pub async fn final_validation(&self, token: &str, accept: bool) -> Result<(), CardError> {
         let sender = self
             .inner
             .verdicts
             .lock()
             .expect("verdicts lock")
             .remove(token);
-        match sender {
-            Some(tx) => {
-                let _ = tx.send(if accept {
-                    Verdict::Accept
-                } else {
-                    Verdict::Refuse
-                });
-                Ok(())
-            }
-            None => Err(CardError::Conflict(format!(
+        if let Some(tx) = sender {
+            let _ = tx.send(if accept {
+                Verdict::Accept
+            } else {
+                Verdict::Refuse
+            });
+            return Ok(());
+        }
+        let t = token.to_string();
+        match self.db(move |s| s.job(&t)).await {
+            Ok(Some(_)) => Err(CardError::Conflict(format!(
                 "card {token:?} is not waiting for a final validation"
             ))),
+            Ok(None) => Err(CardError::NotFound(token.to_string())),
+            Err(e) => Err(CardError::Internal(e.to_string())),
         }
     }
 
