@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The test command. On a fresh Debian machine it installs what the tests need
-# (pcsc-lite's daemon, the vpcd virtual reader, the PC/SC headers), starts
-# pcscd, then runs every test of the workspace.
+# (pcsc-lite's daemon and client library, the vpcd virtual reader, pcsc_scan),
+# starts pcscd, then runs every test of the workspace. The build itself needs
+# no PC/SC headers nor pkg-config: the agent loads libpcsclite.so.1 at run time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(pcscd vsmartcard-vpcd libpcsclite-dev pcsc-tools pkg-config)
+packages=(pcscd libpcsclite1 vsmartcard-vpcd pcsc-tools)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -188,6 +188,7 @@ impl Config {
     /// A kiosk in one directory (store, key, socket), on the bundled simulator,
     /// without chip, with one magnetic card type `debit`: what the demo, the
     /// benchmark and the tests start from, adjusting fields as they need.
+    #[cfg(feature = "simulator")]
     pub fn local(dir: &Path, kiosk_id: &str) -> Config {
         let text = format!(
             r#"
@@ -258,6 +259,12 @@ colour = false
             return Err(
                 "api: header_read_timeout_ms and body_read_timeout_ms must be at least 1".into(),
             );
+        }
+        if self.printer.device == "sim" && !cfg!(feature = "simulator") {
+            return Err(format!(
+                "printer.device = \"sim\": {}; set printer.device to the printer's device",
+                crate::bundled_sim::NO_SIMULATOR
+            ));
         }
         if self.production.queue_limit == 0 {
             return Err("production.queue_limit must be at least 1".into());
@@ -360,6 +367,23 @@ mod tests {
         ] {
             let e = Config::parse(&text).unwrap_err();
             assert!(e.contains(needle), "{needle}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_simulator_device_needs_the_simulator_feature() {
+        let base = include_str!("../docs/satellite.example.toml");
+        let text = base.replace("device = \"/dev/ttyS0\"", "device = \"sim\"");
+        assert_ne!(text, base, "the example names /dev/ttyS0");
+        let parsed = Config::parse(&text);
+        if cfg!(feature = "simulator") {
+            assert_eq!(parsed.unwrap().printer.device, "sim");
+        } else {
+            assert_eq!(
+                parsed.unwrap_err(),
+                "printer.device = \"sim\": this build has no bundled simulator: it was built \
+                 without the `simulator` feature; set printer.device to the printer's device"
+            );
         }
     }
 }

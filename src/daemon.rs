@@ -19,7 +19,7 @@ pub struct Daemon {
     engine_task: tokio::task::JoinHandle<()>,
     api_task: tokio::task::JoinHandle<()>,
     /// Kept alive while the daemon runs when `device = "sim"`.
-    _sim: Option<printer_sim::Simulator>,
+    _sim: Option<crate::bundled_sim::Simulator>,
 }
 
 impl Daemon {
@@ -59,14 +59,12 @@ impl Daemon {
         let (endpoint, sim) = match (printer, config.printer.device.as_str()) {
             (Some(e), _) => (e, None),
             (None, "sim") => {
-                let mut c = printer_sim::SimConfig::for_model(&profile.model.id)
-                    .map_err(|e| format!("simulator: {e}"))?;
-                c.speed = config.printer.sim_speed;
-                let sim = printer_sim::Simulator::new(c);
-                let path = sim
-                    .serve_pty(None)
-                    .await
-                    .map_err(|e| format!("simulator: {e}"))?;
+                // A build without the simulator refused "sim" with the
+                // configuration already; `start_pty` refuses it again here.
+                let (path, sim) =
+                    crate::bundled_sim::start_pty(&profile.model.id, config.printer.sim_speed)
+                        .await
+                        .map_err(|e| format!("printer.device = \"sim\": {e}"))?;
                 tracing::warn!(device = %path.display(), "printer: the bundled SIMULATOR (device = \"sim\"), not a real printer");
                 (Endpoint::Serial(path), Some(sim))
             }

@@ -64,7 +64,9 @@ fn request(token: &str, pan: &str, name: &str, with_chip: bool) -> Value {
 
 pub async fn run() -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let pcsc = std::path::Path::new("/run/pcscd/pcscd.comm").exists();
+    // Chip cards need pcscd (its socket) and its client library.
+    let pcscd = std::path::Path::new("/run/pcscd/pcscd.comm").exists();
+    let pcsc = pcscd && crate::chip::pcsc_library_available();
     let mut sim_config = SimConfig::for_model("evolis-km500b").map_err(|e| e.to_string())?;
     sim_config.speed = 0.05;
     sim_config.customer = Customer::TakeAfter(600);
@@ -96,6 +98,8 @@ pub async fn run() -> Result<(), String> {
         "  chip     {}",
         if pcsc {
             "personalised through pcscd (the simulator plays the card for vpcd)"
+        } else if pcscd {
+            "PC/SC library libpcsclite.so.1 not found: chip cards left out (install libpcsclite1 to include them)"
         } else {
             "pcscd not running here: chip cards left out (bash scripts/pcscd-up.sh to include them)"
         }

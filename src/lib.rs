@@ -6,14 +6,19 @@
 //! * [`request`]: production requests: schema, parsing, validation.
 //! * [`store`]: the durable job store (SQLite), journal, event outbox, sealed card data.
 //! * [`engine`]: the production engine; [`api`]: its local HTTP API; [`daemon`]: `satellite run`.
+//! * [`bundled_sim`]: the bundled printer simulator (cargo feature `simulator`,
+//!   on by default), which `demo` and `bench` need.
 
 pub mod api;
+#[cfg(feature = "simulator")]
 pub mod bench;
+pub mod bundled_sim;
 pub mod chip;
 pub mod cli;
 pub mod codes;
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "simulator")]
 pub mod demo;
 pub mod engine;
 pub mod logging;

@@ -22,6 +22,19 @@ pub(crate) fn service_missing(what: &str) -> Fault {
     )
 }
 
+/// The PC/SC client library cannot be loaded (see `pcsclite.rs`): nothing
+/// of pcscd is reachable.
+pub(crate) fn library_missing() -> Fault {
+    Fault::new(
+        ErrorCode::PRT_SETUP_ERROR,
+        SERVICE_MISSING,
+        format!(
+            "PC/SC library {} not found: install pcscd and libpcsclite1",
+            super::pcsclite::LIBRARY
+        ),
+    )
+}
+
 /// No reader, or none matching the configured name.
 pub(crate) fn reader_missing(wanted: Option<&str>, seen: &[String]) -> Fault {
     let description = match (wanted, seen.is_empty()) {

@@ -9,7 +9,8 @@
 //!
 //! Faults (standard codes; descriptions hold step numbers, counts, status
 //! words and reader names, never bytes of the script or of the answers):
-//! - pcscd unreachable: `PRT_SETUP_ERROR` / `smart-card-service-missing`;
+//! - pcscd unreachable, or the PC/SC library (`libpcsclite.so.1`, loaded at run
+//!   time) missing: `PRT_SETUP_ERROR` / `smart-card-service-missing`;
 //! - no (matching) reader: `PRT_SETUP_ERROR` / `smart-card-reader-missing`;
 //! - another program keeps the reader: `PRT_SETUP_ERROR` / `smart-card-reader-busy`;
 //! - no card within `card_wait_ms`: `PRD_SMARTCARD_CARD_NOT_IN_READER` / `media-missing`;
@@ -28,6 +29,7 @@ use std::fmt;
 mod faults;
 mod memory;
 mod pcsc_station;
+mod pcsclite;
 mod run;
 pub mod script;
 
@@ -111,6 +113,13 @@ impl PcscStation {
     pub async fn readers() -> Result<Vec<String>, Fault> {
         readers().await
     }
+}
+
+/// Whether pcsc-lite's client library (`libpcsclite.so.1`, loaded at run
+/// time) is there: without it every chip operation fails with
+/// `PRT_SETUP_ERROR`.
+pub fn pcsc_library_available() -> bool {
+    pcsclite::available()
 }
 
 /// The names of the readers pcscd sees, in its order (technician diagnostics).

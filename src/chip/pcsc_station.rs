@@ -10,12 +10,12 @@
 //! say so.
 
 use super::faults::{self, LinkError};
+use super::pcsclite::{
+    Card, Context, Disposition, Error as PcscError, ReaderState, State, MAX_BUFFER_SIZE_EXTENDED,
+};
 use super::run::{run_script, CardChannel};
 use super::{ChipReport, ChipScript, PcscConfig, ReaderStatus};
 use crate::codes::Fault;
-use pcsc::{
-    Card, Context, Disposition, Error as PcscError, Protocols, ReaderState, Scope, ShareMode, State,
-};
 use std::ffi::CString;
 use std::sync::atomic::{AtomicIsize, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -187,13 +187,13 @@ fn join_fault(e: tokio::task::JoinError) -> Fault {
 /// The blocking session: context, reader, card, steps.
 fn session(config: &PcscConfig, script: &ChipScript, rep: &Reporter) -> Result<ChipReport, Fault> {
     let apdu_timeout = Duration::from_millis(config.apdu_timeout_ms.max(1));
-    let ctx = Context::establish(Scope::User).map_err(establish_fault)?;
+    let ctx = Context::establish().map_err(establish_fault)?;
     let (reader, name) = choose_reader(&ctx, config.reader.as_deref())?;
     let card = open_card(&ctx, &reader, &name, config, rep)?;
     tracing::info!(reader = %name, steps = script.steps.len(), "chip personalisation starts");
     let mut channel = PcscChannel {
         card,
-        buf: vec![0; pcsc::MAX_BUFFER_SIZE_EXTENDED],
+        buf: vec![0; MAX_BUFFER_SIZE_EXTENDED],
         rep,
         apdu_timeout,
         link_failed: false,
@@ -215,7 +215,7 @@ fn session(config: &PcscConfig, script: &ChipScript, rep: &Reporter) -> Result<C
     } else {
         Disposition::ResetCard
     };
-    if let Err((_, e)) = card.disconnect(disposition) {
+    if let Err(e) = card.disconnect(disposition) {
         tracing::debug!(error = ?e, "disconnecting from the card failed");
     }
     match &result {
@@ -251,6 +251,7 @@ fn label(e: PcscError) -> &'static str {
         PcscError::Cancelled | PcscError::SystemCancelled => "cancelled",
         PcscError::SharingViolation => "reader in use by another program",
         PcscError::NoAccess | PcscError::SecurityViolation => "access denied",
+        PcscError::NoLibrary => "PC/SC library missing",
         _ => "unexpected smart-card error",
     }
 }
@@ -269,6 +270,7 @@ fn is_reader_error(e: PcscError) -> bool {
 fn establish_fault(e: PcscError) -> Fault {
     tracing::warn!(error = ?e, "cannot reach the smart-card service");
     match e {
+        PcscError::NoLibrary => faults::library_missing(),
         PcscError::NoService | PcscError::ServiceStopped | PcscError::CommError => {
             faults::service_missing("the smart-card service (pcscd) is not running")
         }
@@ -292,7 +294,7 @@ fn list_fault(e: PcscError) -> Fault {
 }
 
 fn reader_names(ctx: &Context) -> Result<Vec<CString>, Fault> {
-    ctx.list_readers_owned().map_err(list_fault)
+    ctx.list_readers().map_err(list_fault)
 }
 
 fn lossy(name: &CString) -> String {
@@ -369,13 +371,13 @@ pub(super) fn link_error(e: PcscError) -> LinkError {
 /// Waits for a card in `reader` until `card_wait_ms`, then connects to it
 /// exclusively (no other program may interleave commands during
 /// personalisation), T=0 or T=1.
-fn open_card(
-    ctx: &Context,
+fn open_card<'c>(
+    ctx: &'c Context,
     reader: &CString,
     name: &str,
     config: &PcscConfig,
     rep: &Reporter,
-) -> Result<Card, Fault> {
+) -> Result<Card<'c>, Fault> {
     let apdu_timeout = Duration::from_millis(config.apdu_timeout_ms.max(1));
     let deadline = Instant::now() + Duration::from_millis(config.card_wait_ms);
     let mut states = [ReaderState::new(reader.clone(), State::UNAWARE)];
@@ -417,7 +419,7 @@ fn open_card(
             Phase::Connecting,
             deadline.saturating_duration_since(Instant::now()) + apdu_timeout,
         );
-        match ctx.connect(reader, ShareMode::Exclusive, Protocols::T0 | Protocols::T1) {
+        match ctx.connect_exclusive(reader) {
             Ok(card) => return Ok(card),
             // Gone between the state and the connection (or pcscd is behind).
             Err(PcscError::NoSmartcard | PcscError::RemovedCard) => {
@@ -441,7 +443,7 @@ fn open_card(
 }
 
 struct PcscChannel<'a> {
-    card: Card,
+    card: Card<'a>,
     buf: Vec<u8>,
     rep: &'a Reporter,
     apdu_timeout: Duration,
@@ -460,8 +462,8 @@ impl CardChannel for PcscChannel<'_> {
 
     fn exchange(&mut self, command: &[u8]) -> Result<u16, LinkError> {
         let (result, used) = match self.card.transmit(command, &mut self.buf) {
-            Ok(answer) => {
-                let n = answer.len();
+            Ok(n) => {
+                let answer = &self.buf[..n];
                 let sw = if n >= 2 {
                     Ok(u16::from_be_bytes([answer[n - 2], answer[n - 1]]))
                 } else {
@@ -492,12 +494,12 @@ async fn diagnostic<T: Send + 'static>(f: fn() -> Result<T, Fault>) -> Result<T,
 }
 
 fn readers_blocking() -> Result<Vec<String>, Fault> {
-    let ctx = Context::establish(Scope::User).map_err(establish_fault)?;
+    let ctx = Context::establish().map_err(establish_fault)?;
     Ok(reader_names(&ctx)?.iter().map(lossy).collect())
 }
 
 fn reader_statuses_blocking() -> Result<Vec<ReaderStatus>, Fault> {
-    let ctx = Context::establish(Scope::User).map_err(establish_fault)?;
+    let ctx = Context::establish().map_err(establish_fault)?;
     let names = reader_names(&ctx)?;
     if names.is_empty() {
         return Ok(vec![]);
@@ -561,6 +563,15 @@ mod tests {
             (ErrorCode::PRT_SETUP_ERROR, "smart-card-service-missing")
         );
         assert!(f.description.contains("pcscd"), "{}", f.description);
+        let f = establish_fault(PcscError::NoLibrary);
+        assert_eq!(
+            (f.code, f.reason.as_str()),
+            (ErrorCode::PRT_SETUP_ERROR, "smart-card-service-missing")
+        );
+        assert_eq!(
+            f.description,
+            "PC/SC library libpcsclite.so.1 not found: install pcscd and libpcsclite1"
+        );
         let f = connect_fault(PcscError::UnpoweredCard, "R");
         assert_eq!(
             (f.code, f.reason.as_str()),

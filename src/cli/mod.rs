@@ -31,6 +31,7 @@ pub enum Command {
         config: std::path::PathBuf,
     },
     /// The main job on the bundled simulator: a handful of cards, some with faults.
+    #[cfg_attr(not(feature = "simulator"), command(hide = true))]
     Demo,
     /// Create the card-data key file (32 random bytes, mode 0600; never overwrites).
     Keygen {
@@ -38,6 +39,7 @@ pub enum Command {
         file: std::path::PathBuf,
     },
     /// Drive N cards through the simulator (speed 0) and print throughput, CPU, step times, peak RSS.
+    #[cfg_attr(not(feature = "simulator"), command(hide = true))]
     Bench {
         #[arg(long, default_value_t = 500)]
         cards: usize,
@@ -64,6 +66,9 @@ pub async fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(78)
             }
         },
+        #[cfg(not(feature = "simulator"))]
+        Command::Bench { .. } => without_simulator("bench"),
+        #[cfg(feature = "simulator")]
         Command::Bench { cards, json } => match crate::bench::run(cards, json).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -81,6 +86,9 @@ pub async fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        #[cfg(not(feature = "simulator"))]
+        Command::Demo => without_simulator("demo"),
+        #[cfg(feature = "simulator")]
         Command::Demo => match crate::demo::run().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -89,4 +97,14 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         },
     }
+}
+
+/// `demo` and `bench` in a build without the simulator.
+#[cfg(not(feature = "simulator"))]
+fn without_simulator(command: &str) -> ExitCode {
+    eprintln!(
+        "satellite {command}: {} (`{command}` runs on it: build with the default features)",
+        crate::bundled_sim::NO_SIMULATOR
+    );
+    ExitCode::from(64)
 }

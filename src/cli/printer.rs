@@ -5,6 +5,7 @@
 //! sends exactly what the technician typed.
 
 use super::render;
+use crate::bundled_sim::Simulator;
 use crate::codes::Fault;
 use crate::printer::profile::{FlowControl, Parity};
 use crate::printer::{Backoff, Endpoint, LinkSettings, Printer, Profile};
@@ -49,6 +50,7 @@ pub struct Target {
     flow_control: Option<FlowControl>,
     /// Start the bundled printer simulator behind a pseudo-terminal and talk to it.
     #[arg(long)]
+    #[cfg_attr(not(feature = "simulator"), arg(hide = true))]
     sim: bool,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
@@ -138,18 +140,13 @@ pub async fn run(cmd: PrinterCommand) -> ExitCode {
 }
 
 /// Opens the target: the device named, or a simulator of the model started here.
-async fn open(t: &Target) -> Result<(Printer, Endpoint, Option<printer_sim::Simulator>), String> {
+async fn open(t: &Target) -> Result<(Printer, Endpoint, Option<Simulator>), String> {
     let profile =
         Arc::new(Profile::load(&t.model, t.hardware_dir.as_deref()).map_err(|e| e.to_string())?);
     let (endpoint, sim) = if t.sim {
-        let mut config = printer_sim::SimConfig::for_model(&profile.model.id)
-            .map_err(|e| format!("simulator: {e}"))?;
-        config.speed = 0.0;
-        let sim = printer_sim::Simulator::new(config);
-        let path = sim
-            .serve_pty(None)
+        let (path, sim) = crate::bundled_sim::start_pty(&profile.model.id, 0.0)
             .await
-            .map_err(|e| format!("simulator: {e}"))?;
+            .map_err(|e| format!("--sim: {e}"))?;
         (Endpoint::Serial(path), Some(sim))
     } else {
         (

@@ -14,7 +14,7 @@
 use super::profile::{FlowControl, LinkDefaults, Parity};
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -163,10 +163,7 @@ impl Link {
     }
 }
 
-fn open_serial(
-    path: &std::path::Path,
-    s: &SerialSettings,
-) -> io::Result<FdStream<serialport::TTYPort>> {
+fn open_serial(path: &std::path::Path, s: &SerialSettings) -> io::Result<FdStream> {
     use serialport::{DataBits, FlowControl as F, Parity as P, StopBits};
     let data_bits = match s.data_bits {
         5 => DataBits::Five,
@@ -193,21 +190,40 @@ fn open_serial(
         })
         .open_native()
         .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
-    // `open_native` has set TIOCEXCL: nobody else may open the line while we hold it.
-    FdStream::new(port)
+    // `open_native` has set TIOCEXCL: nobody else may open the line while we
+    // hold it. The line is set up; from here on it is a plain descriptor
+    // (dropping a `TTYPort` only closes it, as dropping an `OwnedFd` does).
+    let fd = port.into_raw_fd();
+    // SAFETY: `into_raw_fd` hands over the open descriptor the port owned,
+    // without closing it; nothing else owns it or will close it, so the
+    // `OwnedFd` becomes its only owner.
+    FdStream::new(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// A non-blocking descriptor driven by tokio's reactor.
-pub struct FdStream<T: AsRawFd> {
-    inner: AsyncFd<T>,
+///
+/// Sound as a safe API because it only takes an [`OwnedFd`]: the descriptor
+/// is open (an `OwnedFd` invariant), owned by this stream alone, never handed
+/// out (no accessor gives the `OwnedFd` or a `&mut` to it back) and closed
+/// only when the stream is dropped, after tokio has deregistered it. So it is
+/// the same open file description for the whole life of the `AsyncFd`, which
+/// is what `AsyncFd::register` requires; no borrowed or raw descriptor (whose
+/// number could be closed and reused behind the reactor's back) can get in.
+pub struct FdStream {
+    inner: AsyncFd<OwnedFd>,
 }
 
-impl<T: AsRawFd> FdStream<T> {
-    pub fn new(inner: T) -> io::Result<Self> {
-        set_nonblocking(inner.as_raw_fd())?;
-        // SAFETY: `inner` owns its descriptor (a `TTYPort` or an `OwnedFd`) and
-        // keeps it open, unchanged, until it is dropped with the `AsyncFd`.
-        let inner = unsafe { AsyncFd::register(inner) }.map_err(|e| e.into_parts().1)?;
+impl FdStream {
+    /// Sets `fd` non-blocking and registers it with tokio's reactor (must run
+    /// inside a tokio runtime). The flag is on the open file description:
+    /// pass a descriptor this program opened for the purpose, not a duplicate
+    /// of one that others use blocking.
+    pub fn new(fd: OwnedFd) -> io::Result<Self> {
+        set_nonblocking(fd.as_raw_fd())?;
+        // SAFETY: an `OwnedFd` is open and stays open, with the same number
+        // and file description, until it is dropped; the `AsyncFd` owns it
+        // from here and drops it last (see the type's documentation).
+        let inner = unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)?;
         Ok(FdStream { inner })
     }
 }
@@ -223,7 +239,7 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-impl<T: AsRawFd + Unpin> AsyncRead for FdStream<T> {
+impl AsyncRead for FdStream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -250,7 +266,7 @@ impl<T: AsRawFd + Unpin> AsyncRead for FdStream<T> {
     }
 }
 
-impl<T: AsRawFd + Unpin> AsyncWrite for FdStream<T> {
+impl AsyncWrite for FdStream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -276,7 +292,7 @@ impl<T: AsRawFd + Unpin> AsyncWrite for FdStream<T> {
 pub struct UsbLink {
     path: PathBuf,
     reopen: bool,
-    node: Option<FdStream<OwnedFd>>,
+    node: Option<FdStream>,
 }
 
 impl UsbLink {
@@ -290,7 +306,7 @@ impl UsbLink {
         Ok(l)
     }
 
-    fn open_node(&self) -> io::Result<FdStream<OwnedFd>> {
+    fn open_node(&self) -> io::Result<FdStream> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
