@@ -26,12 +26,20 @@ struct Kiosk {
 
 /// A kiosk whose simulator raises `condition` just before `step` of card 1.
 async fn kiosk(step: &str, condition: &str) -> Kiosk {
+    kiosk_raising(step, &[condition]).await
+}
+
+/// A kiosk whose simulator raises `conditions` just before `step` of card 1.
+async fn kiosk_raising(step: &str, conditions: &[&str]) -> Kiosk {
     let dir = tempfile::tempdir().unwrap();
     Keys::generate(&dir.path().join("card.key")).unwrap();
     let mut c = SimConfig::for_model("evolis-km500b").unwrap();
     c.speed = 0.0;
     c.customer = Customer::TakeAfter(50);
-    let scenario = format!("[[at]]\ncard = 1\nstep = \"{step}\"\nraise = \"{condition}\"\n");
+    let scenario: String = conditions
+        .iter()
+        .map(|c| format!("[[at]]\ncard = 1\nstep = \"{step}\"\nraise = \"{c}\"\n"))
+        .collect();
     c.scenario = Some(Scenario::parse("row", &scenario).unwrap());
     let sim = Simulator::new(c);
     let link = sim
@@ -221,8 +229,7 @@ async fn garbage_at_each_step() {
 /// printer still senses it, and whose "retry" after emptying the box ends it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_reject_waits_for_a_technician() {
-    let k = kiosk("magnetic", "mag-write-fail").await;
-    k.sim.raise("reject-full".parse().unwrap());
+    let k = kiosk_raising("magnetic", &["mag-write-fail", "reject-full"]).await;
     k.submit("c1", "4000001234567899").await;
     let mut engine = Value::Null;
     for _ in 0..500 {
@@ -275,7 +282,5 @@ async fn a_refused_reject_waits_for_a_technician() {
         Place::RejectBox,
         "the card is where the status says"
     );
-    k.submit("c2", "4000001234567808").await;
-    assert_eq!(k.settle("c2", "after").await["status"], "PRODUCED");
     k.stop().await;
 }
