@@ -188,7 +188,6 @@ impl Config {
     /// A kiosk in one directory (store, key, socket), on the bundled simulator,
     /// without chip, with one magnetic card type `debit`: what the demo, the
     /// benchmark and the tests start from, adjusting fields as they need.
-    #[cfg(feature = "simulator")]
     pub fn local(dir: &Path, kiosk_id: &str) -> Config {
         let text = format!(
             r#"
