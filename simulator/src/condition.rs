@@ -1,6 +1,7 @@
 //! Conditions: the faults and states a scenario, the control socket or a test
 //! raises on the simulated printer. Names are kebab-case; a few take an
-//! argument after `:` (`slow:300`, `unreachable:1500`, `garbage:2`).
+//! argument after `:` (`slow:300`, `unreachable:1500`, `garbage:2`,
+//! `silent:5000`, `power-cycle:3000`).
 //!
 //! What each one does to the firmware lives in `firmware/`; this file only
 //! names them.
@@ -42,6 +43,15 @@ pub enum Condition {
     Slow(Option<u64>),
     /// The next n replies (default: until cleared) are malformed bytes.
     Garbage(Option<u32>),
+    /// The printer is switched off on a line that stays open: every byte is
+    /// consumed, nothing is answered, no command takes effect. Ends after
+    /// the given ms (not scaled), or at clear; nothing is lost meanwhile.
+    Silent(Option<u64>),
+    /// The printer restarts without the line dropping: silent while it boots
+    /// for the given ms (not scaled; default [`DEFAULT_BOOT_MS`] scaled by
+    /// `speed`, at least [`MIN_BOOT_MS`]), then it answers with its unsaved
+    /// settings lost and INF just_rebooted set. Clearing it ends the boot now.
+    PowerCycle(Option<u64>),
 }
 
 /// Every condition name, for help texts and errors.
@@ -68,10 +78,16 @@ pub const NAMES: &[&str] = &[
     "unreachable",
     "slow",
     "garbage",
+    "silent",
+    "power-cycle",
 ];
 
 pub const DEFAULT_UNREACHABLE_MS: u64 = 2000;
 pub const DEFAULT_SLOW_MS: u64 = 5000;
+/// Boot time of `power-cycle` without an argument, at speed 1; scaled by `speed`.
+pub const DEFAULT_BOOT_MS: u64 = 1500;
+/// The shortest scaled boot (speed 0 included), so a host can see the silence.
+pub const MIN_BOOT_MS: u64 = 50;
 
 impl Condition {
     /// The kebab-case name, without the argument.
@@ -100,6 +116,8 @@ impl Condition {
             Unreachable(_) => "unreachable",
             Slow(_) => "slow",
             Garbage(_) => "garbage",
+            Silent(_) => "silent",
+            PowerCycle(_) => "power-cycle",
         }
     }
 }
@@ -161,6 +179,8 @@ impl FromStr for Condition {
             "locked" => no_arg(Locked),
             "unreachable" => Ok(Unreachable(num("delay")?)),
             "slow" => Ok(Slow(num("delay")?)),
+            "silent" => Ok(Silent(num("duration")?)),
+            "power-cycle" => Ok(PowerCycle(num("boot time")?)),
             "garbage" => match num("count")? {
                 None => Ok(Garbage(None)),
                 Some(n) if n > 0 && n <= u32::MAX as u64 => Ok(Garbage(Some(n as u32))),
@@ -174,7 +194,10 @@ impl FromStr for Condition {
 impl fmt::Display for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Condition::Unreachable(Some(ms)) | Condition::Slow(Some(ms)) => {
+            Condition::Unreachable(Some(ms))
+            | Condition::Slow(Some(ms))
+            | Condition::Silent(Some(ms))
+            | Condition::PowerCycle(Some(ms)) => {
                 write!(f, "{}:{ms}", self.name())
             }
             Condition::Garbage(Some(n)) => write!(f, "{}:{n}", self.name()),
@@ -215,6 +238,20 @@ mod tests {
             "garbage:2".parse::<Condition>().unwrap().to_string(),
             "garbage:2"
         );
+        assert_eq!(
+            "silent:250".parse::<Condition>().unwrap(),
+            Condition::Silent(Some(250))
+        );
+        assert_eq!(
+            "power-cycle".parse::<Condition>().unwrap(),
+            Condition::PowerCycle(None)
+        );
+        assert_eq!(
+            "power-cycle:3000".parse::<Condition>().unwrap().to_string(),
+            "power-cycle:3000"
+        );
+        assert_eq!(check_name("power-cycle:10"), Ok("power-cycle"));
+        assert!("silent:soon".parse::<Condition>().is_err());
         assert!("garbage:0".parse::<Condition>().is_err());
         assert!("slow:fast".parse::<Condition>().is_err());
         assert!("cover-open:1".parse::<Condition>().is_err());

@@ -152,9 +152,13 @@ enum CtlOp {
     /// ribbon-missing, ribbon-ended, ribbon-error, hopper-full, hopper-door-open,
     /// hopper-jam, reject-full, mag-write-fail, mag-read-mismatch, chip-mute,
     /// card-not-in-reader, emboss-fail, emboss-ribbon, paused, locked,
-    /// unreachable[:ms], slow[:ms], garbage[:n].
+    /// unreachable[:ms], slow[:ms], garbage[:n], silent[:ms] (switched off on
+    /// an open line: nothing answered, nothing done), power-cycle[:ms]
+    /// (restart: silent while booting, default 1500 ms scaled by --speed and
+    /// at least 50 ms, or exactly :ms; then unsaved settings are lost and the
+    /// next Rst reports INF just_rebooted).
     Raise { condition: String },
-    /// Clear one condition, or all.
+    /// Clear one condition, or all (clearing silent or power-cycle ends it now).
     Clear { condition: Option<String> },
     /// The customer takes the presented card now.
     Take,

@@ -1,6 +1,7 @@
 //! The async shell around the firmware: one shared printer, any number of
-//! links, timers for the mechanism, the customer, the scenario and the
-//! `unreachable` condition.
+//! links, timers for the mechanism, the customer, the scenario, the
+//! `unreachable` condition and the firmware's own alarms (the end of a
+//! `silent:ms` or of a `power-cycle`'s boot).
 //!
 //! Locking: the printer is behind a std mutex, held only for a `handle` call
 //! or a snapshot, never across an `.await`. Mechanical commands also take an
@@ -172,7 +173,7 @@ impl Simulator {
             });
         self.apply(now_effects);
         let Some(reply) = out.reply else {
-            tracing::debug!(frame = %shown, "link down: no reply");
+            tracing::debug!(frame = %shown, "link down or printer off: no reply");
             self.apply_async(later).await;
             return None;
         };
@@ -183,6 +184,10 @@ impl Simulator {
         drop(mech);
         if out.slow_ms > 0 {
             tokio::time::sleep(Duration::from_millis(out.slow_ms)).await;
+        }
+        if !self.printer().reply_stands(out.power_epoch) {
+            tracing::debug!(frame = %shown, "the printer went off while working: no reply");
+            return None;
         }
         let bytes = encode_reply(&reply, self.inner.terminator);
         let (shown_reply, _) = show_reply_of(&reply, card_data);
@@ -242,6 +247,14 @@ impl Simulator {
                     if let Some(chip) = &self.inner.chip {
                         chip.set_fault(f);
                     }
+                }
+                Effect::Wake { after_ms, alarm } => {
+                    let sim = self.clone();
+                    self.inner.runtime.spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(after_ms)).await;
+                        let effects = sim.printer().alarm(alarm, sim.now_ms());
+                        sim.apply(effects);
+                    });
                 }
                 Effect::LinkDown { ms } => self.link_down(ms),
                 Effect::LinkUp => self.link_up(),
@@ -327,7 +340,7 @@ impl Simulator {
     // ---- control ----------------------------------------------------------
 
     pub fn raise(&self, c: Condition) {
-        let effects = self.printer().raise(c);
+        let effects = self.printer().raise(c, self.now_ms());
         self.apply(effects);
     }
 

@@ -14,6 +14,10 @@ pub struct State {
     pub model_name: String,
     pub identity: Identity,
     pub speed: f64,
+    /// Whether the printer answers: `on`, `silent` (the `silent` condition)
+    /// or `booting` (a `power-cycle` not finished yet).
+    #[serde(default)]
+    pub power: Power,
     /// Options available now (in the profile and switched on).
     pub options: Options,
     pub feeders: Vec<Feeder>,
@@ -27,6 +31,9 @@ pub struct State {
     pub conditions: Vec<String>,
     /// `Pem` value.
     pub error_mode: u32,
+    /// The mode saved by `Pem;mode;s`: what a power cycle falls back to.
+    #[serde(default)]
+    pub saved_error_mode: u32,
     pub ack_nack: bool,
     /// The card on the path inside the printer (print position, a station, or jammed).
     pub card_inside: Option<u64>,
@@ -47,6 +54,41 @@ pub struct State {
     pub status: BTreeMap<String, String>,
     pub links: Links,
     pub cards: Vec<CardRecord>,
+    /// The printer's own log, oldest first and bounded: conditions raised and
+    /// cleared, power going off, booting and answering again.
+    #[serde(default)]
+    pub events: Vec<PrinterEvent>,
+}
+
+/// Whether the printer answers on its links.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Power {
+    /// Answers.
+    #[default]
+    On,
+    /// Restarting after a `power-cycle`: answers nothing until booted.
+    Booting,
+    /// Switched off on an open line (`silent`): answers nothing.
+    Silent,
+}
+
+impl Power {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Power::On => "on",
+            Power::Booting => "booting",
+            Power::Silent => "silent",
+        }
+    }
+}
+
+/// One entry of the printer's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrinterEvent {
+    /// Ms since the simulator started.
+    pub t_ms: u64,
+    pub what: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,6 +175,7 @@ impl State {
         } else {
             self.conditions.join(", ")
         };
+        let _ = writeln!(s, "power    {}", self.power.as_str());
         let _ = writeln!(s, "faults   {conds}");
         let _ = writeln!(
             s,

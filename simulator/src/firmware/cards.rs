@@ -62,8 +62,12 @@ impl Printer {
             self.cards[i].event(cx.now, "jammed at the feeder");
             return Err(CARD_JAM);
         }
-        // A new card starts with a clean slate of event flags.
-        self.latched = Latched::default();
+        // A new card starts with a clean slate of event flags; a restart
+        // stays reported until an `Rst` answer has told the host.
+        self.latched = Latched {
+            just_rebooted: self.latched.just_rebooted,
+            ..Latched::default()
+        };
         self.counters.inserted += 1;
         self.cards_since_cleaning = self.cards_since_cleaning.saturating_add(1);
         self.cards[i].event(cx.now, "inserted");

@@ -55,16 +55,19 @@ impl Printer {
         Some(raw)
     }
 
-    /// Raises a condition (replacing one of the same kind).
-    pub fn raise(&mut self, c: Condition) -> Vec<Effect> {
+    /// Raises a condition at `now` (replacing one of the same kind).
+    pub fn raise(&mut self, c: Condition, now: u64) -> Vec<Effect> {
         self.conditions.retain(|x| x.name() != c.name());
         self.conditions.push(c);
         tracing::info!(condition = %c, "condition raised");
+        self.log(now, format!("raised {c}"));
         match c {
             Condition::ChipMute => vec![Effect::ChipFault(ChipFault::Mute)],
             Condition::Unreachable(ms) => vec![Effect::LinkDown {
                 ms: ms.unwrap_or(DEFAULT_UNREACHABLE_MS),
             }],
+            Condition::Silent(ms) => self.silence_starts(ms, now),
+            Condition::PowerCycle(ms) => self.power_cycle_starts(ms, now),
             _ => Vec::new(),
         }
     }
@@ -78,9 +81,14 @@ impl Printer {
             None => self.conditions.iter().map(|c| c.name()).collect(),
         };
         let mut effects = Vec::new();
+        let was_off = !self.answers();
         for name in names {
+            let raised = self.conditions.iter().any(|c| c.name() == name);
             self.conditions.retain(|c| c.name() != name);
             tracing::info!(condition = name, "condition cleared");
+            if raised {
+                self.log(now, format!("cleared {name}"));
+            }
             match name {
                 "chip-mute" => effects.push(Effect::ChipFault(ChipFault::None)),
                 "unreachable" => effects.push(Effect::LinkUp),
@@ -88,8 +96,13 @@ impl Printer {
                 "hopper-jam" => self.remove_jammed(Place::HopperJammed, now),
                 "hopper-full" => self.hopper.count = 0,
                 "reject-full" => self.reject.count = 0,
+                // Clearing a boot finishes it now.
+                "power-cycle" if raised => self.booted(now),
                 _ => {}
             }
+        }
+        if was_off {
+            effects.extend(self.maybe_resume(now));
         }
         Ok(effects)
     }
@@ -130,7 +143,10 @@ impl Printer {
             .collect();
         for action in due {
             match action {
-                Action::Raise(c) => cx.effects.extend(self.raise(c)),
+                Action::Raise(c) => {
+                    let e = self.raise(c, cx.now);
+                    cx.effects.extend(e);
+                }
                 Action::Clear(name) => {
                     // Names were checked when the scenario was read.
                     if let Ok(e) = self.clear(name.as_deref(), cx.now) {

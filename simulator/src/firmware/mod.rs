@@ -6,15 +6,19 @@
 //! of the dialect is testable with plain function calls and a fake clock.
 //!
 //! Order of decisions for a frame, as the brief fixes it:
-//! scenario triggers for the card step, then unreachable (no reply at all),
-//! slow (reply delayed), garbage (reply replaced), then for job commands
-//! cover-open > locked > paused, then the command's own checks and faults.
+//! a printer switched off (`silent`, or booting after `power-cycle`) swallows
+//! the frame before anything else; then scenario triggers for the card step
+//! (one may switch the printer off for this very frame), unreachable (no
+//! reply at all), silent again, slow (reply delayed), garbage (reply
+//! replaced), then for job commands cover-open > locked > paused, then the
+//! command's own checks and faults.
 
 mod cards;
 mod conditions;
 mod emboss;
 mod magnetic;
 mod operator;
+mod power;
 mod printing;
 mod status;
 #[cfg(test)]
@@ -27,7 +31,7 @@ use crate::config::{Customer, SimConfig, DEFAULT_CARD_TYPE, DEFAULT_FEEDER_COUNT
 use crate::model::{BoxState, Card, Counters, EmbossLine, Feeder, Place, Ribbon, Stripe, TextLine};
 use crate::profile::Profile;
 use crate::scenario::{Entry, Trigger};
-use crate::state::Options;
+use crate::state::{Options, PrinterEvent};
 use dialect::panel::{Bitmap, Panel};
 use dialect::reply::Malformed;
 use dialect::{Command, Inbound, Reply};
@@ -59,6 +63,22 @@ pub enum Effect {
         card: u64,
         take_after: Option<u64>,
     },
+    /// Call [`Printer::alarm`] with `alarm` after `after_ms` (the firmware
+    /// has already applied `speed` where it applies).
+    Wake {
+        after_ms: u64,
+        alarm: Alarm,
+    },
+}
+
+/// A timer the firmware asked for. The number tells one raise from the
+/// next, so an old timer cannot end a newer silence or boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alarm {
+    /// The end of a `silent:ms`.
+    SilenceEnds(u64),
+    /// The end of a `power-cycle`'s boot.
+    Booted(u64),
 }
 
 /// The firmware's answer to one frame.
@@ -71,6 +91,9 @@ pub struct Outcome {
     /// Extra delay of the `slow` condition (not scaled: it is a fault, not a mechanism).
     pub slow_ms: u64,
     pub effects: Vec<Effect>,
+    /// The power epoch the reply belongs to: if the printer went off since
+    /// (see [`Printer::reply_stands`]), the reply is lost and never sent.
+    pub power_epoch: u64,
 }
 
 /// A successful answer.
@@ -91,7 +114,9 @@ pub(crate) struct Cx {
 }
 
 /// Status bits that record an event rather than a state: set when a fault
-/// happens, cleared by `Scs`, `Srs` or the next insertion.
+/// happens, cleared by `Scs`, `Srs` or the next insertion; `just_rebooted`,
+/// set by `Srs` and at the end of a boot, is read-to-clear instead: the first
+/// `Rst` answer reports it (`Scs` clears it too, an insertion does not).
 #[derive(Debug, Clone, Copy, Default)]
 struct Latched {
     mag_write_error: bool,
@@ -133,6 +158,8 @@ pub struct Printer {
     back_side: bool,
     emboss_loaded: BTreeMap<u8, EmbossLine>,
     error_mode: u32,
+    /// `Pem;mode;s`: the mode a power cycle falls back to.
+    saved_error_mode: u32,
     latched: Latched,
     busy_until: u64,
     customer: Customer,
@@ -141,6 +168,16 @@ pub struct Printer {
     chip_card: Option<u64>,
     triggers: Vec<CardTrigger>,
     garbage_seq: usize,
+    /// Bumped each time the printer goes off (silent or power cycle).
+    power_epoch: u64,
+    /// Tells each raise of `silent`/`power-cycle` from the next, for [`Alarm`].
+    alarm_seq: u64,
+    silence_alarm: u64,
+    boot_alarm: u64,
+    /// The customer wanted to take this card while the printer was off.
+    deferred_take: Option<u64>,
+    /// The printer's own log (bounded), for the state.
+    events: Vec<PrinterEvent>,
 }
 
 impl Printer {
@@ -202,6 +239,7 @@ impl Printer {
             back_side: false,
             emboss_loaded: BTreeMap::new(),
             error_mode: 0,
+            saved_error_mode: 0,
             latched: Latched::default(),
             busy_until: 0,
             customer: cfg.customer,
@@ -209,6 +247,12 @@ impl Printer {
             chip_card: None,
             triggers,
             garbage_seq: 0,
+            power_epoch: 0,
+            alarm_seq: 0,
+            silence_alarm: 0,
+            boot_alarm: 0,
+            deferred_take: None,
+            events: Vec::new(),
             conditions: Vec::new(),
             cfg: SimConfig {
                 scenario: None,
@@ -228,31 +272,36 @@ impl Printer {
             work: 0,
             effects: Vec::new(),
         };
+        // A printer that is off sees nothing: no trigger, no command, no reply.
+        if !self.answers() {
+            return self.no_reply(cx);
+        }
         // The reply to `Pem` itself follows the mode it arrived in.
         let ack = self.ack_nack();
-        // Step triggers first: one may drop the link for this very command.
+        // Step triggers first: one may drop the link or switch the printer
+        // off for this very command.
         if let Inbound::Command(cmd) = inbound {
             self.fire_step_triggers(cmd, &mut cx);
         }
-        // A dropped link answers nothing at all.
-        if self.has(Condition::Unreachable(None)) {
-            return Outcome {
-                reply: None,
-                work_ms: 0,
-                slow_ms: 0,
-                effects: cx.effects,
-            };
+        // A dropped link or a printer switched off answers nothing at all.
+        if self.has(Condition::Unreachable(None)) || !self.answers() {
+            return self.no_reply(cx);
         }
         let (result, read) = match inbound {
             Inbound::Command(cmd) => (self.execute(cmd, &mut cx), is_read(&cmd.mnemonic)),
             Inbound::Malformed { raw, .. } => (Err(malformed_word(raw)), false),
         };
+        let status_read =
+            matches!(inbound, Inbound::Command(c) if c.mnemonic == "Rst") && result.is_ok();
         let mut reply = shape(result, read, ack);
         if let Some(raw) = self.next_garbage() {
             reply = Reply::Malformed {
                 raw,
                 why: Malformed::BadByte(0xff),
             };
+        } else if status_read {
+            // Read-to-clear: this answer told the host about the restart.
+            self.latched.just_rebooted = false;
         }
         let work_ms = self.cfg.scaled(cx.work);
         self.busy_until = self.busy_until.max(now.saturating_add(work_ms));
@@ -261,6 +310,17 @@ impl Printer {
             work_ms,
             slow_ms: self.slow_ms(),
             effects: cx.effects,
+            power_epoch: self.power_epoch,
+        }
+    }
+
+    fn no_reply(&self, cx: Cx) -> Outcome {
+        Outcome {
+            reply: None,
+            work_ms: 0,
+            slow_ms: 0,
+            effects: cx.effects,
+            power_epoch: self.power_epoch,
         }
     }
 
@@ -299,9 +359,16 @@ impl Printer {
             "Rcr" => self.read_colour_ribbon(),
             "Rem" => Ok(Answer::Text(self.error_mode.to_string())),
             "Pem" => {
-                self.error_mode = p[0].parse().map_err(|_| ERROR_PARAMETRES)?;
-                if p.len() == 2 && p[1] != "s" {
-                    return Err(ERROR_PARAMETRES);
+                let mode = p[0].parse().map_err(|_| ERROR_PARAMETRES)?;
+                let save = match p.get(1).map(String::as_str) {
+                    None => false,
+                    Some("s") => true,
+                    Some(_) => return Err(ERROR_PARAMETRES),
+                };
+                self.error_mode = mode;
+                if save {
+                    // Survives a power cycle; without `s` the mode lasts until one.
+                    self.saved_error_mode = mode;
                 }
                 Ok(Answer::Ok)
             }

@@ -141,10 +141,20 @@ impl Printer {
     }
 
     /// The customer's own take, scheduled at presentation: only if that card
-    /// still waits and the customer still takes cards.
+    /// still waits and the customer still takes cards. While the printer is
+    /// off (silent or booting) nothing moves: the customer waits and takes
+    /// the card as soon as the printer answers again.
     pub fn customer_take(&mut self, card: u64, now: u64) -> (bool, Vec<Effect>) {
         let waiting = self.bezel_index().map(|i| self.cards[i].record.seq) == Some(card);
         if !waiting || self.take_after().is_none() {
+            return (false, Vec::new());
+        }
+        if !self.answers() {
+            self.deferred_take = Some(card);
+            self.log(
+                now,
+                format!("the customer waits for card #{card}: the printer is off"),
+            );
             return (false, Vec::new());
         }
         self.take(now)
@@ -177,6 +187,7 @@ impl Printer {
                 firmware: self.cfg.firmware.clone(),
             },
             speed: self.cfg.speed,
+            power: self.power(),
             options: self.available(),
             feeders: self.feeders.clone(),
             selected_feeder: self.selected_feeder,
@@ -195,6 +206,7 @@ impl Printer {
             paused: self.has(Condition::Paused),
             conditions: self.conditions.iter().map(|c| c.to_string()).collect(),
             error_mode: self.error_mode,
+            saved_error_mode: self.saved_error_mode,
             ack_nack: self.ack_nack(),
             card_inside: self.path_index().map(|i| self.cards[i].record.seq),
             bezel: self.bezel_index().map(|i| self.cards[i].record.seq),
@@ -212,6 +224,7 @@ impl Printer {
             status: words.map(),
             links: Default::default(),
             cards: self.cards.iter().map(|c| c.record.clone()).collect(),
+            events: self.events.clone(),
         }
     }
 

@@ -318,7 +318,7 @@ fn each_condition_gives_its_reply_and_status_bits() {
             ok(&mut p, s);
         }
         let before = st(&p);
-        p.raise(cond.parse().unwrap());
+        p.raise(cond.parse().unwrap(), 0);
         assert_eq!(t(&mut p, frame), *word, "{cond}: {frame}");
         let after = st(&p);
         for (w, b) in *bits {
@@ -347,11 +347,11 @@ fn emboss_conditions_and_ex1() {
     insert(&mut p);
     ok(&mut p, "Xel;1;0;4000 0012 3456 7899");
     assert!(t(&mut p, "Rst").ends_with("EX1=00000000"));
-    p.raise(Condition::EmbossFail);
+    p.raise(Condition::EmbossFail, 0);
     assert_eq!(t(&mut p, "Xee"), ERROR_EMBOSS);
     assert!(has(st(&p).ex1.unwrap(), 0));
     p.clear(Some("emboss-fail"), 0).unwrap();
-    p.raise(Condition::EmbossRibbon);
+    p.raise(Condition::EmbossRibbon, 0);
     assert_eq!(t(&mut p, "Xee"), EMBOSS_RIBBON);
     p.clear(None, 0).unwrap();
     ok(&mut p, "Scs");
@@ -386,12 +386,12 @@ fn smart_station_conditions() {
     let mut p = km();
     assert_eq!(t(&mut p, "Sis"), NO_CARD_IN_STATION);
     insert(&mut p);
-    p.raise(Condition::CardNotInReader);
+    p.raise(Condition::CardNotInReader, 0);
     let o = outcome(&mut p, "Sis");
     assert_eq!(o.reply, Some(Reply::Text("OK".into())));
     assert!(o.effects.is_empty(), "the chip never reaches the reader");
     assert_eq!(
-        p.raise(Condition::ChipMute),
+        p.raise(Condition::ChipMute, 0),
         vec![Effect::ChipFault(ChipFault::Mute)]
     );
     assert_eq!(
@@ -411,7 +411,7 @@ fn mag_read_mismatch_changes_one_character() {
     insert(&mut p);
     ok(&mut p, "Dm;2;4000001234567899=2812101");
     ok(&mut p, "Smw");
-    p.raise(Condition::MagReadMismatch);
+    p.raise(Condition::MagReadMismatch, 0);
     let r = t(&mut p, "Smr;2");
     assert_ne!(r, "4000001234567899=2812101");
     assert_eq!(r.len(), 24);
@@ -420,25 +420,25 @@ fn mag_read_mismatch_changes_one_character() {
 #[test]
 fn precedence_of_job_faults() {
     let mut p = km();
-    p.raise(Condition::Paused);
-    p.raise(Condition::Locked);
+    p.raise(Condition::Paused, 0);
+    p.raise(Condition::Locked, 0);
     assert_eq!(t(&mut p, "Si"), PRINTER_LOCKED);
-    p.raise(Condition::CoverOpen);
+    p.raise(Condition::CoverOpen, 0);
     assert_eq!(t(&mut p, "Si"), COVER_OPEN);
     assert_eq!(t(&mut p, "Zz"), ERROR_CDE, "an unknown command is no job");
     assert_eq!(t(&mut p, "Sk;f"), "0", "feeder sensors still read");
     ok(&mut p, "Pem;2");
-    p.raise(Condition::Slow(Some(30)));
+    p.raise(Condition::Slow(Some(30)), 0);
     let o = outcome(&mut p, "Rsn");
     assert_eq!(o.slow_ms, 30);
-    p.raise(Condition::Garbage(Some(1)));
+    p.raise(Condition::Garbage(Some(1)), 0);
     assert!(matches!(send(&mut p, "Si"), Reply::Malformed { .. }));
     assert_eq!(
         send(&mut p, "Si"),
         Reply::Text(COVER_OPEN.into()),
         "garbage:1 lasts one reply"
     );
-    p.raise(Condition::Unreachable(Some(10)));
+    p.raise(Condition::Unreachable(Some(10)), 0);
     let o = outcome(&mut p, "Rsn");
     assert_eq!(o.reply, None);
     assert_eq!(
@@ -455,7 +455,7 @@ fn precedence_of_job_faults() {
 #[test]
 fn garbage_is_a_real_mix_of_bad_bytes() {
     let mut p = km();
-    p.raise(Condition::Garbage(None));
+    p.raise(Condition::Garbage(None), 0);
     let mut all = Vec::new();
     for _ in 0..4 {
         let Reply::Malformed { raw, .. } = send(&mut p, "Rsn") else {
@@ -472,11 +472,11 @@ fn garbage_is_a_real_mix_of_bad_bytes() {
 fn unreachable_raises_a_link_effect() {
     let mut p = km();
     assert_eq!(
-        p.raise("unreachable:1500".parse().unwrap()),
+        p.raise("unreachable:1500".parse().unwrap(), 0),
         vec![Effect::LinkDown { ms: 1500 }]
     );
     assert_eq!(
-        p.raise("unreachable".parse().unwrap()),
+        p.raise("unreachable".parse().unwrap(), 0),
         vec![Effect::LinkDown { ms: 2000 }]
     );
     assert_eq!(p.conditions().len(), 1, "one condition of a kind");
@@ -501,39 +501,39 @@ fn ack_nack_mode() {
         Reply::Text("OK".into()),
         "even an OK read stays text"
     );
-    p.raise(Condition::CoverOpen);
+    p.raise(Condition::CoverOpen, 0);
     assert_eq!(send(&mut p, "Si"), Reply::Nack(b'C'));
     p.clear(None, 0).unwrap();
-    p.raise(Condition::FeederEmpty);
+    p.raise(Condition::FeederEmpty, 0);
     assert_eq!(send(&mut p, "Si"), Reply::Nack(b'F'));
     p.clear(None, 0).unwrap();
     assert_eq!(send(&mut p, "Si"), Reply::Ack);
-    p.raise(Condition::RibbonEnded);
+    p.raise(Condition::RibbonEnded, 0);
     assert_eq!(send(&mut p, "Sp;k"), Reply::Nack(b'R'));
-    p.raise(Condition::MagWriteFail);
+    p.raise(Condition::MagWriteFail, 0);
     assert_eq!(send(&mut p, "Smw"), Reply::Nack(b'W'));
-    p.raise(Condition::FeederJam);
+    p.raise(Condition::FeederJam, 0);
     assert_eq!(
         send(&mut p, "Si"),
         Reply::Nack(b'1'),
         "a second card while one is inside"
     );
     // Words without a NACK character keep their text.
-    p.raise(Condition::HopperDoorOpen);
+    p.raise(Condition::HopperDoorOpen, 0);
     assert_eq!(send(&mut p, "Se"), Reply::Text(HOPPER_DOOR.into()));
     assert_eq!(send(&mut p, "Pem;2"), Reply::Ack);
     assert_eq!(send(&mut p, "Pmi;F"), Reply::Text("OK".into()));
     let mut e = ie4();
     ok(&mut e, "Pem;18");
     assert_eq!(send(&mut e, "Si"), Reply::Ack);
-    e.raise(Condition::EmbossFail);
+    e.raise(Condition::EmbossFail, 0);
     assert_eq!(send(&mut e, "Xee"), Reply::Nack(b'E'));
 }
 
 #[test]
 fn feeder_jam_holds_the_card_until_cleared() {
     let mut p = km();
-    p.raise(Condition::FeederJam);
+    p.raise(Condition::FeederJam, 0);
     assert_eq!(t(&mut p, "Si"), CARD_JAM);
     assert_eq!(t(&mut p, "Si"), CARD_JAM, "no second card behind a jam");
     assert_eq!(p.cards.len(), 1);
@@ -550,7 +550,7 @@ fn feeder_jam_holds_the_card_until_cleared() {
 fn a_card_jammed_at_the_output_can_be_rejected() {
     let mut p = km();
     insert(&mut p);
-    p.raise(Condition::HopperJam);
+    p.raise(Condition::HopperJam, 0);
     assert_eq!(t(&mut p, "Se"), CARD_JAM);
     assert_eq!(t(&mut p, "Si"), CARD_JAM, "the jammed card blocks the path");
     ok(&mut p, "Ser");
@@ -885,6 +885,8 @@ fn a_card_is_never_in_two_places() {
         "cover-open",
         "ribbon-ended",
         "mag-write-fail",
+        "silent",
+        "power-cycle",
     ];
     for model in ["evolis-km500b", "instant-embosser-ie4"] {
         let mut c = config(model);
@@ -905,7 +907,7 @@ fn a_card_is_never_in_two_places() {
         for step in 0..3000u64 {
             match next(20) {
                 0 => {
-                    let _ = p.raise(FAULTS[next(FAULTS.len())].parse().unwrap());
+                    let _ = p.raise(FAULTS[next(FAULTS.len())].parse().unwrap(), 0);
                 }
                 1 => {
                     let _ = p.clear(None, step);
@@ -999,6 +1001,7 @@ fn random_input_never_panics() {
                     ][next(5)]
                     .parse()
                     .unwrap(),
+                    step,
                 );
             }
             if next(300) == 0 {
@@ -1017,4 +1020,348 @@ fn random_input_never_panics() {
             "{model}: {frames} frames, {oks} OK: the input did reach the commands"
         );
     }
+}
+
+// ---- power: silent and power-cycle ---------------------------------------
+
+/// The frame at `now`; its reply (None: nothing goes back).
+fn at(p: &mut Printer, frame: &str, now: u64) -> Option<Reply> {
+    p.handle(&Inbound::Command(cmd(frame)), now).reply
+}
+
+/// The alarm a raise asked the shell for.
+fn wake(effects: &[Effect]) -> (u64, Alarm) {
+    match effects {
+        [Effect::Wake { after_ms, alarm }] => (*after_ms, *alarm),
+        other => panic!("expected one Wake effect, got {other:?}"),
+    }
+}
+
+fn places(p: &Printer) -> Vec<Place> {
+    p.cards.iter().map(|c| c.record.place).collect()
+}
+
+#[test]
+fn silent_swallows_every_frame_and_moves_nothing() {
+    let mut c = config("evolis-km500b");
+    c.scenario =
+        Some(Scenario::parse("t", "[[at]]\ncard=1\nstep='eject'\nraise='cover-open'\n").unwrap());
+    let mut p = Printer::new(&c);
+    ok(&mut p, "Pem;2");
+    insert(&mut p);
+    ok(&mut p, "Dm;2;123");
+    let (before, counters, card_events) = (places(&p), p.counters, p.cards[0].record.events.len());
+
+    assert_eq!(
+        p.raise(Condition::Silent(None), 10),
+        vec![],
+        "no timer without a duration"
+    );
+    assert_eq!(p.power(), crate::state::Power::Silent);
+    assert_eq!(p.snapshot(10).power, crate::state::Power::Silent);
+    for frame in [
+        "Rtp", "Rsn", "Rst", "Rlr;p", "Se", "Ser", "Si", "Sis", "Smw", "Pem;18", "Zz",
+    ] {
+        let o = p.handle(&Inbound::Command(cmd(frame)), 20);
+        assert_eq!(o.reply, None, "{frame} answered while silent");
+        assert_eq!(o.effects, vec![], "{frame} had an effect while silent");
+        assert_eq!(o.work_ms, 0);
+    }
+    let junk = Inbound::Malformed {
+        raw: b"\x1b\xff\r".to_vec(),
+        why: "test".into(),
+    };
+    assert_eq!(p.handle(&junk, 20).reply, None);
+    assert_eq!(places(&p), before, "no card moved");
+    assert_eq!(p.counters, counters);
+    assert_eq!(p.cards[0].record.events.len(), card_events);
+    assert!(
+        !p.has(Condition::CoverOpen),
+        "the eject trigger did not fire: no eject happened"
+    );
+    assert!(p
+        .snapshot(20)
+        .events
+        .iter()
+        .any(|e| e.what.starts_with("power off: silent")));
+
+    // Cleared: the printer carries on where it was, nothing lost.
+    assert_eq!(p.clear(Some("silent"), 30).unwrap(), vec![]);
+    assert_eq!(p.power(), crate::state::Power::On);
+    assert_eq!(t(&mut p, "Rem"), "2");
+    assert_eq!(t(&mut p, "Rlr;p"), "CARD");
+    ok(&mut p, "Smw");
+    assert_eq!(
+        p.cards[0].record.tracks.len(),
+        1,
+        "the loaded track survived the silence"
+    );
+    assert!(!has(st(&p).inf, 11), "a silence is no restart");
+
+    // With a duration: a timer, and only the latest one ends the silence.
+    let (ms, first) = wake(&p.raise("silent:300".parse().unwrap(), 40));
+    assert_eq!(ms, 300, "not scaled by speed");
+    let (_, second) = wake(&p.raise("silent:300".parse().unwrap(), 50));
+    assert_eq!(p.alarm(first, 340), vec![]);
+    assert_eq!(
+        at(&mut p, "Rsn", 341),
+        None,
+        "an old timer does not end a newer silence"
+    );
+    p.alarm(second, 350);
+    assert_eq!(
+        at(&mut p, "Rsn", 351),
+        Some(Reply::Text("SIM000001".into()))
+    );
+    // `clear` with no name ends it too.
+    p.raise(Condition::Silent(None), 400);
+    p.clear(None, 410).unwrap();
+    assert_eq!(t(&mut p, "Rtp"), "KM500B");
+}
+
+#[test]
+fn a_reply_in_progress_is_lost_when_the_printer_goes_off() {
+    let mut c = config("evolis-km500b");
+    c.speed = 1.0;
+    let mut p = Printer::new(&c);
+    let o = outcome(&mut p, "Scp");
+    assert!(o.work_ms > 0 && p.reply_stands(o.power_epoch));
+    p.raise(Condition::Silent(None), 5);
+    p.clear(Some("silent"), 6).unwrap();
+    assert!(
+        !p.reply_stands(o.power_epoch),
+        "the printer was off meanwhile"
+    );
+    let o = outcome(&mut p, "Rtp");
+    assert!(p.reply_stands(o.power_epoch));
+}
+
+#[test]
+fn the_customer_waits_while_the_printer_is_off() {
+    let mut p = km();
+    insert(&mut p);
+    ok(&mut p, "Se");
+    p.raise(Condition::Silent(None), 10);
+    assert_eq!(p.customer_take(1, 20), (false, vec![]));
+    assert_eq!(p.cards[0].record.place, Place::Bezel);
+    assert_eq!(
+        p.clear(Some("silent"), 30).unwrap(),
+        vec![Effect::Presented {
+            card: 1,
+            take_after: Some(0)
+        }],
+        "the customer takes it once the printer is back"
+    );
+    assert!(p.customer_take(1, 31).0);
+}
+
+#[test]
+fn boot_time_default_scales_with_speed_and_an_argument_does_not() {
+    let mut c = config("evolis-km500b");
+    for (speed, default) in [(1.0, 1500), (0.5, 750), (0.0, 50), (0.01, 50)] {
+        c.speed = speed;
+        let p = Printer::new(&c);
+        assert_eq!(p.boot_ms(None), default, "speed {speed}");
+        assert_eq!(p.boot_ms(Some(3000)), 3000, "speed {speed}");
+    }
+    let mut p = km();
+    assert_eq!(wake(&p.raise(Condition::PowerCycle(None), 0)).0, 50);
+    assert_eq!(
+        wake(&p.raise("power-cycle:2500".parse().unwrap(), 0)).0,
+        2500
+    );
+}
+
+#[test]
+fn power_cycle_boots_silent_then_answers_with_unsaved_settings_lost() {
+    let mut c = config("evolis-km500b");
+    c.customer = Customer::Never;
+    let mut p = Printer::new(&c);
+    // Host error management with ACK/NACK, not saved.
+    assert_eq!(at(&mut p, "Pem;18", 0), Some(Reply::Text("OK".into())));
+    assert_eq!(at(&mut p, "Pmi;F", 0), Some(Reply::Ack));
+    assert_eq!(at(&mut p, "Piem;2;0", 0), Some(Reply::Ack));
+    assert_eq!(at(&mut p, "Si", 0), Some(Reply::Ack));
+    assert_eq!(at(&mut p, "Sis", 0), Some(Reply::Ack));
+    assert_eq!(at(&mut p, "Dm;2;123", 0), Some(Reply::Ack));
+    assert_eq!(at(&mut p, "Wcb;k", 0), Some(Reply::Ack));
+    let counters = p.counters;
+
+    let (boot, alarm) = wake(&p.raise(Condition::PowerCycle(None), 100));
+    assert_eq!(boot, 50, "speed 0: the shortest boot");
+    let s = p.snapshot(101);
+    assert_eq!(s.power, crate::state::Power::Booting);
+    assert_eq!(s.conditions, vec!["power-cycle"]);
+    assert_eq!(s.error_mode, 0, "back to the saved mode");
+    assert!(s
+        .events
+        .iter()
+        .any(|e| e.what.starts_with("power cycle: power off")));
+    for frame in ["Rst", "Rem", "Rlr;p", "Ser", "Se", "Pem;2"] {
+        assert_eq!(
+            at(&mut p, frame, 120),
+            None,
+            "{frame} answered while booting"
+        );
+    }
+    assert_eq!(
+        p.cards[0].record.place,
+        Place::SmartStation,
+        "the card stays put"
+    );
+
+    p.alarm(alarm, 150);
+    let s = p.snapshot(150);
+    assert_eq!(s.power, crate::state::Power::On);
+    assert!(s.conditions.is_empty());
+    assert!(s.events.iter().any(|e| e.what.starts_with("booted")));
+    // Text words again, not ACK/NACK; Rem answers the saved mode.
+    assert_eq!(at(&mut p, "Rem", 151), Some(Reply::Text("0".into())));
+    assert_eq!(at(&mut p, "Pmi;F", 151), Some(Reply::Text("OK".into())));
+    assert_eq!(at(&mut p, "Zz", 151), Some(Reply::Text(ERROR_CDE.into())));
+    // The card is still under the contacts and reported there.
+    assert_eq!(t(&mut p, "Rlr;p"), "SMART CARD");
+    assert!(p.cards[0]
+        .record
+        .events
+        .iter()
+        .any(|e| e.what == "power cycle: stays at smart station"));
+    // RAM lost: the feeder choice, the loaded track, the bitmap.
+    assert_eq!(p.selected_feeder, 0);
+    assert!(p.pending_tracks.0.iter().all(Option::is_none));
+    assert!(p.loaded.is_empty());
+    ok(&mut p, "Smw");
+    assert!(
+        p.cards[0].record.tracks.is_empty(),
+        "nothing was loaded any more"
+    );
+    // Counters survive.
+    assert_eq!(p.counters, counters);
+
+    // Just rebooted: in exactly one Rst answer, with the card's position.
+    let first = t(&mut p, "Rst");
+    let words = dialect::status::parse_status_words(&first).unwrap();
+    assert!(words.bit("INF", 11), "{first}");
+    assert!(words.bit("INF", 1), "card at the print position: {first}");
+    for _ in 0..2 {
+        let again = t(&mut p, "Rst");
+        let words = dialect::status::parse_status_words(&again).unwrap();
+        assert!(!words.bit("INF", 11), "{again}");
+    }
+}
+
+#[test]
+fn a_saved_error_mode_survives_a_power_cycle() {
+    let mut p = km();
+    ok(&mut p, "Pem;2;s");
+    assert_eq!(p.snapshot(0).saved_error_mode, 2);
+    // Not saved on top of it: lost at the cycle, the saved one comes back.
+    ok(&mut p, "Pem;18");
+    assert_eq!(t(&mut p, "Rem"), "18");
+    let (_, alarm) = wake(&p.raise(Condition::PowerCycle(None), 0));
+    p.alarm(alarm, 60);
+    assert_eq!(t(&mut p, "Rem"), "2");
+    assert_eq!(send(&mut p, "Pmi;F"), Reply::Text("OK".into()));
+    // Saved with ACK/NACK: it answers ACK after the cycle.
+    assert_eq!(send(&mut p, "Pem;18;s"), Reply::Text("OK".into()));
+    p.raise(Condition::PowerCycle(None), 100);
+    p.clear(Some("power-cycle"), 110).unwrap();
+    assert_eq!(t(&mut p, "Rem"), "18");
+    assert_eq!(send(&mut p, "Pmi;F"), Reply::Ack);
+    // A bad save flag changes nothing.
+    assert_eq!(send(&mut p, "Pem;2;x"), Reply::Nack(b'2'));
+    assert_eq!(t(&mut p, "Rem"), "18");
+}
+
+#[test]
+fn a_presented_card_stays_in_the_bezel_through_a_power_cycle() {
+    let mut c = config("evolis-km500b");
+    c.customer = Customer::TakeAfter(500);
+    let mut p = Printer::new(&c);
+    insert(&mut p);
+    ok(&mut p, "Se");
+    let (_, alarm) = wake(&p.raise(Condition::PowerCycle(Some(1000)), 10));
+    // The customer's timer runs out during the boot: they wait.
+    assert_eq!(p.customer_take(1, 510), (false, vec![]));
+    assert_eq!(p.cards[0].record.place, Place::Bezel);
+    let resumed = p.alarm(alarm, 1010);
+    assert_eq!(
+        resumed,
+        vec![Effect::Presented {
+            card: 1,
+            take_after: Some(0)
+        }]
+    );
+    assert_eq!(t(&mut p, "Rlr;p"), "CARD");
+    let words = dialect::status::parse_status_words(&t(&mut p, "Rst")).unwrap();
+    assert!(words.bit("INF", 4) && words.bit("INF", 11));
+    assert!(p.customer_take(1, 1011).0);
+    assert_eq!(p.cards[0].record.place, Place::Taken);
+}
+
+#[test]
+fn power_cycle_timers_and_clearing() {
+    let mut p = km();
+    let (_, old) = wake(&p.raise(Condition::PowerCycle(Some(100)), 0));
+    // Raised again during the boot: the boot starts over.
+    let (_, new) = wake(&p.raise(Condition::PowerCycle(Some(100)), 50));
+    assert_eq!(p.alarm(old, 100), vec![]);
+    assert_eq!(
+        at(&mut p, "Rtp", 101),
+        None,
+        "the old timer did not end the new boot"
+    );
+    p.alarm(new, 150);
+    assert_eq!(at(&mut p, "Rtp", 151), Some(Reply::Text("KM500B".into())));
+    // An insertion does not hide the restart; Scs does.
+    insert(&mut p);
+    assert!(has(st(&p).inf, 11));
+    ok(&mut p, "Scs");
+    assert!(!has(st(&p).inf, 11));
+    // Silent during a boot: the printer answers once both are over.
+    let (_, boot) = wake(&p.raise(Condition::PowerCycle(Some(100)), 200));
+    p.raise(Condition::Silent(None), 210);
+    p.alarm(boot, 300);
+    assert_eq!(p.power(), crate::state::Power::Silent);
+    assert_eq!(at(&mut p, "Rtp", 301), None);
+    p.clear(Some("silent"), 310).unwrap();
+    assert_eq!(at(&mut p, "Rtp", 311), Some(Reply::Text("KM500B".into())));
+    let rebooted = |s: &str| {
+        dialect::status::parse_status_words(s)
+            .unwrap()
+            .bit("INF", 11)
+    };
+    assert!(rebooted(&t(&mut p, "Rst")));
+    // Clearing a condition that is not raised is no restart.
+    p.clear(Some("power-cycle"), 320).unwrap();
+    assert!(!has(st(&p).inf, 11));
+    // `Srs` reports a restart the same way: read-to-clear.
+    ok(&mut p, "Srs");
+    assert!(rebooted(&t(&mut p, "Rst")));
+    assert!(!rebooted(&t(&mut p, "Rst")));
+}
+
+#[test]
+fn a_scenario_step_can_power_cycle_the_printer_under_a_command() {
+    let mut c = config("evolis-km500b");
+    c.scenario = Some(
+        Scenario::parse(
+            "t",
+            "[[at]]\ncard=1\nstep='eject'\nraise='power-cycle:200'\n",
+        )
+        .unwrap(),
+    );
+    let mut p = Printer::new(&c);
+    insert(&mut p);
+    let o = p.handle(&Inbound::Command(cmd("Se")), 10);
+    assert_eq!(o.reply, None, "the printer went off as the command arrived");
+    let (ms, alarm) = wake(&o.effects);
+    assert_eq!(ms, 200);
+    assert_eq!(
+        p.cards[0].record.place,
+        Place::Inside,
+        "the eject never happened"
+    );
+    p.alarm(alarm, 210);
+    assert_eq!(t(&mut p, "Rlr;p"), "CARD");
 }

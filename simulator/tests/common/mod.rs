@@ -104,6 +104,15 @@ impl<S: Read + Write> SyncClient<S> {
         }
     }
 
+    /// A client that also reads ACK and NACK bytes as such.
+    pub fn with_ack_nack(stream: S) -> Self {
+        SyncClient {
+            stream,
+            buf: BytesMut::new(),
+            codec: ReplyCodec::new(Terminator::Cr, true, 512),
+        }
+    }
+
     pub fn write_raw(&mut self, b: &[u8]) {
         self.stream.write_all(b).unwrap();
         self.stream.flush().unwrap();
