@@ -200,6 +200,82 @@ async fn row(step: &str, condition: &str) {
     );
     let engine = k.engine().await;
     assert_eq!(engine["state"], "idle", "{label}: {engine}");
+    assert_eq!(
+        s.error_mode,
+        host_mode(),
+        "{label}: the printer is in host error management (set again after a restart)"
+    );
+    k.stop().await;
+}
+
+fn host_mode() -> u32 {
+    satellite::printer::Profile::load("evolis-km500b", None)
+        .unwrap()
+        .link
+        .host_error_mode
+}
+
+/// Waits (bounded) until `GET /v1/printer` satisfies `ok`.
+async fn printer_until(k: &Kiosk, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..500 {
+        let v = k.client.get("/v1/printer").await.unwrap().body;
+        if ok(&v) {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "the printer view never showed {what}: {}",
+        k.client.get("/v1/printer").await.unwrap().body
+    );
+}
+
+/// A printer switched off on a serial line that stays open: the idle probes
+/// go unanswered, the link is declared down, and it comes back by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_printer_that_goes_silent_is_seen_down_and_comes_back() {
+    let k = kiosk_raising("take", &[]).await;
+    printer_until(&k, "ready", |v| v["ready"] == true).await;
+    k.sim.raise("silent".parse().unwrap());
+    let down = printer_until(&k, "the link down", |v| {
+        v["link"]["state"] == "reconnecting" && v["notReady"]["code"] == "PRT_NOT_REACHABLE"
+    })
+    .await;
+    assert_eq!(down["ready"], false, "{down}");
+    k.sim.clear(Some("silent"));
+    printer_until(&k, "ready again", |v| v["ready"] == true).await;
+    k.stop().await;
+}
+
+/// A printer that restarts while idle without the line dropping: the agent
+/// sees its error mode fall back and sets it up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_printer_that_restarts_is_set_up_again() {
+    let k = kiosk_raising("take", &[]).await;
+    printer_until(&k, "ready", |v| v["ready"] == true).await;
+    assert_eq!(k.sim.state().error_mode, host_mode());
+    k.sim.raise("power-cycle:200".parse().unwrap());
+    // Wait for the boot to begin, then for the agent to set the mode again.
+    for _ in 0..100 {
+        if k.sim.state().power != printer_sim::state::Power::On {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut restored = false;
+    for _ in 0..500 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let s = k.sim.state();
+        if s.power == printer_sim::state::Power::On && s.error_mode == host_mode() {
+            restored = true;
+            break;
+        }
+    }
+    assert!(
+        restored,
+        "the error mode was not set again: {}",
+        k.sim.state().error_mode
+    );
     k.stop().await;
 }
 
@@ -214,6 +290,20 @@ async fn link_lost_at_each_step() {
 async fn slow_answers_at_each_step() {
     for step in STEPS {
         row(step, "slow:2500").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_printer_at_each_step() {
+    for step in STEPS {
+        row(step, "silent:1500").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_power_cycle_at_each_step() {
+    for step in STEPS {
+        row(step, "power-cycle:400").await;
     }
 }
 
