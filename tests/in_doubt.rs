@@ -31,6 +31,11 @@ async fn kiosk(step: &str, condition: &str) -> Kiosk {
 
 /// A kiosk whose simulator raises `conditions` just before `step` of card 1.
 async fn kiosk_raising(step: &str, conditions: &[&str]) -> Kiosk {
+    kiosk_on(step, conditions, None).await
+}
+
+/// The same, with the store's database at `store` when given.
+async fn kiosk_on(step: &str, conditions: &[&str], store: Option<&std::path::Path>) -> Kiosk {
     let dir = tempfile::tempdir().unwrap();
     Keys::generate(&dir.path().join("card.key")).unwrap();
     let mut c = SimConfig::for_model("evolis-km500b").unwrap();
@@ -47,6 +52,9 @@ async fn kiosk_raising(step: &str, conditions: &[&str]) -> Kiosk {
         .await
         .unwrap();
     let mut cfg = Config::local(dir.path(), "KIOSK01");
+    if let Some(path) = store {
+        cfg.store.path = path.to_path_buf();
+    }
     cfg.printer.timeouts.take = Some(1500);
     cfg.printer.timeouts.command = Some(600);
     cfg.printer.timeouts.movement = Some(1000);
@@ -372,5 +380,121 @@ async fn a_refused_reject_waits_for_a_technician() {
         Place::RejectBox,
         "the card is where the status says"
     );
+    k.stop().await;
+}
+
+/// A small tmpfs of this test's own: unmounted (lazily) when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "this test mounts a small tmpfs to fill the store's disk: run it as root (CI does)"
+        );
+        Tmpfs(dir)
+    }
+
+    /// Writes a file until the filesystem is full.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 4096];
+        while f.write_all(&chunk).and_then(|_| f.flush()).is_ok() {}
+        let _ = f.sync_all();
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// The store's disk fills in the middle of a card (between the magnetic
+/// step's intent and its outcome), then has room again: the card is in doubt
+/// meanwhile, a submission is never answered REQUEST_ERROR for a write whose
+/// outcome is unknown, nothing accepted is lost, the card ends where its
+/// status says, and the next card is produced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_fills_up_mid_card_then_has_room_again() {
+    let fs = Tmpfs::mount("8m");
+    let db = fs.0.join("satellite.db");
+    // The magnetic write answers after 600 ms: the disk fills meanwhile.
+    let k = kiosk_on("magnetic", &["slow:600"], Some(&db)).await;
+    k.submit("c1", "4000001234567899").await;
+    for _ in 0..500 {
+        if k.engine().await["step"] == "magnetic" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let filler = fs.fill();
+    // The card is in doubt: the outcome could not be journaled.
+    let mut doubt = Value::Null;
+    for _ in 0..500 {
+        doubt = k.engine().await;
+        if doubt["state"] == "card_in_doubt" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(doubt["state"], "card_in_doubt", "{doubt}");
+    assert_eq!(k.production("c1").await["status"], "IN_PROGRESS");
+    // A request now: never a final REQUEST_ERROR for a write that may have landed.
+    let a = k
+        .client
+        .post(
+            "/v1/cards",
+            request("c2", "4000001234567808").to_string().as_bytes(),
+        )
+        .await
+        .unwrap();
+    eprintln!("while the disk is full: {} {}", a.status, a.body);
+    assert_ne!(a.body["status"], "REQUEST_ERROR", "{}", a.body);
+    assert!(
+        a.status == 503 || a.status == 201,
+        "{} {}",
+        a.status,
+        a.body
+    );
+    // Room again.
+    std::fs::remove_file(&filler).unwrap();
+    let first = k.settle("c1", "disk full").await;
+    assert_eq!(first["status"], "PRODUCTION_ERROR", "{first}");
+    eprintln!("disk full: {first}");
+    let d = first["description"].as_str().unwrap();
+    assert!(d.contains("reject box"), "{first}");
+    assert_eq!(k.sim.state().cards[0].place, Place::RejectBox, "{first}");
+    // The same request again: accepted now, or already there; then produced.
+    let again = k
+        .client
+        .post(
+            "/v1/cards",
+            request("c2", "4000001234567808").to_string().as_bytes(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        again.status == 201 || again.body["errorCode"] == "REQUEST_ALREADY_EXISTS",
+        "{} {}",
+        again.status,
+        again.body
+    );
+    assert_eq!(k.settle("c2", "after the disk").await["status"], "PRODUCED");
+    assert_eq!(k.sim.state().counters.taken, 1, "no card twice");
     k.stop().await;
 }
