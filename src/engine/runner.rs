@@ -304,7 +304,7 @@ impl Engine {
                         .await;
                 }
                 Recovery::RejectThenFail { description } => {
-                    match self.reject_checked(token).await {
+                    match self.reject_checked(token, location).await {
                         RejectEnd::InRejectBox => {
                             let d = format!("{description}; it went to the reject box; it is not produced again");
                             self.finish(token, Status::ProductionError, fail(d)).await;
@@ -487,7 +487,12 @@ impl Engine {
                     .db(move |s| s.set_inventory(feeder, &card_type, 0))
                     .await;
             }
-            return match self.reject_checked(&job.card_token).await {
+            // Where the card is after a refusal at this step.
+            let was = match step {
+                Step::Present | Step::Taken => CardWhere::Presented,
+                _ => CardWhere::Inside,
+            };
+            return match self.reject_checked(&job.card_token, was).await {
                 // After a refused insert, usually nothing is inside.
                 RejectEnd::Gone if step == Step::Insert => Ended::Certain(Err(f)),
                 RejectEnd::InRejectBox => Ended::Certain(Err(Fault {
@@ -553,10 +558,13 @@ impl Engine {
     }
 
     /// Rejects the card, journaled, then confirms where it went: the card
-    /// position, and the reject counter where the firmware has one.
-    async fn reject_checked(&self, token: &str) -> RejectEnd {
+    /// position, and the reject counter where the firmware has one. `was` is
+    /// where the card was last known: a card last seen in the bezel and gone
+    /// now was taken by the customer.
+    async fn reject_checked(&self, token: &str, was: CardWhere) -> RejectEnd {
         let p = &self.inner.printer;
         let before = match p.locate_card().await {
+            Ok(CardWhere::None) if was == CardWhere::Presented => return RejectEnd::Taken,
             Ok(CardWhere::None) => return RejectEnd::Gone,
             Ok(CardWhere::Unknown) => {
                 return RejectEnd::Doubt(
