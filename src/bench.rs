@@ -247,7 +247,7 @@ fn pct(sorted: &[Duration], q: f64) -> f64 {
 }
 
 /// A test-range PAN with a valid Luhn digit: 4000 00 + 9 digits of `i` + check.
-fn pan(i: usize) -> String {
+pub(crate) fn pan(i: usize) -> String {
     crate::request::with_luhn_digit(&format!("400000{:09}", i % 1_000_000_000)).expect("digits")
 }
 

@@ -12,6 +12,8 @@
 pub mod api;
 #[cfg(feature = "simulator")]
 pub mod bench;
+#[cfg(feature = "simulator")]
+pub mod bench_link;
 pub mod bundled_sim;
 pub mod chip;
 pub mod cli;

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 struct Kiosk {
+    chip: bool,
     sim: Simulator,
     daemon: Option<Daemon>,
     client: Client,
@@ -31,11 +32,16 @@ async fn kiosk(step: &str, condition: &str) -> Kiosk {
 
 /// A kiosk whose simulator raises `conditions` just before `step` of card 1.
 async fn kiosk_raising(step: &str, conditions: &[&str]) -> Kiosk {
-    kiosk_on(step, conditions, None).await
+    kiosk_on(step, conditions, None, false).await
 }
 
 /// The same, with the store's database at `store` when given.
-async fn kiosk_on(step: &str, conditions: &[&str], store: Option<&std::path::Path>) -> Kiosk {
+async fn kiosk_on(
+    step: &str,
+    conditions: &[&str],
+    store: Option<&std::path::Path>,
+    chip: bool,
+) -> Kiosk {
     let dir = tempfile::tempdir().unwrap();
     Keys::generate(&dir.path().join("card.key")).unwrap();
     let mut c = SimConfig::for_model("evolis-km500b").unwrap();
@@ -46,6 +52,10 @@ async fn kiosk_on(step: &str, conditions: &[&str], store: Option<&std::path::Pat
         .map(|c| format!("[[at]]\ncard = 1\nstep = \"{step}\"\nraise = \"{c}\"\n"))
         .collect();
     c.scenario = Some(Scenario::parse("row", &scenario).unwrap());
+    if chip {
+        // The chip through the real PC/SC stack: pcscd and its vpcd reader.
+        c.vpcd = Some("127.0.0.1:35963".parse().unwrap());
+    }
     let sim = Simulator::new(c);
     let link = sim
         .serve_pty(Some(&dir.path().join("printer")))
@@ -54,6 +64,13 @@ async fn kiosk_on(step: &str, conditions: &[&str], store: Option<&std::path::Pat
     let mut cfg = Config::local(dir.path(), "KIOSK01");
     if let Some(path) = store {
         cfg.store.path = path.to_path_buf();
+    }
+    if chip {
+        cfg.chip.enabled = true;
+        cfg.chip.card_wait_ms = 2000;
+        for t in &mut cfg.card_types {
+            t.chip = true;
+        }
     }
     cfg.printer.timeouts.take = Some(1500);
     cfg.printer.timeouts.command = Some(600);
@@ -70,6 +87,7 @@ async fn kiosk_on(step: &str, conditions: &[&str], store: Option<&std::path::Pat
         .unwrap();
     assert_eq!(a.status, 204, "{}", a.body);
     Kiosk {
+        chip,
         sim,
         daemon: Some(daemon),
         client,
@@ -95,9 +113,13 @@ fn request(token: &str, pan: &str) -> Value {
 
 impl Kiosk {
     async fn submit(&self, token: &str, pan: &str) {
+        let mut r = request(token, pan);
+        if self.chip {
+            r["chipScript"] = json!([{ "apdu": "00A4040007A0000000031010", "expectSw": ["9000"] }]);
+        }
         let a = self
             .client
-            .post("/v1/cards", request(token, pan).to_string().as_bytes())
+            .post("/v1/cards", r.to_string().as_bytes())
             .await
             .unwrap();
         assert_eq!(a.status, 201, "{}", a.body);
@@ -147,8 +169,12 @@ impl Kiosk {
 const STEPS: [&str; 5] = ["insert", "magnetic", "print", "eject", "take"];
 
 async fn row(step: &str, condition: &str) {
+    row_on(step, condition, false).await
+}
+
+async fn row_on(step: &str, condition: &str, chip: bool) {
     let label = format!("{condition} before {step}");
-    let k = kiosk(step, condition).await;
+    let k = kiosk_on(step, &[condition], None, chip).await;
     k.submit("c1", "4000001234567899").await;
     let first = k.settle("c1", &label).await;
     // The fault may end by itself before the agent notices: clear anyway.
@@ -315,6 +341,22 @@ async fn a_power_cycle_at_each_step() {
     }
 }
 
+/// The chip step, with the chip personalised through pcscd (started by
+/// scripts/test.sh): the link lost, the printer silent or restarting as the
+/// card is parked under the contacts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_faults_at_the_chip_step() {
+    for condition in [
+        "unreachable:400",
+        "silent:1500",
+        "power-cycle:400",
+        "slow:2500",
+        "garbage:2",
+    ] {
+        row_on("smart", condition, true).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_at_each_step() {
     for step in STEPS {
@@ -380,6 +422,8 @@ async fn a_refused_reject_waits_for_a_technician() {
         Place::RejectBox,
         "the card is where the status says"
     );
+    k.submit("c2", "4000001234567808").await;
+    assert_eq!(k.settle("c2", "after").await["status"], "PRODUCED");
     k.stop().await;
 }
 
@@ -434,7 +478,7 @@ async fn the_store_fills_up_mid_card_then_has_room_again() {
     let fs = Tmpfs::mount("8m");
     let db = fs.0.join("satellite.db");
     // The magnetic write answers after 600 ms: the disk fills meanwhile.
-    let k = kiosk_on("magnetic", &["slow:600"], Some(&db)).await;
+    let k = kiosk_on("magnetic", &["slow:600"], Some(&db), false).await;
     k.submit("c1", "4000001234567899").await;
     for _ in 0..500 {
         if k.engine().await["step"] == "magnetic" {

@@ -45,6 +45,16 @@ pub enum Command {
         cards: usize,
         #[arg(long)]
         json: bool,
+        /// Instead: recovery time after link outages, and submission latency
+        /// while the printer is slow.
+        #[arg(long)]
+        link: bool,
+        /// With --link: how many outages (log-spaced from 0.3 s).
+        #[arg(long, default_value_t = 30)]
+        outages: usize,
+        /// With --link: the longest outage, in seconds.
+        #[arg(long, default_value_t = 60.0)]
+        max_outage_s: f64,
     },
     /// Talk to a printer directly (technicians).
     #[command(subcommand)]
@@ -69,7 +79,27 @@ pub async fn run(cli: Cli) -> ExitCode {
         #[cfg(not(feature = "simulator"))]
         Command::Bench { .. } => without_simulator("bench"),
         #[cfg(feature = "simulator")]
-        Command::Bench { cards, json } => match crate::bench::run(cards, json).await {
+        Command::Bench {
+            link: true,
+            outages,
+            max_outage_s,
+            json,
+            ..
+        } => match crate::bench_link::run(
+            outages,
+            std::time::Duration::from_secs_f64(max_outage_s.clamp(0.3, 3600.0)),
+            json,
+        )
+        .await
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("satellite bench --link: {e}");
+                ExitCode::from(1)
+            }
+        },
+        #[cfg(feature = "simulator")]
+        Command::Bench { cards, json, .. } => match crate::bench::run(cards, json).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("satellite bench: {e}");

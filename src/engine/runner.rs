@@ -401,7 +401,12 @@ impl Engine {
                 .db(move |s| s.finish(&t, status, code, d.as_deref()))
                 .await
             {
-                Ok(_) => return,
+                Ok(_) => {
+                    if status == Status::ProductionError {
+                        self.clear_card_faults().await;
+                    }
+                    return;
+                }
                 Err(e @ (StoreError::WrongState { .. } | StoreError::NotFound)) => {
                     // After an uncertain commit, the first attempt may have landed.
                     tracing::warn!(card = %token, error = %e, "the end of production is already recorded, or the card is gone");
@@ -413,6 +418,17 @@ impl Engine {
                     pause = (pause * 2).min(Duration::from_secs(30));
                 }
             }
+        }
+    }
+
+    /// Clears the printer's record of the failed card's faults (`Scs`): the
+    /// event flags a fault latched (a magnetic write error, say) describe
+    /// that card, which is now settled, and would otherwise keep the printer
+    /// "not ready" for the next one. Conditions that persist (a cover open, a
+    /// full box) are reported again by the printer.
+    async fn clear_card_faults(&self) {
+        if let Err(f) = self.inner.printer.run(dialect::ops::Op::ClearStatus).await {
+            tracing::debug!(code = %f.code, error = %f.description, "clearing the printer's status failed");
         }
     }
 
