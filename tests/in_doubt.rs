@@ -25,11 +25,6 @@ struct Kiosk {
     _dir: tempfile::TempDir,
 }
 
-/// A kiosk whose simulator raises `condition` just before `step` of card 1.
-async fn kiosk(step: &str, condition: &str) -> Kiosk {
-    kiosk_raising(step, &[condition]).await
-}
-
 /// A kiosk whose simulator raises `conditions` just before `step` of card 1.
 async fn kiosk_raising(step: &str, conditions: &[&str]) -> Kiosk {
     kiosk_on(step, conditions, None, false).await
@@ -42,6 +37,9 @@ async fn kiosk_on(
     store: Option<&std::path::Path>,
     chip: bool,
 ) -> Kiosk {
+    if std::env::var_os("IN_DOUBT_LOG").is_some() {
+        satellite::logging::init(2, satellite::logging::Quiet::No);
+    }
     let dir = tempfile::tempdir().unwrap();
     Keys::generate(&dir.path().join("card.key")).unwrap();
     let mut c = SimConfig::for_model("evolis-km500b").unwrap();
@@ -196,7 +194,8 @@ async fn row_on(step: &str, condition: &str, chip: bool) {
         Some("PRODUCED") => assert_eq!(
             card1.map(|c| c.place),
             Some(Place::Taken),
-            "{label}: PRODUCED but the customer does not have card 1: {first}"
+            "{label}: PRODUCED but the customer does not have card 1: {first}; card 1: {:?}",
+            card1.map(|c| (c.place, &c.events))
         ),
         Some("PRODUCTION_ERROR") => {
             let code = first["errorCode"].as_str().unwrap();
@@ -232,7 +231,15 @@ async fn row_on(step: &str, condition: &str, chip: bool) {
         s.counters.taken, produced,
         "{label}: no card produced twice, none lost"
     );
-    let engine = k.engine().await;
+    // The engine goes back to idle once the card's end is recorded.
+    let mut engine = k.engine().await;
+    for _ in 0..250 {
+        if engine["state"] == "idle" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        engine = k.engine().await;
+    }
     assert_eq!(engine["state"], "idle", "{label}: {engine}");
     assert_eq!(
         s.error_mode,
@@ -524,14 +531,24 @@ async fn the_store_fills_up_mid_card_then_has_room_again() {
     assert!(d.contains("reject box"), "{first}");
     assert_eq!(k.sim.state().cards[0].place, Place::RejectBox, "{first}");
     // The same request again: accepted now, or already there; then produced.
-    let again = k
-        .client
-        .post(
-            "/v1/cards",
-            request("c2", "4000001234567808").to_string().as_bytes(),
-        )
-        .await
-        .unwrap();
+    // "Send the same request again in a moment": until the store is checked.
+    let mut again = None;
+    for _ in 0..250 {
+        let a = k
+            .client
+            .post(
+                "/v1/cards",
+                request("c2", "4000001234567808").to_string().as_bytes(),
+            )
+            .await
+            .unwrap();
+        if a.status != 503 {
+            again = Some(a);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let again = again.expect("the store is checked and takes requests again");
     assert!(
         again.status == 201 || again.body["errorCode"] == "REQUEST_ALREADY_EXISTS",
         "{} {}",

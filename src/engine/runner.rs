@@ -187,6 +187,9 @@ impl Engine {
             }
         }
         self.inner.printer.refresh_soon();
+        // The card's end is recorded: nothing is in production until the
+        // loop starts the next one.
+        self.set_activity(Activity::Idle);
     }
 
     /// Marks the store as suspect when a write's outcome is unknown.

@@ -89,8 +89,6 @@ pub struct Connection {
     identity: Option<Identity>,
     /// `None` until tried; `Some(false)` when the firmware has no `Rst`.
     status_supported: Option<bool>,
-    /// Resynchronisation probes sent and not yet answered.
-    probes_pending: u32,
     /// Commands and probes in a row that got no answer at all: a serial
     /// printer switched off never closes the line, so silence is counted.
     unanswered: u32,
@@ -175,7 +173,6 @@ impl Connection {
             out_of_step: true,
             identity: None,
             status_supported: None,
-            probes_pending: 0,
             unanswered: 0,
             error_mode: 0,
             last_status: None,
@@ -478,8 +475,10 @@ impl Connection {
     /// answered is counted, so that a probe's late answer is never taken for the
     /// answer of a later command.
     async fn resync(&mut self) -> Result<(), LinkError> {
-        let patience = Duration::from_millis(self.timeouts.command.saturating_mul(3).max(2_000));
-        let deadline = Instant::now() + patience;
+        // Draining may take a while (a printer still finishing a long
+        // operation, or streaming noise)...
+        let drain = Duration::from_millis(self.timeouts.command.saturating_mul(3).max(2_000));
+        let deadline = Instant::now() + drain;
         let mut chunk = [0u8; 4096];
         loop {
             match tokio::time::timeout(QUIET, self.link.recv(&mut chunk)).await {
@@ -493,7 +492,7 @@ impl Connection {
                 Ok(Ok(_)) => {
                     return Err(LinkError::Timeout {
                         op: "resynchronisation".into(),
-                        after: patience,
+                        after: drain,
                     })
                 }
                 Ok(Err(e)) => return Err(LinkError::NotReachable(format!("read failed: {e}"))),
@@ -511,47 +510,69 @@ impl Connection {
             self.ack_nack,
             self.profile.link.max_reply_bytes,
         );
-        let Some(serial) = self.identity.as_ref().map(|i| i.serial.clone()) else {
+        let Some(id) = self.identity.clone() else {
             self.out_of_step = false;
             return Ok(());
         };
-        let probe = Op::ReadSerial.command().to_bytes().expect("static command");
-        self.link
-            .send(&probe)
-            .await
-            .map_err(|e| LinkError::NotReachable(format!("write failed: {e}")))?;
-        self.probes_pending += 1;
-        let mut matched = false;
+        // ...but each probe waits one command's time-out only: a printer that
+        // was switched off and on during the first probe (and so lost it)
+        // answers the second at once. The two probes ask different things
+        // (serial number, then firmware or model), and a printer answers in
+        // order: once the second probe's own answer comes, every earlier
+        // answer has come or was lost, so no late one can be taken for the
+        // next command's.
+        let wait = Duration::from_millis(self.timeouts.command.max(500));
+        let second = [
+            (Op::ReadFirmware, id.firmware.clone()),
+            (Op::ReadModel, id.model.clone()),
+        ]
+        .into_iter()
+        .find(|(_, answer)| *answer != id.serial && !answer.is_empty());
+        let mut probes = vec![(Op::ReadSerial, id.serial.clone())];
+        probes.extend(second);
         let mut skipped = 0;
-        while self.probes_pending > 0 {
-            match self.read_reply(deadline).await {
-                Ok(Reply::Text(t)) if t == serial => {
-                    self.probes_pending -= 1;
-                    matched = true;
-                }
-                Ok(_) => {
-                    skipped += 1;
-                    if skipped > RESYNC_SKIP {
-                        return Err(LinkError::Garbled(Fault::new(
-                            ErrorCode::PRD_UNEXPECTED_DATA,
-                            "other",
-                            format!("the printer kept answering something else than its serial number for {RESYNC_SKIP} replies"),
-                        )));
+        for (i, (op, answer)) in probes.iter().enumerate() {
+            let last = i + 1 == probes.len();
+            let bytes = op.command().to_bytes().expect("static command");
+            self.link
+                .send(&bytes)
+                .await
+                .map_err(|e| LinkError::NotReachable(format!("write failed: {e}")))?;
+            let until = Instant::now() + wait;
+            loop {
+                match self.read_reply(until).await {
+                    Ok(Reply::Text(t)) if t == *answer => {
+                        self.out_of_step = false;
+                        return Ok(());
                     }
+                    Ok(_) => {
+                        skipped += 1;
+                        if skipped > RESYNC_SKIP {
+                            return Err(LinkError::Garbled(Fault::new(
+                                ErrorCode::PRD_UNEXPECTED_DATA,
+                                "other",
+                                format!("the printer kept answering something else than its identity for {RESYNC_SKIP} replies"),
+                            )));
+                        }
+                    }
+                    Err(LinkError::Timeout { .. }) if !last => break,
+                    // Neither probe answered: the printer is not answering
+                    // commands. Reconnecting starts from a clean line.
+                    Err(LinkError::Timeout { .. }) => {
+                        return Err(LinkError::NotReachable(format!(
+                            "resynchronisation: no answer to {} probes within {} ms each: the printer is switched off or disconnected",
+                            probes.len(),
+                            wait.as_millis()
+                        )))
+                    }
+                    Err(e) => return Err(e),
                 }
-                // Earlier probes may have been lost with a power cycle: one answer is enough.
-                Err(LinkError::Timeout { .. }) if matched => self.probes_pending = 0,
-                Err(LinkError::Timeout { .. }) => {
-                    return Err(LinkError::Timeout {
-                        op: "resynchronisation (Rsn)".into(),
-                        after: patience,
-                    })
-                }
-                Err(e) => return Err(e),
             }
         }
-        self.out_of_step = false;
-        Ok(())
+        // Only reached with no probe to send.
+        Err(LinkError::NotReachable(
+            "resynchronisation: no probe answered".into(),
+        ))
     }
 }
 

@@ -179,7 +179,17 @@ pub(crate) async fn serve(sim: Simulator, link: Option<PathBuf>) -> io::Result<P
         loop {
             if let Some(p) = pty.take() {
                 let name = p.path().display().to_string();
+                let target = p.path().to_path_buf();
                 crate::link::serve_stream(sim.clone(), p, name).await;
+                // The pty is gone: its number may go to another program's
+                // pty at once. Take the symlink down with it, so that nobody
+                // reaches someone else's device through it (a real adapter
+                // that is unplugged disappears from /dev too).
+                if let Some(l) = link.as_deref() {
+                    if std::fs::read_link(l).is_ok_and(|t| t == target) {
+                        let _ = std::fs::remove_file(l);
+                    }
+                }
                 if *sim.gate().borrow() {
                     // Ended without an outage (an I/O error): replace it, but not in a hot loop.
                     tokio::time::sleep(Duration::from_millis(200)).await;
