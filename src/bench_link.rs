@@ -78,7 +78,7 @@ pub async fn run(outages: usize, max_outage: Duration, json_out: bool) -> Result
 
     // Recovery after outages.
     let ratio = (max_outage.as_secs_f64() / 0.3).powf(1.0 / (outages.max(2) - 1) as f64);
-    let mut rows = Vec::new();
+    let mut rows: Vec<Outage> = Vec::new();
     for k in 0..outages {
         let outage = Duration::from_secs_f64(0.3 * ratio.powi(k as i32));
         let kind = if k % 2 == 0 { "unreachable" } else { "silent" };
@@ -124,7 +124,7 @@ pub async fn run(outages: usize, max_outage: Duration, json_out: bool) -> Result
             );
         }
     }
-    let sorted = |f: &dyn Fn(&(&str, bool, Duration, Duration, Duration)) -> Option<Duration>| {
+    let sorted = |f: &dyn Fn(&Outage) -> Option<Duration>| {
         let mut v: Vec<Duration> = rows.iter().filter_map(f).collect();
         v.sort();
         v
@@ -206,6 +206,10 @@ fn stats(v: &[Duration]) -> serde_json::Value {
         "max": v.last().map(|d| ms(*d)),
     })
 }
+
+/// One outage: its kind, whether a card was in production, its length, and
+/// the time back in service after the return and after the agent could know.
+type Outage = (&'static str, bool, Duration, Duration, Duration);
 
 /// Until a reading taken after `since` says ready and no card is in doubt.
 async fn wait_ready(
