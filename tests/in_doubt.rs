@@ -559,3 +559,39 @@ async fn the_store_fills_up_mid_card_then_has_room_again() {
     assert_eq!(k.sim.state().counters.taken, 1, "no card twice");
     k.stop().await;
 }
+
+/// A submission whose commit fails on a full disk is answered 503 "outcome
+/// unknown", never REQUEST_ERROR; once the disk has room and the store has
+/// been reopened and read, the same request is taken (or found taken) and
+/// produced, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_on_a_full_disk_is_never_refused_for_good() {
+    let fs = Tmpfs::mount("8m");
+    let db = fs.0.join("satellite.db");
+    let k = kiosk_on("take", &[], Some(&db), false).await;
+    let filler = fs.fill();
+    let body = request("c1", "4000001234567899").to_string();
+    let a = k.client.post("/v1/cards", body.as_bytes()).await.unwrap();
+    assert_eq!(a.status, 503, "{}", a.body);
+    assert_eq!(a.body["error"]["code"], "OUTCOME_UNKNOWN", "{}", a.body);
+    std::fs::remove_file(&filler).unwrap();
+    let mut again = None;
+    for _ in 0..250 {
+        let a = k.client.post("/v1/cards", body.as_bytes()).await.unwrap();
+        if a.status != 503 {
+            again = Some(a);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let again = again.expect("the store is checked and takes requests again");
+    assert!(
+        again.status == 201 || again.body["errorCode"] == "REQUEST_ALREADY_EXISTS",
+        "{} {}",
+        again.status,
+        again.body
+    );
+    assert_eq!(k.settle("c1", "full disk").await["status"], "PRODUCED");
+    assert_eq!(k.sim.state().counters.taken, 1, "produced once");
+    k.stop().await;
+}
