@@ -265,6 +265,33 @@ colour = false
                 crate::bundled_sim::NO_SIMULATOR
             ));
         }
+        // A time-out is at most a day: larger ones are typos, and would
+        // overflow the clock arithmetic.
+        const DAY_MS: u64 = 24 * 3600 * 1000;
+        let t = &self.printer.timeouts;
+        for (key, v) in [
+            ("printer.timeouts.take", t.take),
+            ("printer.timeouts.command", t.command),
+            ("printer.timeouts.move", t.movement),
+            ("printer.timeouts.magnetic", t.magnetic),
+            ("printer.timeouts.print", t.print),
+            ("printer.timeouts.emboss", t.emboss),
+            ("printer.timeouts.maintenance", t.maintenance),
+            ("chip.card_wait_ms", Some(self.chip.card_wait_ms)),
+            ("chip.apdu_timeout_ms", Some(self.chip.apdu_timeout_ms)),
+            (
+                "api.header_read_timeout_ms",
+                Some(self.api.header_read_timeout_ms),
+            ),
+            (
+                "api.body_read_timeout_ms",
+                Some(self.api.body_read_timeout_ms),
+            ),
+        ] {
+            if let Some(v) = v.filter(|v| *v > DAY_MS) {
+                return Err(format!("{key} = {v} ms: at most {DAY_MS} ms (a day)"));
+            }
+        }
         if self.production.queue_limit == 0 {
             return Err("production.queue_limit must be at least 1".into());
         }

@@ -54,6 +54,8 @@ struct Inner {
     state: tokio::sync::watch::Sender<state::EngineState>,
     /// Cards in doubt waiting for a technician's word.
     resolutions: Mutex<HashMap<String, oneshot::Sender<Resolution>>>,
+    /// Cancelled when the engine stops (retries that could wait forever end).
+    stopping: tokio_util::sync::CancellationToken,
     /// How long each step took (the most recent [`TIMINGS_KEPT`] of each), for
     /// the benchmark and, later, metrics.
     timings: Mutex<HashMap<plan::Step, std::collections::VecDeque<std::time::Duration>>>,
@@ -156,6 +158,7 @@ impl Engine {
                 ))
                 .0,
                 resolutions: Mutex::new(HashMap::new()),
+                stopping: tokio_util::sync::CancellationToken::new(),
             }),
         }
     }

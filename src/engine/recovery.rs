@@ -17,6 +17,37 @@ pub struct Entry {
     pub step: Step,
     /// `None` for an intent; the outcome's success otherwise.
     pub outcome: Option<bool>,
+    /// What the line says besides: for a reject, where the card came from and
+    /// the reject counter before it ([`reject_note`]), or that it was taken.
+    pub detail: Option<String>,
+}
+
+/// The outcome detail of a reject that found the card gone from the bezel:
+/// the customer took it first.
+pub const TAKEN: &str = "taken by the customer before the reject";
+
+/// The intent detail of a reject: where the card was, and the printer's
+/// reject counter just before (when the firmware counts rejects).
+pub fn reject_note(from_bezel: bool, rejected_before: Option<u64>) -> String {
+    format!(
+        "from={} rejected={}",
+        if from_bezel { "bezel" } else { "inside" },
+        rejected_before.map_or("?".to_string(), |n| n.to_string())
+    )
+}
+
+/// (from the bezel, counter before) read back from a reject's intent detail.
+fn parse_reject_note(d: &str) -> Option<(bool, Option<u64>)> {
+    let mut from = None;
+    let mut before = None;
+    for part in d.split_whitespace() {
+        match part.split_once('=') {
+            Some(("from", v)) => from = Some(v == "bezel"),
+            Some(("rejected", v)) => before = v.parse().ok(),
+            _ => {}
+        }
+    }
+    from.map(|f| (f, before))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +60,8 @@ pub enum Recovery {
     Fail { description: String },
     /// The printer cannot say where the card is: ask again later.
     AskAgain,
+    /// Only a person can tell what became of the card.
+    Technician { description: String },
 }
 
 /// The step a card was first interrupted in: the earliest intent with no
@@ -52,7 +85,16 @@ pub fn interrupted_step(journal: &[Entry]) -> Option<Step> {
 /// `cause` says what interrupted the card ("the agent restarted", "the
 /// printer link failed (PRT_TIMEOUT ...)"); descriptions state only what
 /// happened.
-pub fn decide(journal: &[Entry], location: CardWhere, cause: &str) -> Recovery {
+///
+/// `rejected_now` is the printer's reject counter now, where it has one: a
+/// reject that began with the card in the bezel and whose card is gone went
+/// to the box if the counter moved, and to the customer if it did not.
+pub fn decide(
+    journal: &[Entry],
+    location: CardWhere,
+    cause: &str,
+    rejected_now: Option<u64>,
+) -> Recovery {
     let last_intent = journal
         .iter()
         .rev()
@@ -78,6 +120,7 @@ pub fn decide(journal: &[Entry], location: CardWhere, cause: &str) -> Recovery {
     };
     // Gone after presentation means taken, unless presenting failed or the
     // wait ended without the customer (then the card went somewhere else).
+    let reject = reject_from(journal);
     let presented = matches!(last_intent, Some(Step::Present) | Some(Step::Taken))
         && !failed(Step::Present)
         && !failed(Step::Taken);
@@ -87,6 +130,28 @@ pub fn decide(journal: &[Entry], location: CardWhere, cause: &str) -> Recovery {
             description: format!("{interrupted}; the card was still in the printer"),
         },
         CardWhere::None if presented && !journal.iter().any(|e| e.step == Step::Reject) => Recovery::Produced,
+        CardWhere::None
+            if journal.iter().any(|e| {
+                e.step == Step::Reject && e.outcome == Some(true) && e.detail.as_deref() == Some(TAKEN)
+            }) =>
+        {
+            Recovery::Produced
+        }
+        CardWhere::None if reject.is_some() => {
+            let (from_bezel, before) = reject.unwrap_or((false, None));
+            match (before, rejected_now) {
+                (Some(b), Some(n)) if n > b => {
+                    Recovery::Fail { description: format!("{interrupted}; the card is in the reject box") }
+                }
+                (Some(_), Some(_)) if from_bezel => Recovery::Produced,
+                _ if !from_bezel => {
+                    Recovery::Fail { description: format!("{interrupted}; the card is in the reject box") }
+                }
+                _ => Recovery::Technician {
+                    description: format!("{interrupted}; the card left the bezel during its reject and the printer cannot tell whether it reached the reject box or the customer took it"),
+                },
+            }
+        }
         CardWhere::None if last_intent == Some(Step::Reject) || completed(Step::Reject) => {
             Recovery::Fail { description: format!("{interrupted}; the card is in the reject box") }
         }
@@ -100,6 +165,16 @@ pub fn decide(journal: &[Entry], location: CardWhere, cause: &str) -> Recovery {
     }
 }
 
+/// Where the last journaled reject began, from its intent's note.
+fn reject_from(journal: &[Entry]) -> Option<(bool, Option<u64>)> {
+    journal
+        .iter()
+        .rev()
+        .find(|e| e.step == Step::Reject && e.outcome.is_none())
+        .and_then(|e| e.detail.as_deref())
+        .and_then(parse_reject_note)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,12 +183,14 @@ mod tests {
         Entry {
             step,
             outcome: None,
+            detail: None,
         }
     }
     fn done(step: Step) -> Entry {
         Entry {
             step,
             outcome: Some(true),
+            detail: None,
         }
     }
 
@@ -124,7 +201,7 @@ mod tests {
             done(Step::Insert),
             intent(Step::Magnetic),
         ];
-        let r = decide(&j, CardWhere::Inside, "the agent restarted");
+        let r = decide(&j, CardWhere::Inside, "the agent restarted", None);
         assert!(
             matches!(&r, Recovery::RejectThenFail { description } if description.contains("magnetic")),
             "{r:?}"
@@ -136,7 +213,7 @@ mod tests {
         for last in [intent(Step::Present), intent(Step::Taken)] {
             let j = [done(Step::Verify), last];
             assert_eq!(
-                decide(&j, CardWhere::None, "the agent restarted"),
+                decide(&j, CardWhere::None, "the agent restarted", None),
                 Recovery::Produced
             );
         }
@@ -147,10 +224,11 @@ mod tests {
         let failed = |step| Entry {
             step,
             outcome: Some(false),
+            detail: None,
         };
         let j = [intent(Step::Present), failed(Step::Present)];
         assert!(matches!(
-            decide(&j, CardWhere::None, "the agent restarted"),
+            decide(&j, CardWhere::None, "the agent restarted", None),
             Recovery::Fail { .. }
         ));
         let j = [
@@ -159,7 +237,7 @@ mod tests {
             failed(Step::Taken),
         ];
         assert!(matches!(
-            decide(&j, CardWhere::None, "the agent restarted"),
+            decide(&j, CardWhere::None, "the agent restarted", None),
             Recovery::Fail { .. }
         ));
     }
@@ -168,7 +246,7 @@ mod tests {
     fn a_card_still_in_the_bezel_is_retracted() {
         let j = [done(Step::Present), intent(Step::Taken)];
         assert!(matches!(
-            decide(&j, CardWhere::Presented, "the agent restarted"),
+            decide(&j, CardWhere::Presented, "the agent restarted", None),
             Recovery::RejectThenFail { .. }
         ));
     }
@@ -181,14 +259,14 @@ mod tests {
             intent(Step::Reject),
         ];
         assert!(
-            matches!(decide(&j, CardWhere::None, "the agent restarted"), Recovery::Fail { description } if description.contains("reject box"))
+            matches!(decide(&j, CardWhere::None, "the agent restarted", None), Recovery::Fail { description } if description.contains("reject box"))
         );
     }
 
     #[test]
     fn nothing_started_and_nothing_inside_fails_without_moving() {
         assert!(matches!(
-            decide(&[], CardWhere::None, "the agent restarted"),
+            decide(&[], CardWhere::None, "the agent restarted", None),
             Recovery::Fail { .. }
         ));
         let j = [
@@ -197,7 +275,7 @@ mod tests {
             intent(Step::Print),
         ];
         assert!(
-            matches!(decide(&j, CardWhere::None, "the agent restarted"), Recovery::Fail { description } if description.contains("print"))
+            matches!(decide(&j, CardWhere::None, "the agent restarted", None), Recovery::Fail { description } if description.contains("print"))
         );
     }
 
@@ -207,6 +285,7 @@ mod tests {
             &[intent(Step::Insert)],
             CardWhere::None,
             "the agent restarted",
+            None,
         );
         assert!(
             matches!(&r, Recovery::Fail { description } if description.contains("none was taken")),
@@ -220,7 +299,8 @@ mod tests {
             decide(
                 &[intent(Step::Insert)],
                 CardWhere::Unknown,
-                "the agent restarted"
+                "the agent restarted",
+                None
             ),
             Recovery::AskAgain
         );
@@ -234,10 +314,64 @@ mod tests {
             intent(Step::Reject),
         ];
         assert_eq!(interrupted_step(&j), Some(Step::Magnetic));
-        let r = decide(&j, CardWhere::Inside, "the agent restarted");
+        let r = decide(&j, CardWhere::Inside, "the agent restarted", None);
         assert!(
             matches!(&r, Recovery::RejectThenFail { description } if description.contains("during step magnetic")),
             "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_reject_from_the_bezel_is_settled_by_the_counter() {
+        let from_bezel = Entry {
+            step: Step::Reject,
+            outcome: None,
+            detail: Some(reject_note(true, Some(4))),
+        };
+        let j = [done(Step::Present), intent(Step::Taken), from_bezel.clone()];
+        let cause = "the agent restarted";
+        assert!(matches!(
+            decide(&j, CardWhere::None, cause, Some(5)),
+            Recovery::Fail { .. }
+        ));
+        assert_eq!(
+            decide(&j, CardWhere::None, cause, Some(4)),
+            Recovery::Produced
+        );
+        assert!(matches!(
+            decide(&j, CardWhere::None, cause, None),
+            Recovery::Technician { .. }
+        ));
+        let from_inside = Entry {
+            detail: Some(reject_note(false, None)),
+            ..from_bezel
+        };
+        let j = [done(Step::Insert), intent(Step::Magnetic), from_inside];
+        assert!(matches!(
+            decide(&j, CardWhere::None, cause, None),
+            Recovery::Fail { description } if description.contains("reject box")
+        ));
+    }
+
+    #[test]
+    fn a_card_taken_before_its_reject_stays_produced() {
+        let j = [
+            done(Step::Present),
+            Entry {
+                step: Step::Taken,
+                outcome: Some(false),
+                detail: None,
+            },
+            intent(Step::Reject),
+            Entry {
+                step: Step::Reject,
+                outcome: Some(true),
+                detail: Some(TAKEN.into()),
+            },
+        ];
+        assert_eq!(
+            decide(&j, CardWhere::None, "the agent restarted", None),
+            Recovery::Produced
         );
     }
 }

@@ -62,6 +62,13 @@ impl Engine {
     /// Recovers, then produces queued cards until `shutdown`. A card in
     /// production is finished before the loop ends.
     pub async fn run(&self, shutdown: CancellationToken) {
+        // Stopping also ends retries that could otherwise wait forever.
+        let stop = self.inner.stopping.clone();
+        let forward = shutdown.clone();
+        tokio::spawn(async move {
+            forward.cancelled().await;
+            stop.cancel();
+        });
         self.set_activity(Activity::Starting);
         self.recover(&shutdown).await;
         while !shutdown.is_cancelled() {
@@ -139,9 +146,10 @@ impl Engine {
             }
         }
         tracing::info!("job store reopened and read back");
-        self.inner.store_suspect.store(false, Ordering::SeqCst);
-        // A card started by the uncertain write is settled like after a restart.
+        // A card started by the uncertain write is settled like after a
+        // restart, before anything more is accepted.
         self.recover(shutdown).await;
+        self.inner.store_suspect.store(false, Ordering::SeqCst);
     }
 
     /// One card, from READY to a final state.
@@ -182,7 +190,9 @@ impl Engine {
                 self.settle(&token, Some(cause), None, shutdown).await
             }
             Ended::Stuck { cause, reject } => {
-                self.settle(&token, Some(cause), Some(reject), shutdown)
+                let why = format!("production failed ({}: {})", cause.code, cause.description);
+                let stuck = refused_reject(&why, &reject);
+                self.settle(&token, Some(cause), Some(stuck), shutdown)
                     .await
             }
         }
@@ -200,13 +210,13 @@ impl Engine {
     }
 
     /// Settles a card in doubt: waits for the printer, locates the card and
-    /// decides as recovery does. `stuck` is a reject the printer refused:
-    /// the card then waits for a technician first.
+    /// decides as recovery does. `stuck` says why only a technician can
+    /// settle it (a reject the printer refused): the card waits for one first.
     async fn settle(
         &self,
         token: &str,
         cause: Option<Fault>,
-        mut stuck: Option<Fault>,
+        mut stuck: Option<String>,
         shutdown: &CancellationToken,
     ) {
         let code = cause.as_ref().map_or(ErrorCode::UNKNOWN_ERROR, |f| f.code);
@@ -218,6 +228,16 @@ impl Engine {
             if shutdown.is_cancelled() {
                 tracing::warn!(card = %token, "stopping with a card in doubt: it is settled at the next start");
                 return;
+            }
+            if self.inner.store_suspect.load(Ordering::SeqCst) {
+                // A write's outcome is unknown: read the file afresh first.
+                if let Err(e) = self.db(|s| s.reopen()).await {
+                    tracing::error!(card = %token, error = %e, "cannot reopen the job store");
+                    self.pause(shutdown).await;
+                    continue;
+                }
+                tracing::info!("job store reopened and read back");
+                self.inner.store_suspect.store(false, Ordering::SeqCst);
             }
             let t = token.to_string();
             let journal = match self.db(move |s| s.journal(&t)).await {
@@ -241,17 +261,14 @@ impl Engine {
                     Step::from_name(&e.step).map(|step| recovery::Entry {
                         step,
                         outcome: if e.phase == Phase::Intent { None } else { e.ok },
+                        detail: e.detail.clone(),
                     })
                 })
                 .collect();
             let step = recovery::interrupted_step(&entries).map(|s| s.name().to_string());
-            if let Some(rf) = stuck.take() {
-                let reason = format!(
-                    "{why}; the card could not be put in the reject box ({}: {})",
-                    rf.code, rf.description
-                );
+            if let Some(reason) = stuck.take() {
                 self.doubt(token, step.clone(), code, &reason, true);
-                tracing::error!(card = %token, code = %rf.code, error = %rf.description, "the card could not be put in the reject box: a technician must check the printer, take the card out, then resolve it (satellite jobs resolve)");
+                tracing::error!(card = %token, reason = %reason, "only a technician can settle this card: check the printer, take the card out, then resolve it (satellite jobs resolve)");
                 match self.await_technician(token, shutdown).await {
                     Some(Resolution::Removed) => {
                         let description = format!(
@@ -293,7 +310,12 @@ impl Engine {
                 Ok(l) => l,
             };
             let fail = |description: String| Some(Fault::new(code, "interrupted", description));
-            match recovery::decide(&entries, location, &why) {
+            let rejected_now = self.rejected_count().await;
+            match recovery::decide(&entries, location, &why, rejected_now) {
+                Recovery::Technician { description } => {
+                    stuck = Some(description);
+                    continue;
+                }
                 Recovery::AskAgain => {
                     self.pause(shutdown).await;
                     continue;
@@ -321,7 +343,7 @@ impl Engine {
                             self.finish(token, Status::ProductionError, fail(d)).await;
                         }
                         RejectEnd::Refused(rf) => {
-                            stuck = Some(rf);
+                            stuck = Some(refused_reject(&why, &rf));
                             continue;
                         }
                         RejectEnd::Doubt(f) => {
@@ -388,6 +410,7 @@ impl Engine {
     }
 
     async fn finish(&self, token: &str, status: Status, fault: Option<Fault>) {
+        let stopping = self.inner.stopping.clone();
         match &fault {
             None => tracing::info!(card = %token, "card produced and taken"),
             Some(f) => {
@@ -413,11 +436,23 @@ impl Engine {
                 Err(e @ (StoreError::WrongState { .. } | StoreError::NotFound)) => {
                     // After an uncertain commit, the first attempt may have landed.
                     tracing::warn!(card = %token, error = %e, "the end of production is already recorded, or the card is gone");
+                    if status == Status::ProductionError {
+                        self.clear_card_faults().await;
+                    }
                     return;
                 }
                 Err(e) => {
+                    self.store_failed(&e);
                     tracing::error!(card = %token, error = %e, retry_in_ms = pause.as_millis() as u64, "cannot record the end of production; retrying");
-                    tokio::time::sleep(pause).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = stopping.cancelled() => {
+                            // The journal holds what happened: the next start
+                            // settles the card from it.
+                            tracing::warn!(card = %token, "stopping before the end of production could be recorded: it is settled at the next start");
+                            return;
+                        }
+                    }
                     pause = (pause * 2).min(Duration::from_secs(30));
                 }
             }
@@ -507,9 +542,12 @@ impl Engine {
                     .await;
             }
             // Where the card is after a refusal at this step.
-            let was = match step {
-                Step::Present | Step::Taken => CardWhere::Presented,
-                _ => CardWhere::Inside,
+            // Only a failed wait for the customer leaves the card in the bezel
+            // for sure; a refused presentation did not put it there.
+            let was = if step == Step::Taken {
+                CardWhere::Presented
+            } else {
+                CardWhere::Inside
             };
             return match self.reject_checked(&job.card_token, was).await {
                 // After a refused insert, usually nothing is inside.
@@ -583,7 +621,23 @@ impl Engine {
     async fn reject_checked(&self, token: &str, was: CardWhere) -> RejectEnd {
         let p = &self.inner.printer;
         let before = match p.locate_card().await {
-            Ok(CardWhere::None) if was == CardWhere::Presented => return RejectEnd::Taken,
+            Ok(CardWhere::None) if was == CardWhere::Presented => {
+                // Journaled, so that a restart before the end is recorded
+                // still knows the customer has it.
+                let t = token.to_string();
+                let note = recovery::reject_note(true, None);
+                let r = self
+                    .db(move |s| {
+                        s.intent_noted(&t, Step::Reject.name(), Some(&note))?;
+                        s.outcome(&t, Step::Reject.name(), true, Some(recovery::TAKEN))
+                    })
+                    .await;
+                if let Err(e) = r {
+                    self.store_failed(&e);
+                    return RejectEnd::Doubt(store_fault(e));
+                }
+                return RejectEnd::Taken;
+            }
             Ok(CardWhere::None) => return RejectEnd::Gone,
             Ok(CardWhere::Unknown) => {
                 return RejectEnd::Doubt(
@@ -599,17 +653,13 @@ impl Engine {
             Err(f) if f.uncertain => return RejectEnd::Doubt(f),
             Err(f) => return RejectEnd::Refused(f),
         };
-        let counted = p.profile().capabilities.reject_counter;
-        let count = || async {
-            if counted {
-                p.rejected_count().await.ok()
-            } else {
-                None
-            }
-        };
-        let count_before = count().await;
+        let count_before = self.rejected_count().await;
         let t = token.to_string();
-        if let Err(e) = self.db(move |s| s.intent(&t, Step::Reject.name())).await {
+        let note = recovery::reject_note(before == CardWhere::Presented, count_before);
+        if let Err(e) = self
+            .db(move |s| s.intent_noted(&t, Step::Reject.name(), Some(&note)))
+            .await
+        {
             self.store_failed(&e);
             return RejectEnd::Doubt(store_fault(e));
         }
@@ -625,7 +675,7 @@ impl Engine {
             Ok(w) => w,
             Err(f) => return RejectEnd::Doubt(f.uncertain()),
         };
-        let count_after = count().await;
+        let count_after = self.rejected_count().await;
         let end = match (result, after) {
             (Err(f), _) => RejectEnd::Refused(f),
             (Ok(()), CardWhere::Unknown) => {
@@ -657,7 +707,7 @@ impl Engine {
         };
         let (ok, detail) = match &end {
             RejectEnd::InRejectBox => (true, "in the reject box".to_string()),
-            RejectEnd::Taken => (true, "taken by the customer before the reject".to_string()),
+            RejectEnd::Taken => (true, recovery::TAKEN.to_string()),
             RejectEnd::Refused(f) => (false, format!("{} {}", f.code, f.description)),
             RejectEnd::Gone | RejectEnd::Doubt(_) => unreachable!("returned above"),
         };
@@ -670,6 +720,16 @@ impl Engine {
             return RejectEnd::Doubt(store_fault(e));
         }
         end
+    }
+
+    /// The printer's reject counter, where the profile says it has one.
+    async fn rejected_count(&self) -> Option<u64> {
+        let p = &self.inner.printer;
+        if p.profile().capabilities.reject_counter {
+            p.rejected_count().await.ok()
+        } else {
+            None
+        }
     }
 
     async fn step(&self, job: &Job, step: Step, card: &CardData, _feeder: u8) -> Result<(), Fault> {
@@ -783,11 +843,17 @@ impl Engine {
     /// Cards a restart (or an uncertain store write) caught in production:
     /// settled from the journal and the printer, never produced again.
     async fn recover(&self, shutdown: &CancellationToken) {
-        let jobs = match self.db(|s| s.in_progress()).await {
-            Ok(j) => j,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read cards in production");
-                return;
+        // Nothing else may be produced before these cards are settled.
+        let jobs = loop {
+            match self.db(|s| s.in_progress()).await {
+                Ok(j) => break j,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read cards in production; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(NOT_READY_PAUSE) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
             }
         };
         for job in jobs {
@@ -798,6 +864,14 @@ impl Engine {
             self.settle(&job.card_token, None, None, shutdown).await;
         }
     }
+}
+
+/// Why a card whose reject the printer refused waits for a technician.
+fn refused_reject(why: &str, reject: &Fault) -> String {
+    format!(
+        "{why}; the card could not be put in the reject box ({}: {})",
+        reject.code, reject.description
+    )
 }
 
 fn store_fault(e: StoreError) -> Fault {

@@ -408,7 +408,7 @@ impl Connection {
                 Err(why) => Err(LinkError::Garbled(Fault::new(
                     ErrorCode::PRD_UNEXPECTED_DATA,
                     "other",
-                    format!("Rst: {why}"),
+                    format!("Rst: {}", dialect::redact::mask_text(&why)),
                 ))),
             },
             Reply::Malformed { raw, why } => Err(LinkError::Garbled(faults::garbled(

@@ -14,7 +14,7 @@
 use super::profile::{FlowControl, LinkDefaults, Parity};
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -191,12 +191,17 @@ fn open_serial(path: &std::path::Path, s: &SerialSettings) -> io::Result<FdStrea
         .open_native()
         .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
     // `open_native` has set TIOCEXCL: nobody else may open the line while we
-    // hold it. The line is set up; from here on it is a plain descriptor
-    // (dropping a `TTYPort` only closes it, as dropping an `OwnedFd` does).
-    let fd = port.into_raw_fd();
-    // SAFETY: `into_raw_fd` hands over the open descriptor the port owned,
-    // without closing it; nothing else owns it or will close it, so the
-    // `OwnedFd` becomes its only owner.
+    // hold it. The line is set up; from here on it is a plain descriptor. A
+    // duplicate is taken and the port dropped (which only closes its own
+    // descriptor): `TTYPort::into_raw_fd` would leak the port's name on every
+    // open, and a silent printer means an open every reconnection attempt.
+    // Exclusive mode belongs to the terminal, not to a descriptor, so it stays
+    // while the duplicate keeps the line open.
+    use nix::fcntl::{fcntl, FcntlArg};
+    let fd = fcntl(port.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(0)).map_err(io::Error::from)?;
+    drop(port);
+    // SAFETY: `F_DUPFD_CLOEXEC` returned a new descriptor that nothing else owns or will
+    // close, so the `OwnedFd` becomes its only owner.
     FdStream::new(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 

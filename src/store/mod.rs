@@ -433,12 +433,33 @@ impl Store {
     /// sets the job's step and writes an IN_PROGRESS event carrying it (so
     /// that watchers see the steps). Only while IN_PROGRESS.
     pub fn intent(&self, card_token: &str, step: &str) -> Result<Event, StoreError> {
+        self.intent_noted(card_token, step, None)
+    }
+
+    /// [`Store::intent`] with a note on the journal line (what recovery
+    /// must know of the step before it runs: where a rejected card was, the
+    /// reject counter). The note is masked like any text shown to a person.
+    pub fn intent_noted(
+        &self,
+        card_token: &str,
+        step: &str,
+        note: Option<&str>,
+    ) -> Result<Event, StoreError> {
         check_step(step)?;
+        let note = note.map(dialect::redact::mask_text);
         self.write("intent", |tx| {
             let state = load_state(tx, card_token)?;
             expect(&state, Status::InProgress)?;
             let at = now();
-            journal_insert(tx, state.seq, step, Phase::Intent, None, None, &at)?;
+            journal_insert(
+                tx,
+                state.seq,
+                step,
+                Phase::Intent,
+                None,
+                note.as_deref(),
+                &at,
+            )?;
             let event = push_event(
                 tx,
                 card_token,
