@@ -19,6 +19,7 @@ use std::time::Duration;
 
 struct Kiosk {
     chip: bool,
+    socket: std::path::PathBuf,
     sim: Simulator,
     daemon: Option<Daemon>,
     client: Client,
@@ -86,6 +87,7 @@ async fn kiosk_on(
     assert_eq!(a.status, 204, "{}", a.body);
     Kiosk {
         chip,
+        socket: dir.path().join("api.sock"),
         sim,
         daemon: Some(daemon),
         client,
@@ -395,6 +397,28 @@ async fn a_refused_reject_waits_for_a_technician() {
         printer["engine"].as_str().unwrap().contains("technician"),
         "{printer}"
     );
+    let queued = k
+        .client
+        .post(
+            "/v1/cards",
+            request("c2", "4000001234567808").to_string().as_bytes(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(queued.status, 201, "{}", queued.body);
+    assert_eq!(
+        queued.body["errorCode"], "REQUEST_CREATED_BUT_NOT_STARTED",
+        "{}",
+        queued.body
+    );
+    assert!(
+        queued.body["description"]
+            .as_str()
+            .unwrap()
+            .contains("in doubt"),
+        "the reason is said: {}",
+        queued.body
+    );
     let removed = k
         .client
         .post("/v1/cards/c1/resolve", br#"{"resolution":"removed"}"#)
@@ -405,15 +429,38 @@ async fn a_refused_reject_waits_for_a_technician() {
         "the card is still inside: {}",
         removed.body
     );
+    // The technician's command says the same, and what to do.
+    let socket = k.socket.clone();
+    let cli = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_satellite"))
+            .args(["jobs", "resolve", "c1", "removed", "--socket"])
+            .arg(&socket)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&cli.stderr);
+    assert_eq!(cli.status.code(), Some(2), "{said}");
+    assert!(said.contains("take the card out"), "{said}");
     assert_eq!(k.production("c1").await["status"], "IN_PROGRESS");
     // The technician empties the reject box, then asks for the reject again.
     k.sim.clear(None);
-    let retry = k
-        .client
-        .post("/v1/cards/c1/resolve", br#"{"resolution":"retry"}"#)
-        .await
-        .unwrap();
-    assert_eq!(retry.status, 204, "{}", retry.body);
+    let socket = k.socket.clone();
+    let cli = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_satellite"))
+            .args(["jobs", "resolve", "c1", "retry", "--socket"])
+            .arg(&socket)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
     let first = k.settle("c1", "refused reject").await;
     assert_eq!(first["status"], "PRODUCTION_ERROR", "{first}");
     assert_eq!(first["errorCode"], "PRD_MAGSTRIPE", "{first}");
@@ -429,7 +476,7 @@ async fn a_refused_reject_waits_for_a_technician() {
         Place::RejectBox,
         "the card is where the status says"
     );
-    k.submit("c2", "4000001234567808").await;
+    // The request queued meanwhile is produced now.
     assert_eq!(k.settle("c2", "after").await["status"], "PRODUCED");
     k.stop().await;
 }
