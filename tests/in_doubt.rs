@@ -159,6 +159,15 @@ impl Kiosk {
         );
     }
 
+    /// Runs `satellite jobs ARGS --socket SOCKET`, as a technician would.
+    async fn jobs(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_satellite"));
+        cmd.arg("jobs").args(args).arg("--socket").arg(&self.socket);
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap()
+    }
+
     async fn stop(mut self) {
         if let Some(d) = self.daemon.take() {
             d.stop().await;
@@ -430,32 +439,14 @@ async fn a_refused_reject_waits_for_a_technician() {
         removed.body
     );
     // The technician's command says the same, and what to do.
-    let socket = k.socket.clone();
-    let cli = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_satellite"))
-            .args(["jobs", "resolve", "c1", "removed", "--socket"])
-            .arg(&socket)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let cli = k.jobs(&["resolve", "c1", "removed"]).await;
     let said = String::from_utf8_lossy(&cli.stderr);
     assert_eq!(cli.status.code(), Some(2), "{said}");
     assert!(said.contains("take the card out"), "{said}");
     assert_eq!(k.production("c1").await["status"], "IN_PROGRESS");
     // The technician empties the reject box, then asks for the reject again.
     k.sim.clear(None);
-    let socket = k.socket.clone();
-    let cli = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_satellite"))
-            .args(["jobs", "resolve", "c1", "retry", "--socket"])
-            .arg(&socket)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let cli = k.jobs(&["resolve", "c1", "retry"]).await;
     assert!(
         cli.status.success(),
         "{}",
