@@ -386,6 +386,67 @@ async fn refused_requests_answer_the_seed_codes_and_lose_nothing_accepted() {
     k.stop().await;
 }
 
+/// The same request delivered again (its answer was lost, or it got "outcome
+/// unknown") is answered as the first time, however its JSON is spaced or
+/// ordered; another request with the same token is REQUEST_ALREADY_EXISTS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_request_again_gets_its_first_answer() {
+    let k = kiosk("", true).await;
+    let r = request("t1", PANS[0], "JANE DOE");
+    let (s1, first) = k.submit(&r).await;
+    assert_eq!(s1, 201, "{first}");
+    // The same content, keys in another order and spaced out.
+    let mut keys: Vec<(&String, &Value)> = r.as_object().unwrap().iter().collect();
+    keys.reverse();
+    let reordered = format!(
+        "{{ {} }}",
+        keys.iter()
+            .map(|(k, v)| format!("\n  {} : {}", json!(k), v))
+            .collect::<Vec<_>>()
+            .join(" ,")
+    );
+    let again = k
+        .client
+        .post("/v1/cards", reordered.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(again.status, 201, "{}", again.body);
+    assert_eq!(again.body["status"], "READY", "{}", again.body);
+    assert_eq!(
+        again.body["occurredAt"], first["occurredAt"],
+        "{}",
+        again.body
+    );
+    // Another request under the same token is still refused.
+    let (s, b) = k.submit(&request("t1", PANS[1], "JOHN DOE")).await;
+    assert_eq!(
+        (s, b["errorCode"].as_str()),
+        (409, Some("REQUEST_ALREADY_EXISTS")),
+        "{b}"
+    );
+    // A refused request sent again: the same refusal, at the same time.
+    let mut bad = request("t2", PANS[2], "JOHN DOE");
+    bad["pan"] = json!("4000001234567801");
+    let (s, b1) = k.submit(&bad).await;
+    assert_eq!(s, 422, "{b1}");
+    let (s, b2) = k.submit(&bad).await;
+    assert_eq!(s, 422, "{b2}");
+    assert_eq!(
+        (&b2["errorCode"], &b2["occurredAt"], &b2["description"]),
+        (&b1["errorCode"], &b1["occurredAt"], &b1["description"]),
+        "{b2}"
+    );
+    // One card, produced once.
+    assert_eq!(k.final_state("t1").await["status"], "PRODUCED");
+    let events = k.client.get("/v1/cards/t1").await.unwrap().body;
+    let ready = events["events"]
+        .as_array()
+        .map(|e| e.iter().filter(|e| e["status"] == "READY").count());
+    assert_eq!(ready, Some(1), "{events}");
+    assert_eq!(k.sim.state().counters.taken, 1);
+    k.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reject_policy_refuses_while_the_printer_is_not_ready() {
     let k = kiosk("not_ready = \"reject\"", true).await;

@@ -72,6 +72,7 @@ fn job(token: &str, pan: &str) -> NewJob {
         issuer_request_id: format!("req-{token}"),
         card_id: format!("card-{token}"),
         pan_masked: dialect::redact::mask_digits(pan),
+        request_digest: None,
     }
 }
 

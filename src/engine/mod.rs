@@ -216,15 +216,28 @@ impl Engine {
             ));
         }
         let token_hint = request::token_of(body);
-        let mut refused = match self.accept(body).await {
+        let digest = self.request_digest(body);
+        // The same request again (a lost answer, a retry after "outcome
+        // unknown"): its first answer, not REQUEST_ALREADY_EXISTS.
+        if let Some(first) = self.first_answer(&token_hint, &digest).await {
+            return first;
+        }
+        let mut refused = match self.accept(body, digest.clone()).await {
             Ok(s) => return Ok(s),
             Err(SubmitError::Refused(r)) => r,
             Err(e) => return Err(e),
         };
         let e = refused.error.clone();
+        if e.code == ErrorCode::REQUEST_ALREADY_EXISTS {
+            // It may have been stored by an identical request just now.
+            if let Some(first) = self.first_answer(&token_hint, &digest).await {
+                return first;
+            }
+        }
         tracing::info!(code = %e.code, field = e.field.as_deref().unwrap_or(""), "request refused");
         if let (Some(token), true) = (token_hint, e.code != ErrorCode::REQUEST_ALREADY_EXISTS) {
-            let job = self.stub_job(token, body);
+            let mut job = self.stub_job(token, body);
+            job.request_digest = digest;
             let (code, message) = (e.code, e.message.clone());
             match self
                 .db(move |s| s.record_request_error(&job, code, &message))
@@ -239,6 +252,51 @@ impl Engine {
             }
         }
         Err(SubmitError::Refused(refused))
+    }
+
+    /// A keyed digest of the request's canonical JSON (keys sorted, spacing
+    /// dropped), or `None` for a body that is not JSON.
+    fn request_digest(&self, body: &[u8]) -> Option<Vec<u8>> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let canonical = zeroize::Zeroizing::new(serde_json::to_vec(&v).ok()?);
+        Some(self.inner.store.request_digest(&canonical))
+    }
+
+    /// The first answer given to this very request, if it was seen before.
+    async fn first_answer(
+        &self,
+        token: &Option<String>,
+        digest: &Option<Vec<u8>>,
+    ) -> Option<Result<Submitted, SubmitError>> {
+        let (token, digest) = (token.clone()?, digest.clone()?);
+        let t = token.clone();
+        let first = match self.db(move |s| s.same_request(&t, &digest)).await {
+            Ok(first) => first?,
+            Err(e) => {
+                tracing::warn!(card = %token, error = %e, "cannot look up an earlier delivery of this request");
+                return None;
+            }
+        };
+        tracing::info!(card = %token, "the same request again: answered as the first time");
+        Some(match first.status {
+            crate::store::Status::RequestError => Err(SubmitError::Refused(Refused {
+                error: RequestError {
+                    code: first.error_code.unwrap_or(ErrorCode::UNKNOWN_ERROR),
+                    field: None,
+                    message: first.description.unwrap_or_default(),
+                },
+                occurred_at: first.occurred_at,
+            })),
+            _ => Ok(Submitted {
+                production: Production {
+                    status: "READY",
+                    kiosk_id: None,
+                    occurred_at: first.occurred_at,
+                    error_code: None,
+                    description: None,
+                },
+            }),
+        })
     }
 
     /// What can be said of a refused request without trusting it.
@@ -260,10 +318,11 @@ impl Engine {
             issuer_request_id: s("issuerRequestId"),
             card_id: s("cardId"),
             pan_masked: String::new(),
+            request_digest: None,
         }
     }
 
-    async fn accept(&self, body: &[u8]) -> Result<Submitted, SubmitError> {
+    async fn accept(&self, body: &[u8], digest: Option<Vec<u8>>) -> Result<Submitted, SubmitError> {
         let req = request::parse(body)?;
         let mut caps = self.inner.printer.profile().capabilities.clone();
         if self.inner.chip.is_none() {
@@ -288,7 +347,10 @@ impl Engine {
         let data = serde_json::to_vec(&accepted.card).map_err(|e| internal(e.to_string()))?;
         let data = zeroize::Zeroizing::new(data);
         let meta = &accepted.meta;
-        let job = NewJob::from(meta);
+        let job = NewJob {
+            request_digest: digest,
+            ..NewJob::from(meta)
+        };
         let limit = self.inner.config.production.queue_limit;
         let pan = accepted.pan.clone();
         let token = job.card_token.clone();
@@ -572,6 +634,7 @@ impl From<&request::JobMeta> for NewJob {
             issuer_request_id: m.issuer_request_id.clone(),
             card_id: m.card_id.clone(),
             pan_masked: m.pan_masked.clone(),
+            request_digest: None,
         }
     }
 }

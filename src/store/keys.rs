@@ -319,6 +319,16 @@ impl Crypto {
     }
 
     /// The key-check value stored in the database at creation.
+    /// A keyed digest of a request's canonical bytes (domain-separated from
+    /// the PAN fingerprint, under the same key).
+    pub(crate) fn request_digest(&self, canonical: &[u8]) -> Vec<u8> {
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&self.fingerprint[..]).expect("any key size");
+        mac.update(b"satellite request v1\0");
+        mac.update(canonical);
+        mac.finalize().into_bytes().to_vec()
+    }
+
     pub(crate) fn check_value(&self) -> &[u8] {
         &self.check[..]
     }

@@ -332,6 +332,35 @@ impl Store {
         })
     }
 
+    /// The keyed digest of a request's canonical bytes (see [`Store::same_request`]).
+    pub fn request_digest(&self, canonical: &[u8]) -> Vec<u8> {
+        self.crypto.request_digest(canonical)
+    }
+
+    /// The first event of the job with this token, when the request it came
+    /// from had this digest: the same request delivered again gets the same
+    /// answer. `None` for an unknown token or another request.
+    pub fn same_request(
+        &self,
+        card_token: &str,
+        digest: &[u8],
+    ) -> Result<Option<Event>, StoreError> {
+        let conn = self.lock();
+        let stored: Option<Option<Vec<u8>>> = conn
+            .prepare_cached("SELECT request_digest FROM jobs WHERE card_token = ?1")
+            .and_then(|mut st| st.query_row([card_token], |r| r.get(0)).optional())
+            .ctx("request digest lookup")?;
+        if stored.flatten().as_deref() != Some(digest) {
+            return Ok(None);
+        }
+        conn.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events e JOIN jobs j ON j.seq = e.job_seq \
+             WHERE j.card_token = ?1 AND e.seq = 1"
+        ))
+        .and_then(|mut st| st.query_row([card_token], event_from_row).optional())
+        .ctx("first event")
+    }
+
     /// The job with this card token, if any.
     pub fn job(&self, card_token: &str) -> Result<Option<Job>, StoreError> {
         let conn = self.lock();
@@ -882,8 +911,8 @@ fn insert_job(
     tx.prepare_cached(
         "INSERT INTO jobs (card_token, profile_id, kiosk_id, card_type, issuer_request_id, \
          card_id, pan_masked, pan_fingerprint, status, error_code, description, occurred_at, \
-         created_at, last_event_seq) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, 0)",
+         created_at, last_event_seq, request_digest) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, 0, ?13)",
     )
     .and_then(|mut st| {
         st.execute(params![
@@ -899,6 +928,7 @@ fn insert_job(
             code.map(ErrorCode::as_str),
             description,
             at,
+            job.request_digest,
         ])
     })
     .ctx("insert job")?;

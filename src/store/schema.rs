@@ -19,14 +19,28 @@ pub(crate) struct Migration {
 
 /// Every migration, in order, starting at 1 with no gap. Never edit one that
 /// has shipped: add the next.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "jobs, sealed card data, step journal, event outbox, inventory, meta",
-    sql: V1,
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "jobs, sealed card data, step journal, event outbox, inventory, meta",
+        sql: V1,
+    },
+    Migration {
+        version: 2,
+        name: "each job's request digest, for idempotent re-delivery",
+        sql: V2,
+    },
+];
 
 /// The schema version this program writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// A keyed digest of the request as it arrived (canonical JSON): the same
+/// request delivered again is answered with its first outcome. Kept for the
+/// job's life; it reveals nothing without the card-data key.
+const V2: &str = r#"
+ALTER TABLE jobs ADD COLUMN request_digest BLOB;
+"#;
 
 const V1: &str = r#"
 PRAGMA application_id = 1396790348;
@@ -329,5 +343,28 @@ mod tests {
             .pragma_query_value(None, "application_id", |r| r.get(0))
             .unwrap();
         assert_eq!(app, APPLICATION_ID);
+    }
+
+    #[test]
+    fn a_version_1_store_gains_request_digests_and_keeps_its_jobs() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, &MIGRATIONS[..1]).unwrap();
+        conn.execute(
+            "INSERT INTO jobs (card_token, profile_id, kiosk_id, card_type, issuer_request_id, \
+             card_id, pan_masked, status, occurred_at, created_at) \
+             VALUES ('old', 1, 'K', 'debit', 'r', 'c', '400000******7899', 'READY', 't', 't')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn, MIGRATIONS).unwrap(), 1);
+        assert_eq!(version(&conn), SCHEMA_VERSION);
+        let digest: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT request_digest FROM jobs WHERE card_token = 'old'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(digest, None, "a job from before has no digest");
     }
 }

@@ -75,6 +75,9 @@ pub struct NewJob {
     pub card_id: String,
     /// First six and last four digits at most (`dialect::redact::mask_digits`).
     pub pan_masked: String,
+    /// The keyed digest of the request it came from ([`super::Store::request_digest`]),
+    /// so that the same request delivered again gets the same answer.
+    pub request_digest: Option<Vec<u8>>,
 }
 
 /// A job as stored.
