@@ -4,12 +4,13 @@
 //! daemon runs with its real store on the simulator over a pseudo-terminal;
 //! requests go over the Unix socket, some of them written by hand.
 
-use printer_sim::{Customer, SimConfig, Simulator};
+mod common;
+
+use common::kiosk;
+use printer_sim::Simulator;
 use satellite::api::client::Client;
 use satellite::config::Config;
 use satellite::daemon::Daemon;
-use satellite::printer::Endpoint;
-use satellite::store::Keys;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -25,29 +26,20 @@ struct Kiosk {
 }
 
 async fn kiosk(adjust: impl FnOnce(&mut Config)) -> Kiosk {
-    let dir = tempfile::tempdir().unwrap();
-    Keys::generate(&dir.path().join("card.key")).unwrap();
-    let mut c = SimConfig::for_model("evolis-km500b").unwrap();
-    c.speed = 0.0;
-    c.customer = Customer::TakeAfter(50);
-    let sim = Simulator::new(c);
-    let link = sim
-        .serve_pty(Some(&dir.path().join("printer")))
-        .await
-        .unwrap();
-    let mut cfg = Config::local(dir.path(), "KIOSK01");
-    cfg.printer.timeouts.command = Some(1000);
-    adjust(&mut cfg);
-    let daemon = Daemon::start(cfg, Some(Endpoint::Serial(link)))
-        .await
-        .unwrap();
-    let socket = dir.path().join("api.sock");
+    let p = kiosk::start(
+        |_| {},
+        |_, c| {
+            c.printer.timeouts.command = Some(1000);
+            adjust(c);
+        },
+    )
+    .await;
     Kiosk {
-        _sim: sim,
-        daemon,
-        client: Client::new(&socket),
-        socket,
-        _dir: dir,
+        _sim: p.sim,
+        daemon: p.daemon,
+        client: p.client,
+        socket: p.socket,
+        _dir: p.dir,
     }
 }
 

@@ -8,12 +8,12 @@
 //! code is the first cause, the next card is produced, and no card is
 //! produced twice.
 
-use printer_sim::{Customer, Place, Scenario, SimConfig, Simulator};
+mod common;
+
+use common::kiosk;
+use printer_sim::{Place, Scenario, Simulator};
 use satellite::api::client::Client;
-use satellite::config::Config;
 use satellite::daemon::Daemon;
-use satellite::printer::Endpoint;
-use satellite::store::Keys;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -41,57 +41,40 @@ async fn kiosk_on(
     if std::env::var_os("IN_DOUBT_LOG").is_some() {
         satellite::logging::init(2, satellite::logging::Quiet::No);
     }
-    let dir = tempfile::tempdir().unwrap();
-    Keys::generate(&dir.path().join("card.key")).unwrap();
-    let mut c = SimConfig::for_model("evolis-km500b").unwrap();
-    c.speed = 0.0;
-    c.customer = Customer::TakeAfter(50);
     let scenario: String = conditions
         .iter()
         .map(|c| format!("[[at]]\ncard = 1\nstep = \"{step}\"\nraise = \"{c}\"\n"))
         .collect();
-    c.scenario = Some(Scenario::parse("row", &scenario).unwrap());
-    if chip {
-        // The chip through the real PC/SC stack: pcscd and its vpcd reader.
-        c.vpcd = Some("127.0.0.1:35963".parse().unwrap());
-    }
-    let sim = Simulator::new(c);
-    let link = sim
-        .serve_pty(Some(&dir.path().join("printer")))
-        .await
-        .unwrap();
-    let mut cfg = Config::local(dir.path(), "KIOSK01");
-    if let Some(path) = store {
-        cfg.store.path = path.to_path_buf();
-    }
-    if chip {
-        cfg.chip.enabled = true;
-        cfg.chip.card_wait_ms = 2000;
-        for t in &mut cfg.card_types {
-            t.chip = true;
-        }
-    }
-    cfg.printer.timeouts.take = Some(1500);
-    cfg.printer.timeouts.command = Some(600);
-    cfg.printer.timeouts.movement = Some(1000);
-    cfg.printer.timeouts.magnetic = Some(1000);
-    cfg.printer.timeouts.print = Some(1500);
-    let daemon = Daemon::start(cfg, Some(Endpoint::Serial(link)))
-        .await
-        .unwrap();
-    let client = Client::new(&dir.path().join("api.sock"));
-    let a = client
-        .put("/v1/inventory/1", br#"{"cardType":"debit","count":20}"#)
-        .await
-        .unwrap();
-    assert_eq!(a.status, 204, "{}", a.body);
+    let p = kiosk::start(
+        |c| {
+            c.scenario = Some(Scenario::parse("row", &scenario).unwrap());
+            if chip {
+                kiosk::chip_on_sim(c);
+            }
+        },
+        |_, cfg| {
+            if let Some(path) = store {
+                cfg.store.path = path.to_path_buf();
+            }
+            if chip {
+                kiosk::chip_on_agent(cfg);
+            }
+            cfg.printer.timeouts.take = Some(1500);
+            cfg.printer.timeouts.command = Some(600);
+            cfg.printer.timeouts.movement = Some(1000);
+            cfg.printer.timeouts.magnetic = Some(1000);
+            cfg.printer.timeouts.print = Some(1500);
+        },
+    )
+    .await;
+    kiosk::stock(&p.client).await;
     Kiosk {
         chip,
-        socket: dir.path().join("api.sock"),
-        sim,
-        daemon: Some(daemon),
-        client,
-        _dir: dir,
+        socket: p.socket,
+        sim: p.sim,
+        daemon: Some(p.daemon),
+        client: p.client,
+        _dir: p.dir,
     }
 }
 

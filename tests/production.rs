@@ -2,14 +2,14 @@
 //! the simulator over a real pseudo-terminal, and real HTTP over the local
 //! API's Unix socket. The simulator's state is the ground truth.
 
-use printer_sim::{Condition, Customer, SimConfig, Simulator};
+mod common;
+
+use common::kiosk;
+use printer_sim::{Condition, Customer, Simulator};
 use satellite::api::client::Client;
 use satellite::config::Config;
 use satellite::daemon::Daemon;
-use satellite::printer::Endpoint;
-use satellite::store::Keys;
 use serde_json::{json, Value};
-use std::path::Path;
 use std::time::Duration;
 
 struct Kiosk {
@@ -19,8 +19,8 @@ struct Kiosk {
     dir: tempfile::TempDir,
 }
 
-fn config(dir: &Path, extra: &str) -> Config {
-    let mut c = Config::local(dir, "KIOSK01");
+/// The test settings named in `extra`, one a line.
+fn adjust(c: &mut Config, extra: &str) {
     c.printer.timeouts.take = Some(1500);
     c.printer.timeouts.command = Some(1000);
     c.production.queue_limit = 4;
@@ -33,7 +33,6 @@ fn config(dir: &Path, extra: &str) -> Config {
             other => panic!("unknown test setting {other:?}"),
         }
     }
-    c
 }
 
 async fn kiosk(extra: &str, inventory: bool) -> Kiosk {
@@ -43,43 +42,28 @@ async fn kiosk(extra: &str, inventory: bool) -> Kiosk {
 /// With `chip`, the chip goes through the real PC/SC stack: pcscd, the vpcd
 /// virtual reader, and the simulator playing the card.
 async fn kiosk_with(extra: &str, inventory: bool, chip: bool) -> Kiosk {
-    let dir = tempfile::tempdir().unwrap();
-    Keys::generate(&dir.path().join("card.key")).unwrap();
-    let mut c = SimConfig::for_model("evolis-km500b").unwrap();
-    c.speed = 0.0;
-    c.customer = Customer::TakeAfter(50);
-    if chip {
-        c.vpcd = Some("127.0.0.1:35963".parse().unwrap());
-    }
-    let sim = Simulator::new(c);
-    let link = sim
-        .serve_pty(Some(&dir.path().join("printer")))
-        .await
-        .unwrap();
-    let mut cfg = config(dir.path(), extra);
-    if chip {
-        cfg.chip.enabled = true;
-        cfg.chip.card_wait_ms = 2000;
-        for t in &mut cfg.card_types {
-            t.chip = true;
-        }
-    }
-    let daemon = Daemon::start(cfg, Some(Endpoint::Serial(link)))
-        .await
-        .unwrap();
-    let client = Client::new(&dir.path().join("api.sock"));
+    let p = kiosk::start(
+        |s| {
+            if chip {
+                kiosk::chip_on_sim(s)
+            }
+        },
+        |_, c| {
+            adjust(c, extra);
+            if chip {
+                kiosk::chip_on_agent(c)
+            }
+        },
+    )
+    .await;
     if inventory {
-        let a = client
-            .put("/v1/inventory/1", br#"{"cardType":"debit","count":20}"#)
-            .await
-            .unwrap();
-        assert_eq!(a.status, 204, "{}", a.body);
+        kiosk::stock(&p.client).await;
     }
     Kiosk {
-        sim,
-        daemon: Some(daemon),
-        client,
-        dir,
+        sim: p.sim,
+        daemon: Some(p.daemon),
+        client: p.client,
+        dir: p.dir,
     }
 }
 

@@ -13,6 +13,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod kiosk;
+
 pub const VPCD: &str = "127.0.0.1:35963";
 
 pub struct Rig {
