@@ -340,23 +340,6 @@ impl Printer {
         })
     }
 
-    /// Each feeder's sensors: (empty, near empty), from `Sk;f` and `Sk;w`.
-    pub async fn feeder_sensors(&self) -> Result<Vec<(bool, bool)>, Fault> {
-        let n = self.profile().capabilities.feeders;
-        let parse = |t: String, what: &str| {
-            dialect::status::parse_feeder_answer(&t, n).map_err(|why| {
-                Fault::new(
-                    ErrorCode::PRD_UNEXPECTED_DATA,
-                    "other",
-                    format!("{what}: {why}"),
-                )
-            })
-        };
-        let empty = parse(self.run(Op::ReadFeeders).await?, "Sk;f")?;
-        let near = parse(self.run(Op::ReadFeederWarnings).await?, "Sk;w")?;
-        Ok(empty.into_iter().zip(near).collect())
-    }
-
     /// Is a presented card still waiting in the bezel?
     pub async fn card_waiting_in_bezel(&self) -> Result<bool, Fault> {
         let flag = self.profile().flag("card_eject").cloned();
