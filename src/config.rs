@@ -23,6 +23,8 @@ pub struct Config {
     /// The card types this kiosk produces.
     #[serde(rename = "card_type", default)]
     pub card_types: Vec<CardType>,
+    #[serde(default)]
+    pub upstream: crate::upstream::UpstreamConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -245,6 +247,7 @@ colour = false
         if self.kiosk_id.trim().is_empty() {
             return Err("kiosk_id is empty".into());
         }
+        self.upstream.check()?;
         match (&self.store.key_file, &self.store.key_credential) {
             (None, None) => {
                 return Err("store: give key_file or key_credential (the card-data key)".into())

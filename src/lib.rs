@@ -28,3 +28,4 @@ pub mod printer;
 pub mod request;
 pub mod store;
 pub mod time;
+pub mod upstream;

@@ -17,6 +17,11 @@ pub enum StoreError {
     /// The queue already holds its limit of READY jobs: `UNABLE_TO_ACCEPT_REQUEST`.
     #[error("the production queue is full")]
     QueueFull,
+    /// The store has reached its configured size: new requests are refused
+    /// (`UNABLE_TO_ACCEPT_REQUEST`) until delivered history is pruned;
+    /// status changes of accepted cards are still written.
+    #[error("the store holds {used} bytes, its limit is {limit}: no new request until delivered events are pruned")]
+    SizeLimit { used: u64, limit: u64 },
     /// No such job, no card data (never stored or already erased), or no such feeder.
     #[error("not found")]
     NotFound,
@@ -58,6 +63,7 @@ impl StoreError {
             StoreError::Duplicate => Some(ErrorCode::REQUEST_ALREADY_EXISTS),
             StoreError::PanInProduction => Some(ErrorCode::PAN_ALREADY_EXISTS),
             StoreError::QueueFull => Some(ErrorCode::UNABLE_TO_ACCEPT_REQUEST),
+            StoreError::SizeLimit { .. } => Some(ErrorCode::UNABLE_TO_ACCEPT_REQUEST),
             _ => None,
         }
     }

@@ -22,11 +22,13 @@
 
 mod error;
 mod keys;
+mod outbox;
 mod schema;
 mod types;
 
 pub use error::StoreError;
 pub use keys::Keys;
+pub use outbox::{DeadLetter, Due, SinkDepth, SinkSpec};
 pub use schema::SCHEMA_VERSION;
 pub use types::{Event, FeederStock, Job, JournalEntry, NewJob, Phase, Status};
 
@@ -61,6 +63,11 @@ pub struct Store {
     conn: Mutex<Connection>,
     crypto: Crypto,
     path: PathBuf,
+    /// Bumped after every commit: the upstream relay wakes on it instead of
+    /// polling the outbox.
+    written: tokio::sync::watch::Sender<u64>,
+    /// The size at which new requests are refused (bytes; 0: no limit).
+    size_limit: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Store {
@@ -169,6 +176,8 @@ impl Store {
             conn: Mutex::new(conn),
             crypto,
             path: path.to_path_buf(),
+            written: tokio::sync::watch::channel(0).0,
+            size_limit: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -258,6 +267,16 @@ impl Store {
                 .ctx("accept: queue length")?;
             if queued >= limit {
                 return Err(StoreError::QueueFull);
+            }
+            let size_limit = self.size_limit.load(std::sync::atomic::Ordering::Relaxed);
+            if size_limit > 0 {
+                let used = used_bytes(tx)?;
+                if used >= size_limit {
+                    return Err(StoreError::SizeLimit {
+                        used,
+                        limit: size_limit,
+                    });
+                }
             }
             let at = now();
             let seq = insert_job(tx, job, Status::Ready, Some(&fingerprint), None, None, &at)?;
@@ -673,42 +692,6 @@ impl Store {
         rows.collect::<Result<_, _>>().ctx("events")
     }
 
-    /// Events not yet marked delivered, oldest first (in the order they were
-    /// written, across cards), at most `limit`.
-    pub fn undelivered(&self, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let conn = self.lock();
-        let mut st = conn
-            .prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events e JOIN jobs j ON j.seq = e.job_seq \
-                 WHERE e.delivered_at IS NULL ORDER BY e.ord LIMIT ?1"
-            ))
-            .ctx("undelivered")?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = st.query_map([limit], event_from_row).ctx("undelivered")?;
-        rows.collect::<Result<_, _>>().ctx("undelivered")
-    }
-
-    /// Marks events delivered (after the receiver's 2xx), in one
-    /// transaction. Unknown and already delivered ids are left alone, so a
-    /// relay may mark twice.
-    pub fn mark_delivered(&self, event_ids: &[String]) -> Result<(), StoreError> {
-        if event_ids.is_empty() {
-            return Ok(());
-        }
-        self.write("mark_delivered", |tx| {
-            let at = now();
-            let mut st = tx
-                .prepare_cached(
-                    "UPDATE events SET delivered_at = ?1 WHERE id = ?2 AND delivered_at IS NULL",
-                )
-                .ctx("mark_delivered")?;
-            for id in event_ids {
-                st.execute(params![at, id]).ctx("mark_delivered")?;
-            }
-            Ok(())
-        })
-    }
-
     /// Every feeder a technician has set, by feeder number. Empty until then.
     pub fn inventory(&self) -> Result<Vec<FeederStock>, StoreError> {
         let conn = self.lock();
@@ -806,6 +789,26 @@ impl Store {
 
     /// The connection. A panic while it was held rolled its transaction back
     /// (the transaction's drop), so a poisoned lock is safe to take over.
+    /// Refuse new requests once the database holds `bytes` (0: no limit).
+    pub fn set_size_limit(&self, bytes: u64) {
+        self.size_limit
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Bytes in use in the database (pages less free ones), and the limit.
+    pub fn usage(&self) -> Result<(u64, u64), StoreError> {
+        let used = used_bytes(&self.lock())?;
+        Ok((
+            used,
+            self.size_limit.load(std::sync::atomic::Ordering::Relaxed),
+        ))
+    }
+
+    /// A receiver that changes after every commit (the relay waits on it).
+    pub fn written(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.written.subscribe()
+    }
+
     fn lock(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -826,8 +829,23 @@ impl Store {
             // A commit that failed may still have reached the disk.
             StoreError::Uncertain(format!("{what}: commit: {e}"))
         })?;
+        self.written.send_modify(|n| *n = n.wrapping_add(1));
         Ok(out)
     }
+}
+
+/// Pages in use times the page size.
+fn used_bytes(conn: &Connection) -> Result<u64, StoreError> {
+    let (pages, free, size): (i64, i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT page_count FROM pragma_page_count()), \
+             (SELECT freelist_count FROM pragma_freelist_count()), \
+             (SELECT page_size FROM pragma_page_size())",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .ctx("size")?;
+    Ok(((pages - free).max(0) as u64) * size.max(0) as u64)
 }
 
 fn now() -> String {
@@ -975,6 +993,24 @@ fn push_event(
         ])
     })
     .ctx("write event")?;
+    // A status change (not a step inside IN_PROGRESS) goes to every active
+    // sink that wants its status, in this same transaction.
+    if event.seq == 1 || status != state.status {
+        tx.prepare_cached(
+            "INSERT INTO deliveries (sink, event_ord, job_seq, seq, state, created_at) \
+             SELECT name, last_insert_rowid(), ?1, ?2, 'PENDING', ?3 FROM sinks \
+             WHERE active = 1 AND (statuses IS NULL OR instr(' ' || statuses || ' ', ?4) > 0)",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                state.seq,
+                event.seq,
+                at,
+                format!(" {} ", status.as_str())
+            ])
+        })
+        .ctx("write deliveries")?;
+    }
     Ok(event)
 }
 
@@ -1057,34 +1093,44 @@ fn parse_opt_col<T: FromStr<Err = String>>(r: &Row<'_>, i: usize) -> rusqlite::R
 }
 
 fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+    job_at(r, 0)
+}
+
+/// A job read from `JOB_COLUMNS` starting at column `at` (of a join).
+fn job_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Job> {
     Ok(Job {
-        seq: r.get(0)?,
-        card_token: r.get(1)?,
-        profile_id: r.get(2)?,
-        kiosk_id: r.get(3)?,
-        card_type: r.get(4)?,
-        issuer_request_id: r.get(5)?,
-        card_id: r.get(6)?,
-        pan_masked: r.get(7)?,
-        status: parse_col(r, 8)?,
-        step: r.get(9)?,
-        error_code: parse_opt_col(r, 10)?,
-        description: r.get(11)?,
-        occurred_at: r.get(12)?,
-        created_at: r.get(13)?,
+        seq: r.get(at)?,
+        card_token: r.get(at + 1)?,
+        profile_id: r.get(at + 2)?,
+        kiosk_id: r.get(at + 3)?,
+        card_type: r.get(at + 4)?,
+        issuer_request_id: r.get(at + 5)?,
+        card_id: r.get(at + 6)?,
+        pan_masked: r.get(at + 7)?,
+        status: parse_col(r, at + 8)?,
+        step: r.get(at + 9)?,
+        error_code: parse_opt_col(r, at + 10)?,
+        description: r.get(at + 11)?,
+        occurred_at: r.get(at + 12)?,
+        created_at: r.get(at + 13)?,
     })
 }
 
 fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
+    event_at(r, 0)
+}
+
+/// An event read from `EVENT_COLUMNS` starting at column `at`.
+fn event_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Event> {
     Ok(Event {
-        id: r.get(0)?,
-        card_token: r.get(1)?,
-        seq: r.get(2)?,
-        status: parse_col(r, 3)?,
-        step: r.get(4)?,
-        error_code: parse_opt_col(r, 5)?,
-        description: r.get(6)?,
-        occurred_at: r.get(7)?,
+        id: r.get(at)?,
+        card_token: r.get(at + 1)?,
+        seq: r.get(at + 2)?,
+        status: parse_col(r, at + 3)?,
+        step: r.get(at + 4)?,
+        error_code: parse_opt_col(r, at + 5)?,
+        description: r.get(at + 6)?,
+        occurred_at: r.get(at + 7)?,
     })
 }
 

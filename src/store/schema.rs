@@ -30,10 +30,58 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "each job's request digest, for idempotent re-delivery",
         sql: V2,
     },
+    Migration {
+        version: 3,
+        name: "per-sink delivery of status changes, D1 operation ids",
+        sql: V3,
+    },
 ];
 
 /// The schema version this program writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// The outbox per sink. `sinks` lists every upstream the configuration ever
+/// named (an inactive one keeps what it had pending, shown, not sent); each
+/// status change gets one `deliveries` row per active sink that wants its
+/// status, in the transaction that writes the event (see `push_event`).
+/// Events written before a sink was configured are not sent to it.
+const V3: &str = r#"
+CREATE TABLE sinks (
+    name     TEXT    PRIMARY KEY,
+    kind     TEXT    NOT NULL,
+    -- Space-separated statuses this sink is sent; NULL: every status change.
+    statuses TEXT,
+    active   INTEGER NOT NULL CHECK (active IN (0, 1)),
+    added_at TEXT    NOT NULL
+) STRICT;
+
+CREATE TABLE deliveries (
+    sink       TEXT    NOT NULL REFERENCES sinks (name),
+    event_ord  INTEGER NOT NULL REFERENCES events (ord) ON DELETE CASCADE,
+    -- The card and its event's per-card sequence: a card's events go out in order.
+    job_seq    INTEGER NOT NULL,
+    seq        INTEGER NOT NULL,
+    state      TEXT    NOT NULL CHECK (state IN ('PENDING', 'DELIVERED', 'DEAD')),
+    attempts   INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    -- Unix milliseconds before which the next attempt is not made.
+    due_ms     INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    created_at TEXT    NOT NULL,
+    done_at    TEXT,
+    PRIMARY KEY (sink, event_ord),
+    CHECK ((state = 'PENDING') = (done_at IS NULL))
+) STRICT;
+CREATE INDEX deliveries_pending ON deliveries (sink, event_ord) WHERE state = 'PENDING';
+CREATE INDEX deliveries_by_card ON deliveries (sink, job_seq, seq) WHERE state = 'PENDING';
+CREATE INDEX deliveries_dead ON deliveries (sink, event_ord) WHERE state = 'DEAD';
+
+-- What D1's Track Card API answered for a produced card.
+ALTER TABLE jobs ADD COLUMN d1_operation_id TEXT;
+
+-- Delivery is per sink now.
+DROP INDEX events_undelivered;
+ALTER TABLE events DROP COLUMN delivered_at;
+"#;
 
 /// A keyed digest of the request as it arrived (canonical JSON): the same
 /// request delivered again is answered with its first outcome. Kept for the

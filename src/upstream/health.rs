@@ -1,0 +1,202 @@
+//! How each upstream link is doing, published on one `watch` channel: the
+//! local API, the log, the heartbeat and (later) metrics read it. A failure
+//! carries the satellite's own code (SAT_*) when the agent cannot reach or
+//! is refused by the upstream, so that a technician reads the same
+//! vocabulary as the platform.
+
+use super::auth::AuthError;
+use super::policy::Answer;
+use crate::codes::ErrorCode;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use tokio::sync::watch;
+
+/// One link: a sink, or the central base's intake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkHealth {
+    /// `up` after a success, `down` after a failure, `unknown` before any call.
+    pub state: &'static str,
+    /// The SAT_ code of the last failure while down.
+    pub code: Option<ErrorCode>,
+    pub error: Option<String>,
+    /// RFC 3339 of the last success and of the last change of state.
+    pub last_ok_at: Option<String>,
+    pub since: String,
+}
+
+impl LinkHealth {
+    fn unknown() -> LinkHealth {
+        LinkHealth {
+            state: "unknown",
+            code: None,
+            error: None,
+            last_ok_at: None,
+            since: crate::time::now_rfc3339(),
+        }
+    }
+}
+
+/// Every upstream link, by name.
+pub type Upstream = BTreeMap<String, LinkHealth>;
+
+/// The publisher; cheap to clone.
+#[derive(Clone)]
+pub struct Health {
+    tx: watch::Sender<Upstream>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            tx: watch::channel(Upstream::new()).0,
+        }
+    }
+}
+
+impl Health {
+    pub fn subscribe(&self) -> watch::Receiver<Upstream> {
+        self.tx.subscribe()
+    }
+
+    pub fn snapshot(&self) -> Upstream {
+        self.tx.borrow().clone()
+    }
+
+    /// Names a link before its first call.
+    pub fn register(&self, link: &str) {
+        self.tx.send_modify(|m| {
+            m.entry(link.to_string()).or_insert_with(LinkHealth::unknown);
+        });
+    }
+
+    /// A call went through (any answer from the upstream's application
+    /// counts: the link and the credentials work).
+    pub fn up(&self, link: &str) {
+        let now = crate::time::now_rfc3339();
+        self.tx.send_if_modified(|m| {
+            let h = m.entry(link.to_string()).or_insert_with(LinkHealth::unknown);
+            let changed = h.state != "up";
+            if changed {
+                tracing::info!(upstream = %link, "upstream reachable");
+                h.state = "up";
+                h.code = None;
+                h.error = None;
+                h.since = now.clone();
+            }
+            h.last_ok_at = Some(now);
+            changed
+        });
+    }
+
+    /// A call failed for a reason of the link or of our credentials.
+    pub fn down(&self, link: &str, code: ErrorCode, error: &str) {
+        let now = crate::time::now_rfc3339();
+        self.tx.send_if_modified(|m| {
+            let h = m.entry(link.to_string()).or_insert_with(LinkHealth::unknown);
+            let changed = h.state != "down" || h.code != Some(code);
+            if changed {
+                tracing::warn!(upstream = %link, code = %code, error = %error, "upstream unavailable");
+                h.state = "down";
+                h.since = now;
+            }
+            h.code = Some(code);
+            h.error = Some(error.to_string());
+            changed
+        });
+    }
+}
+
+/// The satellite's code for a call that did not get through, if the fault
+/// is on the way to the upstream (not an answer of its application).
+pub fn sat_code(answer: &Answer) -> Option<ErrorCode> {
+    match answer {
+        Answer::Timeout => Some(ErrorCode::SAT_SERVER_NOT_REACHABLE),
+        Answer::Link(e) => Some(link_code(e)),
+        Answer::Status { code: 401, .. } => Some(ErrorCode::SAT_AUTHENTICATION_FAILED),
+        // A gateway that cannot reach the upstream answers for it.
+        Answer::Status { code: 502 | 504, detail, .. } if detail.is_empty() => {
+            Some(ErrorCode::SAT_SERVER_NOT_REACHABLE)
+        }
+        Answer::Status { .. } => None,
+    }
+}
+
+/// No route, no address, no name: the network; anything else (refused,
+/// reset, TLS): the server.
+pub fn link_code(cause: &str) -> ErrorCode {
+    let c = cause.to_ascii_lowercase();
+    let network = [
+        "network is unreachable",
+        "no route to host",
+        "dns error",
+        "failed to lookup address",
+        "name or service not known",
+        "temporary failure in name resolution",
+        "cannot assign requested address",
+    ];
+    if network.iter().any(|n| c.contains(n)) {
+        ErrorCode::SAT_NETWORK_NOT_AVAILABLE
+    } else {
+        ErrorCode::SAT_SERVER_NOT_REACHABLE
+    }
+}
+
+/// The code for a token that could not be had.
+pub fn auth_code(e: &AuthError) -> ErrorCode {
+    match e {
+        AuthError::Refused(_) | AuthError::Local(_) => ErrorCode::SAT_AUTHENTICATION_FAILED,
+        AuthError::Unreachable(a) => sat_code(a).unwrap_or(ErrorCode::SAT_SERVER_NOT_REACHABLE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_get_the_satellite_codes() {
+        assert_eq!(
+            link_code("tcp connect error: Connection refused (os error 111)"),
+            ErrorCode::SAT_SERVER_NOT_REACHABLE
+        );
+        assert_eq!(
+            link_code("Network is unreachable (os error 101)"),
+            ErrorCode::SAT_NETWORK_NOT_AVAILABLE
+        );
+        assert_eq!(
+            link_code("dns error: failed to lookup address information"),
+            ErrorCode::SAT_NETWORK_NOT_AVAILABLE
+        );
+        assert_eq!(
+            sat_code(&Answer::Timeout),
+            Some(ErrorCode::SAT_SERVER_NOT_REACHABLE)
+        );
+        let refused = AuthError::Refused("HTTP 401 (invalid_client)".into());
+        assert_eq!(auth_code(&refused), ErrorCode::SAT_AUTHENTICATION_FAILED);
+        let app = Answer::Status {
+            code: 503,
+            retry_after: None,
+            detail: "CB_NOT_AVAILABLE".into(),
+        };
+        assert_eq!(sat_code(&app), None);
+    }
+
+    #[test]
+    fn state_changes_are_published_once() {
+        let h = Health::default();
+        let mut rx = h.subscribe();
+        h.register("cb");
+        assert_eq!(h.snapshot()["cb"].state, "unknown");
+        h.down("cb", ErrorCode::SAT_SERVER_NOT_REACHABLE, "refused");
+        assert!(rx.has_changed().unwrap());
+        rx.borrow_and_update();
+        h.down("cb", ErrorCode::SAT_SERVER_NOT_REACHABLE, "refused again");
+        assert!(!rx.has_changed().unwrap());
+        h.up("cb");
+        let s = h.snapshot();
+        assert_eq!(s["cb"].state, "up");
+        assert_eq!(s["cb"].code, None);
+        assert!(s["cb"].last_ok_at.is_some());
+    }
+}

@@ -1,0 +1,27 @@
+//! Everything that leaves the kiosk, and the requests that come from the
+//! central base. The kiosk accepts no inbound connection: the agent calls.
+//!
+//! * [`forms`]: the two forms of a status change (the kiosk production
+//!   status, the D1 operation) (pure).
+//! * [`policy`]: what an answer means and when to retry (pure).
+//! * [`signing`]: Standard Webhooks signatures (pure).
+//! * [`config`], [`secret`]: `[upstream]`, and secrets from files or systemd
+//!   credentials.
+//! * [`http`], [`auth`]: rustls clients; OAuth 2.0 client credentials.
+//! * [`sink`], [`relay`]: the receivers, and one task per receiver draining
+//!   the store's outbox.
+//! * [`health`]: each link's state with its SAT_ code, published.
+
+pub mod auth;
+pub mod config;
+pub mod forms;
+pub mod health;
+pub mod http;
+pub mod policy;
+pub mod relay;
+pub mod secret;
+pub mod signing;
+pub mod sink;
+
+pub use config::UpstreamConfig;
+pub use health::Health;

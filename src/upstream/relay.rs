@@ -1,0 +1,166 @@
+//! The relay: one task per sink reads what is due from the store's outbox,
+//! sends it, and records each outcome, so that a sink that is down never
+//! holds back another. It wakes when the store commits (a new status change
+//! goes out at once) or when the next retry falls due.
+//!
+//! A failure of the way there pauses the whole sink (every delivery would
+//! fail alike) for a jittered, growing delay that a `Retry-After` lengthens;
+//! the deliveries concerned are due again at the same time.
+
+use super::policy::{Backoff, Verdict};
+use super::sink::Sink;
+use crate::store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How long the relay sleeps at most with nothing due (a clock jump or a
+/// missed wake-up costs no more than this).
+const IDLE_RECHECK: Duration = Duration::from_secs(30);
+
+/// A sink's failures in a row, in memory (the store keeps each delivery's).
+#[derive(Debug, Default)]
+struct Streak {
+    failures: u32,
+}
+
+/// Runs one sink until `stop`.
+pub async fn run(sink: Sink, store: Arc<Store>, backoff: Backoff, stop: CancellationToken) {
+    let sink = Arc::new(sink);
+    let mut written = store.written();
+    let mut streak = Streak::default();
+    loop {
+        if stop.is_cancelled() {
+            return;
+        }
+        let now = super::http::unix_ms();
+        let (name, limit) = (sink.name.clone(), sink.batch);
+        let due = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.due(&name, now, limit)).await
+        };
+        let due = match due {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
+                tracing::error!(sink = %sink.name, error = %e, "cannot read the outbox");
+                sleep_or_stop(Duration::from_secs(1), &stop).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(sink = %sink.name, error = %e, "outbox task failed");
+                return;
+            }
+        };
+        if due.is_empty() {
+            written.borrow_and_update();
+            let wait = next_wait(&store, &sink.name).await;
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = written.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+            continue;
+        }
+        let outcomes = tokio::select! {
+            _ = stop.cancelled() => return,
+            o = sink.send(&due) => o,
+        };
+        let mut delivered = Vec::new();
+        let mut dead: Vec<(i64, String)> = Vec::new();
+        let mut retry = Vec::new();
+        let mut why_retry = String::new();
+        let mut not_before = None;
+        let mut operations = Vec::new();
+        for (d, o) in due.iter().zip(outcomes) {
+            match o.verdict {
+                Verdict::Delivered => {
+                    delivered.push(d.ord);
+                    if let Some(op) = o.d1_operation {
+                        operations.push((d.job.card_token.clone(), op));
+                    }
+                }
+                Verdict::Dead { why } => {
+                    tracing::warn!(sink = %sink.name, card = %d.job.card_token, event = %d.event.id, error = %why, "delivery refused for good: dead letter");
+                    dead.push((d.ord, why));
+                }
+                Verdict::Retry { why, not_before: nb } => {
+                    retry.push(d.ord);
+                    why_retry = why;
+                    not_before = not_before.max(nb);
+                }
+            }
+        }
+        let pause = if retry.is_empty() {
+            streak.failures = 0;
+            None
+        } else {
+            streak.failures = streak.failures.saturating_add(1);
+            let delay = backoff.delay(streak.failures, draw(), not_before);
+            tracing::info!(sink = %sink.name, failures = streak.failures, retry_in_ms = delay.as_millis() as u64, error = %why_retry, "delivery failed; will retry");
+            Some(delay)
+        };
+        let (name, store2) = (sink.name.clone(), store.clone());
+        let due_ms = now + pause.map_or(0, |d| d.as_millis() as i64);
+        let recorded = tokio::task::spawn_blocking(move || -> Result<(), crate::store::StoreError> {
+            store2.delivered(&name, &delivered)?;
+            for (ord, why) in &dead {
+                store2.dead(&name, &[*ord], why)?;
+            }
+            store2.retry_at(&name, &retry, due_ms, &why_retry)?;
+            for (token, op) in &operations {
+                store2.set_d1_operation(token, op)?;
+            }
+            Ok(())
+        })
+        .await;
+        match recorded {
+            Ok(Ok(())) => {}
+            // Not recorded: the deliveries stay pending and go out again
+            // (at least once; the receivers de-duplicate by event id).
+            Ok(Err(e)) => {
+                tracing::error!(sink = %sink.name, error = %e, "cannot record delivery outcomes; they will be sent again");
+                sleep_or_stop(Duration::from_secs(1), &stop).await;
+            }
+            Err(e) => {
+                tracing::error!(sink = %sink.name, error = %e, "outbox task failed");
+                return;
+            }
+        }
+        if let Some(p) = pause {
+            sleep_or_stop(p, &stop).await;
+        }
+    }
+}
+
+/// Until the next delivery falls due, at most [`IDLE_RECHECK`].
+async fn next_wait(store: &Arc<Store>, sink: &str) -> Duration {
+    let (store, sink) = (store.clone(), sink.to_string());
+    let next = tokio::task::spawn_blocking(move || store.next_due_ms(&sink))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+    match next {
+        Some(at) => {
+            let ms = (at - super::http::unix_ms()).clamp(0, IDLE_RECHECK.as_millis() as i64);
+            Duration::from_millis(ms as u64)
+        }
+        None => IDLE_RECHECK,
+    }
+}
+
+async fn sleep_or_stop(d: Duration, stop: &CancellationToken) {
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::time::sleep(d) => {}
+    }
+}
+
+/// A uniform draw in [0, 1) for the jitter.
+fn draw() -> f64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
