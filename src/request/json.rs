@@ -24,7 +24,7 @@ pub(crate) enum Num {
 /// One JSON value.
 pub(crate) enum Json {
     Null,
-    Bool,
+    Bool(bool),
     Number(Num),
     String(Zeroizing<String>),
     Array(Vec<Json>),
@@ -37,7 +37,7 @@ impl Json {
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             Json::Null => "null",
-            Json::Bool => "a boolean",
+            Json::Bool(_) => "a boolean",
             Json::Number(_) => "a number",
             Json::String(_) => "a string",
             Json::Array(_) => "an array",
@@ -85,8 +85,8 @@ impl<'de> Visitor<'de> for JsonVisitor {
         Json::deserialize(d)
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Json, E> {
-        Ok(Json::Bool)
+    fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
+        Ok(Json::Bool(v))
     }
 
     fn visit_i64<E>(self, v: i64) -> Result<Json, E> {

@@ -81,6 +81,10 @@ pub struct ProductionRequest {
     /// The front image: a base64 PNG of the card's size, landscape.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub front_image: Option<String>,
+    /// The card data is not in the request: the agent fetches it from the
+    /// central base when the card's turn comes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deferred_card_data: bool,
 }
 
 /// One line of text on the K panel.
@@ -276,6 +280,21 @@ const TOP_FIELDS: &[&str] = &[
     "chipScript",
     "pinBlock",
     "frontImage",
+    "deferredCardData",
+];
+
+/// What a request with `deferredCardData` leaves out: the central base
+/// gives it when the card's turn comes.
+pub const CARD_DATA_FIELDS: &[&str] = &[
+    "pan",
+    "expiry",
+    "cardholderName",
+    "printedLines",
+    "embossLines",
+    "tracks",
+    "chipScript",
+    "pinBlock",
+    "frontImage",
 ];
 const LINE_FIELDS: &[&str] = &["text", "slot"];
 const TRACK_FIELDS: &[&str] = &["track1", "track2", "track3"];
@@ -331,6 +350,20 @@ pub fn parse(body: &[u8]) -> Result<ProductionRequest, RequestError> {
     req.card_type = top.string("cardType")?;
     req.issuer_request_id = top.string("issuerRequestId")?;
     req.card_id = top.string("cardId")?;
+    req.deferred_card_data = top.boolean("deferredCardData")?;
+    if req.deferred_card_data {
+        if let Some(k) = CARD_DATA_FIELDS.iter().find(|k| top.has(k)) {
+            return Err(err(
+                ErrorCode::INVALID_FIELD_VALUE,
+                *k,
+                format!(
+                    "{k} is given with deferredCardData: a deferred request carries no card \
+                     data (the central base gives it when the card's turn comes)"
+                ),
+            ));
+        }
+        return Ok(req);
+    }
     req.pan = top.string("pan")?;
     req.expiry = top.string("expiry")?;
     req.cardholder_name = top.string("cardholderName")?;
@@ -557,6 +590,20 @@ impl Obj {
         match self.take(key) {
             None | Some(Json::Null) => Ok(None),
             Some(v) => as_string(&path, v).map(Some),
+        }
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.members.iter().any(|(k, _)| k == key)
+    }
+
+    /// An optional boolean: absent and null are false.
+    fn boolean(&mut self, key: &str) -> Result<bool, RequestError> {
+        let path = self.path_of(key);
+        match self.take(key) {
+            None | Some(Json::Null) => Ok(false),
+            Some(Json::Bool(b)) => Ok(b),
+            Some(other) => Err(wrong_type(&path, "true or false", &other)),
         }
     }
 

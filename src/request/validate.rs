@@ -209,8 +209,9 @@ pub fn accept(body: &[u8], ctx: &Context) -> Result<Accepted, RequestError> {
     validate(parse(body)?, ctx)
 }
 
-/// Checks a request against this kiosk and builds what production needs.
-pub fn validate(mut req: ProductionRequest, ctx: &Context) -> Result<Accepted, RequestError> {
+/// The identifiers, this kiosk, the card type and what it needs of the
+/// printer: everything but the card data.
+fn identity<'c>(req: &ProductionRequest, ctx: &Context<'c>) -> Result<&'c CardType, RequestError> {
     // Identifiers.
     if let Some(e) = card_token_problem(&req.card_token) {
         return Err(e);
@@ -267,6 +268,77 @@ pub fn validate(mut req: ProductionRequest, ctx: &Context) -> Result<Accepted, R
             ),
         ));
     }
+    Ok(ct)
+}
+
+/// Checks a request whose card data is deferred (`deferredCardData`): its
+/// identity now; the data when it arrives ([`complete`]).
+pub fn validate_deferred(mut req: ProductionRequest, ctx: &Context) -> Result<JobMeta, RequestError> {
+    if !req.deferred_card_data {
+        return Err(RequestError::at(
+            ErrorCode::INVALID_FIELD_VALUE,
+            "deferredCardData",
+            "this request carries its card data",
+        ));
+    }
+    identity(&req, ctx)?;
+    Ok(JobMeta {
+        card_token: take(&mut req.card_token),
+        profile_id: req.profile_id,
+        kiosk_id: take(&mut req.kiosk_id),
+        card_type: take(&mut req.card_type),
+        issuer_request_id: take(&mut req.issuer_request_id),
+        card_id: take(&mut req.card_id),
+        pan_masked: String::new(),
+    })
+}
+
+/// Validates deferred card data as it arrived (a JSON object of the card
+/// data fields only) together with the job it belongs to, exactly as a
+/// request carrying it would have been. The buffers are wiped when dropped.
+pub fn complete(meta: &JobMeta, data: &[u8], ctx: &Context) -> Result<Accepted, RequestError> {
+    let inner = std::str::from_utf8(data)
+        .ok()
+        .map(str::trim)
+        .and_then(|d| d.strip_prefix('{'))
+        .and_then(|d| d.strip_suffix('}'))
+        .ok_or_else(|| {
+            RequestError::at(
+                ErrorCode::DATA_PREPARATION_FAILED,
+                "cardData",
+                "the deferred card data is not a JSON object",
+            )
+        })?;
+    let head = serde_json::json!({
+        "cardToken": meta.card_token,
+        "profileId": meta.profile_id,
+        "kioskId": meta.kiosk_id,
+        "cardType": meta.card_type,
+        "issuerRequestId": meta.issuer_request_id,
+        "cardId": meta.card_id,
+    })
+    .to_string();
+    let mut body = Zeroizing::new(String::with_capacity(head.len() + inner.len() + 2));
+    body.push_str(&head[..head.len() - 1]);
+    if !inner.trim().is_empty() {
+        body.push(',');
+        body.push_str(inner);
+    }
+    body.push('}');
+    // A field of the job given again in the data is seen as a duplicate.
+    accept(body.as_bytes(), ctx)
+}
+
+/// Checks a request against this kiosk and builds what production needs.
+pub fn validate(mut req: ProductionRequest, ctx: &Context) -> Result<Accepted, RequestError> {
+    if req.deferred_card_data {
+        return Err(RequestError::at(
+            ErrorCode::INVALID_FIELD_VALUE,
+            "deferredCardData",
+            "this request's card data is deferred: it is validated when it arrives",
+        ));
+    }
+    let ct = identity(&req, ctx)?;
 
     // PAN, expiry, name.
     if req.pan.is_empty() {
