@@ -6,6 +6,7 @@
 //! * [`request`]: production requests: schema, parsing, validation.
 //! * [`store`]: the durable job store (SQLite), journal, event outbox, sealed card data.
 //! * [`engine`]: the production engine; [`api`]: its local HTTP API; [`daemon`]: `satellite run`.
+//! * [`upstream`]: what is reported upstream (the forms of a status change).
 //! * [`bundled_sim`]: the bundled printer simulator (cargo feature `simulator`,
 //!   on by default), which `demo` and `bench` need.
 
