@@ -24,6 +24,7 @@ pub mod daemon;
 #[cfg(feature = "simulator")]
 pub mod demo;
 pub mod engine;
+pub mod job;
 pub mod logging;
 pub mod printer;
 pub mod request;

@@ -51,18 +51,18 @@ fn landing(db: &Path, key: &Path, tokens: &[String], after_ms: u64) -> Landing {
         "one card at a time: {:?}",
         in_progress
             .iter()
-            .map(|j| &j.card_token)
+            .map(|j| &j.meta.card_token)
             .collect::<Vec<_>>()
     );
     let card = in_progress.first().map(|job| {
-        let journal = store.journal(&job.card_token).unwrap();
+        let journal = store.journal(&job.meta.card_token).unwrap();
         match journal.last() {
             Some(e) => (
-                job.card_token.clone(),
+                job.meta.card_token.clone(),
                 e.step.clone(),
                 e.phase == Phase::Outcome,
             ),
-            None => (job.card_token.clone(), "(started)".into(), true),
+            None => (job.meta.card_token.clone(), "(started)".into(), true),
         }
     });
     let mut waiting = 0;

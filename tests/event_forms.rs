@@ -4,7 +4,7 @@
 //! one event of every mapping row, and every error code under its status.
 
 use satellite::codes::ErrorCode;
-use satellite::store::{Event, Job, Status};
+use satellite::store::{Event, Job, JobMeta, Status};
 use satellite::upstream::forms::{self, Form};
 use serde_json::{json, Value};
 
@@ -37,19 +37,22 @@ fn assert_valid(v: &jsonschema::Validator, instance: &Value, what: &str) {
 fn job(issuer_request_id: &str) -> Job {
     Job {
         seq: 1,
-        card_token: "ca0c8154-1e14-4464-a1ce-dcea7dc3de52".into(),
-        profile_id: 123456,
-        kiosk_id: "WIS00001".into(),
-        card_type: "VISA_DEBIT".into(),
-        issuer_request_id: issuer_request_id.into(),
-        card_id: "271b-6e47-8ec3-7f3f".into(),
-        pan_masked: "411111******1111".into(),
+        meta: JobMeta {
+            card_token: "ca0c8154-1e14-4464-a1ce-dcea7dc3de52".into(),
+            profile_id: 123456,
+            kiosk_id: "WIS00001".into(),
+            card_type: "VISA_DEBIT".into(),
+            issuer_request_id: issuer_request_id.into(),
+            card_id: "271b-6e47-8ec3-7f3f".into(),
+            pan_masked: "411111******1111".into(),
+        },
         status: Status::Ready,
         step: None,
         error_code: None,
         description: None,
         occurred_at: CREATED.into(),
         created_at: CREATED.into(),
+        deferred: false,
     }
 }
 

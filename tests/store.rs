@@ -3,7 +3,7 @@
 //! the journal, the outbox, inventory, and what survives a crash.
 
 use satellite::codes::ErrorCode;
-use satellite::store::{Keys, NewJob, Phase, Status, Store, StoreError};
+use satellite::store::{JobMeta, Keys, NewJob, Phase, SinkSpec, Status, Store, StoreError};
 use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -64,7 +64,7 @@ impl Kiosk {
 }
 
 fn job(token: &str, pan: &str) -> NewJob {
-    NewJob {
+    NewJob::from(JobMeta {
         card_token: token.to_string(),
         profile_id: 123456,
         kiosk_id: "WIS00001".to_string(),
@@ -72,8 +72,7 @@ fn job(token: &str, pan: &str) -> NewJob {
         issuer_request_id: format!("req-{token}"),
         card_id: format!("card-{token}"),
         pan_masked: dialect::redact::mask_digits(pan),
-        request_digest: None,
-    }
+    })
 }
 
 /// Card data as the engine would seal it: PAN, tracks, a marker.
@@ -184,8 +183,8 @@ fn produced_every_step_has_its_event() {
     let ready = store.job("t1").unwrap().unwrap();
     assert_eq!(ready.occurred_at, e1.occurred_at);
     assert_eq!(ready.created_at, e1.occurred_at);
-    assert_eq!(ready.pan_masked, "400000******7899");
-    assert_eq!(ready.kiosk_id, "WIS00001");
+    assert_eq!(ready.meta.pan_masked, "400000******7899");
+    assert_eq!(ready.meta.kiosk_id, "WIS00001");
 
     let e2 = store.start("t1").unwrap();
     assert_eq!((e2.seq, e2.status), (2, Status::InProgress));
@@ -620,7 +619,7 @@ fn a_full_queue_refuses_and_counts_only_ready_jobs() {
         .queued()
         .unwrap()
         .into_iter()
-        .map(|j| j.card_token)
+        .map(|j| j.meta.card_token)
         .collect();
     assert_eq!(order, ["b", "c"], "arrival order");
     let seqs: Vec<_> = ["a", "b", "c"]
@@ -628,7 +627,7 @@ fn a_full_queue_refuses_and_counts_only_ready_jobs() {
         .map(|t| store.job(t).unwrap().unwrap().seq)
         .collect();
     assert!(seqs[0] < seqs[1] && seqs[1] < seqs[2]);
-    assert_eq!(store.in_progress().unwrap()[0].card_token, "a");
+    assert_eq!(store.in_progress().unwrap()[0].meta.card_token, "a");
     assert!(matches!(
         store.accept(&job("z", "4222222222222"), "4222222222222", b"z", 0),
         Err(StoreError::QueueFull)
@@ -640,7 +639,7 @@ fn a_masked_pan_that_shows_the_pan_is_refused() {
     let k = Kiosk::new();
     let store = k.open();
     let mut leaky = job("t", PAN);
-    leaky.pan_masked = PAN.to_string();
+    leaky.meta.pan_masked = PAN.to_string();
     let e = store.accept(&leaky, PAN, b"x", 10).unwrap_err();
     assert!(matches!(e, StoreError::Invalid(_)), "{e}");
     assert!(!e.to_string().contains(PAN));
@@ -938,7 +937,7 @@ fn after_a_restart_the_job_in_doubt_shows_its_open_step() {
     let store = k.open();
     let doubt = store.in_progress().unwrap();
     assert_eq!(doubt.len(), 1);
-    assert_eq!(doubt[0].card_token, "a");
+    assert_eq!(doubt[0].meta.card_token, "a");
     assert_eq!(doubt[0].step.as_deref(), Some("print"));
     let last = store.journal("a").unwrap().pop().unwrap();
     assert_eq!((last.step.as_str(), last.phase), ("print", Phase::Intent));
@@ -955,66 +954,177 @@ fn after_a_restart_the_job_in_doubt_shows_its_open_step() {
         .queued()
         .unwrap()
         .into_iter()
-        .map(|j| j.card_token)
+        .map(|j| j.meta.card_token)
         .collect();
     assert_eq!(queue, ["b", "c"]);
 }
 
 // --------------------------------------------------------------- outbox
 
+fn sinks(store: &Store) {
+    store
+        .configure_sinks(&[
+            SinkSpec {
+                name: "cb".into(),
+                kind: "central_base".into(),
+                statuses: None,
+            },
+            SinkSpec {
+                name: "d1".into(),
+                kind: "d1".into(),
+                statuses: Some(vec![Status::Produced]),
+            },
+        ])
+        .unwrap();
+}
+
+fn due(store: &Store, sink: &str) -> Vec<(String, i64, Status)> {
+    store
+        .due(sink, i64::MAX, 100)
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.job.meta.card_token, d.event.seq, d.event.status))
+        .collect()
+}
+
+fn ords(store: &Store, sink: &str) -> Vec<i64> {
+    store
+        .due(sink, i64::MAX, 100)
+        .unwrap()
+        .iter()
+        .map(|d| d.ord)
+        .collect()
+}
+
 #[test]
-fn the_outbox_hands_out_undelivered_events_oldest_first() {
+fn each_sink_gets_the_status_changes_it_wants_one_per_card_in_order() {
     let k = Kiosk::new();
     let store = k.open();
+    // Written before any sink exists: sent to none.
+    accept(&store, "early", "4111111111111111");
+    sinks(&store);
     accept(&store, "a", PAN);
     accept(&store, "b", OTHER_PAN);
     store.start("a").unwrap();
+    // A step inside IN_PROGRESS is not a status change.
+    store.intent("a", "insert").unwrap();
+    store.outcome("a", "insert", true, None).unwrap();
+    store.finish("a", Status::Produced, None, None).unwrap();
     store.cancel("b").unwrap();
-    let all = store.undelivered(100).unwrap();
-    let order: Vec<_> = all
-        .iter()
-        .map(|e| (e.card_token.as_str(), e.seq, e.status))
-        .collect();
+    // Only the first pending event of each card is due.
     assert_eq!(
-        order,
+        due(&store, "cb"),
+        [("a".into(), 1, Status::Ready), ("b".into(), 1, Status::Ready)]
+    );
+    // D1 hears of the produced card only.
+    assert_eq!(due(&store, "d1"), [("a".into(), 4, Status::Produced)]);
+    let depth = store.outbox_depths().unwrap();
+    let cb = depth.iter().find(|d| d.sink == "cb").unwrap();
+    assert_eq!((cb.pending, cb.dead, cb.active), (5, 0, true));
+    assert!(cb.oldest_pending_at.is_some());
+
+    // Delivered: the card's next status change comes due.
+    let first = ords(&store, "cb");
+    store.delivered("cb", &first).unwrap();
+    assert_eq!(
+        due(&store, "cb"),
         [
-            ("a", 1, Status::Ready),
-            ("b", 1, Status::Ready),
-            ("a", 2, Status::InProgress),
-            ("b", 2, Status::Cancelled),
+            ("a".into(), 2, Status::InProgress),
+            ("b".into(), 2, Status::Cancelled)
         ]
     );
-    assert_eq!(store.undelivered(2).unwrap(), all[..2]);
+    // Retried later: not due before its time, and the attempt is counted.
+    let next = ords(&store, "cb");
+    store.retry_at("cb", &next[..1], 5_000, "HTTP 503").unwrap();
+    assert_eq!(store.due("cb", 4_999, 100).unwrap().len(), 1);
+    let later = store.due("cb", 5_000, 100).unwrap();
+    assert_eq!(later[0].attempts, 1);
+    assert_eq!(store.next_due_ms("cb").unwrap(), Some(0));
 
-    store
-        .mark_delivered(&[all[0].id.clone(), all[2].id.clone()])
-        .unwrap();
+
+    // A dead letter holds back neither its card's later events nor others.
+    store.dead("cb", &next[..1], "HTTP 400 (INVALID_EVENT)").unwrap();
     assert_eq!(
-        store.undelivered(100).unwrap(),
-        [all[1].clone(), all[3].clone()]
+        due(&store, "cb"),
+        [("a".into(), 4, Status::Produced), ("b".into(), 2, Status::Cancelled)]
     );
-    // Marking again, or an unknown id, is harmless.
-    store
-        .mark_delivered(&[all[0].id.clone(), "no-such-id".into()])
-        .unwrap();
-    store.mark_delivered(&[]).unwrap();
-    assert_eq!(store.undelivered(100).unwrap().len(), 2);
-    // Delivered events stay in the card's history.
-    assert_eq!(store.events("a").unwrap().len(), 2);
+    let dead = store.dead_letters(Some("cb")).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].event.status, Status::InProgress);
+    assert_eq!(dead[0].error.as_deref(), Some("HTTP 400 (INVALID_EVENT)"));
+    assert_eq!(store.replay("cb", None).unwrap(), 1);
+    assert!(store.dead_letters(None).unwrap().is_empty());
+    assert_eq!(due(&store, "cb")[0], ("a".into(), 2, Status::InProgress));
 
-    // New events join the end; undelivered survive a reopen with the same ids.
-    store.start("a").unwrap_err();
-    accept(&store, "c", "4111111111111111");
+    // Pending deliveries survive a reopen; a sink dropped from the
+    // configuration keeps its rows but gets no new ones.
     drop(store);
     let store = k.open();
-    let left = store.undelivered(100).unwrap();
-    assert_eq!(left.len(), 3);
-    assert_eq!(left[..2], [all[1].clone(), all[3].clone()]);
-    assert_eq!(left[2].card_token, "c");
     store
-        .mark_delivered(&left.iter().map(|e| e.id.clone()).collect::<Vec<_>>())
+        .configure_sinks(&[SinkSpec {
+            name: "cb".into(),
+            kind: "central_base".into(),
+            statuses: None,
+        }])
         .unwrap();
-    assert!(store.undelivered(100).unwrap().is_empty());
+    accept(&store, "c", "5555555555554444");
+    let d1 = store.outbox_depths().unwrap();
+    let d1 = d1.iter().find(|d| d.sink == "d1").unwrap();
+    assert_eq!((d1.active, d1.pending), (false, 1));
+    assert!(due(&store, "cb").contains(&("c".into(), 1, Status::Ready)));
+}
+
+#[test]
+fn pruning_keeps_each_cards_final_status_and_anything_undelivered() {
+    let k = Kiosk::new();
+    let store = k.open();
+    sinks(&store);
+    accept(&store, "a", PAN);
+    store.start("a").unwrap();
+    store.finish("a", Status::Produced, None, None).unwrap();
+    accept(&store, "b", OTHER_PAN);
+    // Nothing delivered yet: nothing goes.
+    assert_eq!(store.prune("9999-01-01T00:00:00.000Z").unwrap(), 0);
+    loop {
+        let o = ords(&store, "cb");
+        if o.is_empty() {
+            break;
+        }
+        store.delivered("cb", &o).unwrap();
+    }
+    let o = ords(&store, "d1");
+    store.delivered("d1", &o).unwrap();
+    // Too recent: kept.
+    assert_eq!(store.prune("2000-01-01T00:00:00.000Z").unwrap(), 0);
+    // Delivered history of the final card goes, its final status stays;
+    // the open card keeps everything.
+    assert_eq!(store.prune("9999-01-01T00:00:00.000Z").unwrap(), 2);
+    let a = store.events("a").unwrap();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].status, Status::Produced);
+    assert_eq!(store.events("b").unwrap().len(), 1);
+    assert_eq!(store.job("a").unwrap().unwrap().status, Status::Produced);
+}
+
+#[test]
+fn a_full_store_refuses_new_requests_but_records_every_status_change() {
+    let k = Kiosk::new();
+    let store = k.open();
+    sinks(&store);
+    accept(&store, "a", PAN);
+    let (used, _) = store.usage().unwrap();
+    store.set_size_limit(used);
+    let e = store
+        .accept(&job("b", OTHER_PAN), OTHER_PAN, &card_data(OTHER_PAN), 100)
+        .unwrap_err();
+    assert!(matches!(e, StoreError::SizeLimit { .. }), "{e}");
+    assert_eq!(e.code(), Some(ErrorCode::UNABLE_TO_ACCEPT_REQUEST));
+    // The accepted card goes on and its events are written.
+    store.start("a").unwrap();
+    store.finish("a", Status::Produced, None, None).unwrap();
+    assert_eq!(store.events("a").unwrap().len(), 3);
+    store.set_size_limit(0);
+    accept(&store, "b", OTHER_PAN);
 }
 
 // ------------------------------------------------------ inventory, meta
@@ -1092,8 +1202,8 @@ fn a_store_dropped_without_closing_keeps_what_it_committed() {
 
     let store = k.open();
     assert_eq!(store.events("a").unwrap(), events);
-    assert_eq!(store.in_progress().unwrap()[0].card_token, "a");
-    assert_eq!(store.queued().unwrap()[0].card_token, "b");
+    assert_eq!(store.in_progress().unwrap()[0].meta.card_token, "a");
+    assert_eq!(store.queued().unwrap()[0].meta.card_token, "b");
     assert_eq!(
         &store.card_data("b").unwrap()[..],
         &card_data(OTHER_PAN)[..]
@@ -1160,7 +1270,10 @@ fn a_killed_process_loses_nothing_committed() {
     assert_eq!(store.events("t0").unwrap().len(), 4);
     assert_eq!(store.journal("t0").unwrap().len(), 3);
     assert_eq!(store.feeder(1).unwrap().unwrap().count, 6);
-    assert_eq!(store.undelivered(1000).unwrap().len(), 23);
+    let events: usize = (0..20)
+        .map(|i| store.events(&format!("t{i}")).unwrap().len())
+        .sum();
+    assert_eq!(events, 23);
     let pan = format!("40000012345{:05}", 19);
     assert_eq!(&store.card_data("t19").unwrap()[..], &card_data(&pan)[..]);
 }
@@ -1191,5 +1304,9 @@ fn threads_share_one_store() {
     }
     assert_eq!(store.queued().unwrap().len(), 20);
     assert_eq!(store.in_progress().unwrap().len(), 20);
-    assert_eq!(store.undelivered(1000).unwrap().len(), 60);
+    let events: usize = (0..4)
+        .flat_map(|t| (0..10).map(move |i| format!("t{t}-{i}")))
+        .map(|token| store.events(&token).unwrap().len())
+        .sum();
+    assert_eq!(events, 60);
 }

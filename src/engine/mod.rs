@@ -310,7 +310,7 @@ impl Engine {
                 .take(64)
                 .collect::<String>()
         };
-        NewJob {
+        NewJob::from(crate::job::JobMeta {
             card_token: token,
             profile_id: v.get("profileId").and_then(|x| x.as_i64()).unwrap_or(0),
             kiosk_id: self.inner.config.kiosk_id.clone(),
@@ -318,8 +318,7 @@ impl Engine {
             issuer_request_id: s("issuerRequestId"),
             card_id: s("cardId"),
             pan_masked: String::new(),
-            request_digest: None,
-        }
+        })
     }
 
     async fn accept(&self, body: &[u8], digest: Option<Vec<u8>>) -> Result<Submitted, SubmitError> {
@@ -348,13 +347,13 @@ impl Engine {
         let data = zeroize::Zeroizing::new(data);
         let meta = &accepted.meta;
         let job = NewJob {
+            meta: meta.clone(),
             request_digest: digest,
-            ..NewJob::from(meta)
         };
         let limit = self.inner.config.production.queue_limit;
         let pan = accepted.pan.clone();
-        let token = job.card_token.clone();
-        let (masked, card_type) = (job.pan_masked.clone(), job.card_type.clone());
+        let token = job.meta.card_token.clone();
+        let (masked, card_type) = (job.meta.pan_masked.clone(), job.meta.card_type.clone());
         // The answer is built from what was committed: a failure to read it
         // back must not turn an accepted request into an error.
         let stored = self.db(move |s| s.accept(&job, &pan, &data, limit)).await;
@@ -619,23 +618,6 @@ impl Engine {
         self.inner.printer.refresh_soon();
         self.inner.wake.notify_one();
         Ok(())
-    }
-}
-
-/// A validated request's metadata is what the store records of the job
-/// (validation has checked that its kiosk is this one).
-impl From<&request::JobMeta> for NewJob {
-    fn from(m: &request::JobMeta) -> NewJob {
-        NewJob {
-            card_token: m.card_token.clone(),
-            profile_id: m.profile_id,
-            kiosk_id: m.kiosk_id.clone(),
-            card_type: m.card_type.clone(),
-            issuer_request_id: m.issuer_request_id.clone(),
-            card_id: m.card_id.clone(),
-            pan_masked: m.pan_masked.clone(),
-            request_digest: None,
-        }
     }
 }
 

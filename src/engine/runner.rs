@@ -103,7 +103,7 @@ impl Engine {
                     reason: f.description.clone(),
                 };
                 if self.inner.state.borrow().activity != waiting {
-                    tracing::warn!(code = %f.code, reason = %f.reason, description = %f.description, waiting = %job.card_token, "printer not ready; cards wait");
+                    tracing::warn!(code = %f.code, reason = %f.reason, description = %f.description, waiting = %job.meta.card_token, "printer not ready; cards wait");
                 }
                 self.set_activity(waiting);
                 tokio::select! {
@@ -154,8 +154,8 @@ impl Engine {
 
     /// One card, from READY to a final state.
     async fn produce(&self, job: Job, shutdown: &CancellationToken) {
-        let token = job.card_token.clone();
-        let span = tracing::info_span!("card", card = %token, pan = %job.pan_masked);
+        let token = job.meta.card_token.clone();
+        let span = tracing::info_span!("card", card = %token, pan = %job.meta.pan_masked);
         tracing::Instrument::instrument(self.produce_in_span(job, token, shutdown), span).await
     }
 
@@ -168,7 +168,7 @@ impl Engine {
             tokio::time::sleep(NOT_READY_PAUSE).await;
             return;
         }
-        tracing::info!(card_type = %job.card_type, "production started");
+        tracing::info!(card_type = %job.meta.card_type, "production started");
         self.set_activity(Activity::Producing {
             card: token.clone(),
             step: None,
@@ -473,11 +473,11 @@ impl Engine {
     /// The steps of a card. A refusal once the card may be inside sends it
     /// to the reject box (journaled and checked like any physical step).
     async fn steps(&self, job: &Job) -> Ended {
-        let feeder = match self.feeder_for(&job.card_type).await {
+        let feeder = match self.feeder_for(&job.meta.card_type).await {
             Ok(f) => f,
             Err(f) => return Ended::Certain(Err(f)),
         };
-        let t = job.card_token.clone();
+        let t = job.meta.card_token.clone();
         let data = match self.db(move |s| s.card_data(&t)).await {
             Ok(d) => d,
             Err(e) => {
@@ -520,11 +520,11 @@ impl Engine {
         }
         for step in plan(needs) {
             self.set_activity(Activity::Producing {
-                card: job.card_token.clone(),
+                card: job.meta.card_token.clone(),
                 step: Some(step.name().to_string()),
             });
             let run = self.step(job, step, &card, feeder);
-            let f = match self.journaled(&job.card_token, step, run).await {
+            let f = match self.journaled(&job.meta.card_token, step, run).await {
                 Journaled::Done => {
                     if step == Step::Insert {
                         let _ = self.db(move |s| s.consume(feeder)).await;
@@ -536,7 +536,7 @@ impl Engine {
             };
             if f.code == ErrorCode::PRD_FEEDER_EMPTY {
                 // The feeder's sensor wins over the count.
-                let card_type = job.card_type.clone();
+                let card_type = job.meta.card_type.clone();
                 let _ = self
                     .db(move |s| s.set_inventory(feeder, &card_type, 0))
                     .await;
@@ -549,7 +549,7 @@ impl Engine {
             } else {
                 CardWhere::Inside
             };
-            return match self.reject_checked(&job.card_token, was).await {
+            return match self.reject_checked(&job.meta.card_token, was).await {
                 // After a refused insert, usually nothing is inside.
                 RejectEnd::Gone if step == Step::Insert => Ended::Certain(Err(f)),
                 RejectEnd::InRejectBox => Ended::Certain(Err(Fault {
@@ -784,7 +784,7 @@ impl Engine {
                     .take
                     .map(Duration::from_millis)
                     .unwrap_or(take);
-                let end = p.wait_take(take, self.verdict(&job.card_token)).await?;
+                let end = p.wait_take(take, self.verdict(&job.meta.card_token)).await?;
                 match end {
                     TakeEnd::Taken => Ok(()),
                     end => Err(end.fault(take)),
@@ -860,8 +860,8 @@ impl Engine {
             if shutdown.is_cancelled() {
                 return;
             }
-            tracing::warn!(card = %job.card_token, "a card was in production: finding where it is");
-            self.settle(&job.card_token, None, None, shutdown).await;
+            tracing::warn!(card = %job.meta.card_token, "a card was in production: finding where it is");
+            self.settle(&job.meta.card_token, None, None, shutdown).await;
         }
     }
 }

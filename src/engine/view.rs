@@ -35,7 +35,7 @@ impl Production {
         Production {
             status: api_status(job.status),
             // The API leaves the kiosk out while the card waits for one.
-            kiosk_id: (job.status != Status::Ready).then(|| job.kiosk_id.clone()),
+            kiosk_id: (job.status != Status::Ready).then(|| job.meta.kiosk_id.clone()),
             occurred_at: job.occurred_at.clone(),
             error_code: job.error_code,
             description: match (job.status, &job.description) {
@@ -77,11 +77,11 @@ pub struct EventView {
 impl CardView {
     pub fn of(job: &Job, events: &[Event]) -> CardView {
         CardView {
-            card_token: job.card_token.clone(),
+            card_token: job.meta.card_token.clone(),
             production: Production::of(job),
             step: job.step.clone(),
-            card_type: job.card_type.clone(),
-            pan: job.pan_masked.clone(),
+            card_type: job.meta.card_type.clone(),
+            pan: job.meta.pan_masked.clone(),
             events: events
                 .iter()
                 .map(|e| EventView {

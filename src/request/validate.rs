@@ -78,18 +78,7 @@ impl RequestError {
     }
 }
 
-/// What identifies a job, kept in clear by the store and shown to people.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobMeta {
-    pub card_token: String,
-    pub profile_id: i64,
-    pub kiosk_id: String,
-    pub card_type: String,
-    pub issuer_request_id: String,
-    pub card_id: String,
-    /// First six and last four digits.
-    pub pan_masked: String,
-}
+pub use crate::job::JobMeta;
 
 /// An accepted request: its identity, the PAN (for the store's keyed
 /// fingerprint; wiped when dropped) and the card data in printer terms.

@@ -30,7 +30,7 @@ pub use error::StoreError;
 pub use keys::Keys;
 pub use outbox::{DeadLetter, Due, SinkDepth, SinkSpec};
 pub use schema::SCHEMA_VERSION;
-pub use types::{Event, FeederStock, Job, JournalEntry, NewJob, Phase, Status};
+pub use types::{Event, FeederStock, Job, JobMeta, JournalEntry, NewJob, Phase, Status};
 
 use crate::codes::ErrorCode;
 use error::Context;
@@ -52,7 +52,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const JOB_COLUMNS: &str = "seq, card_token, profile_id, kiosk_id, card_type, \
      issuer_request_id, card_id, pan_masked, status, step, error_code, description, \
-     occurred_at, created_at";
+     occurred_at, created_at, deferred";
 
 const EVENT_COLUMNS: &str = "e.id, j.card_token, e.seq, e.status, e.step, e.error_code, \
      e.description, e.occurred_at";
@@ -241,17 +241,17 @@ impl Store {
         if !pan.bytes().any(|b| b.is_ascii_digit()) {
             return Err(StoreError::Invalid("the PAN has no digits".into()));
         }
-        if job.pan_masked.bytes().filter(u8::is_ascii_digit).count() > 10 {
+        if job.meta.pan_masked.bytes().filter(u8::is_ascii_digit).count() > 10 {
             return Err(StoreError::Invalid(
                 "pan_masked shows more than the first six and last four digits".into(),
             ));
         }
         // The crypto runs before the lock is taken.
         let fingerprint = self.crypto.fingerprint(pan);
-        let sealed = self.crypto.seal(job.card_token.as_bytes(), card_data)?;
+        let sealed = self.crypto.seal(job.meta.card_token.as_bytes(), card_data)?;
         let limit = i64::try_from(queue_limit).unwrap_or(i64::MAX);
         self.write("accept", |tx| {
-            if token_known(tx, &job.card_token)? {
+            if token_known(tx, &job.meta.card_token)? {
                 return Err(StoreError::Duplicate);
             }
             let busy: bool = tx
@@ -261,23 +261,7 @@ impl Store {
             if busy {
                 return Err(StoreError::PanInProduction);
             }
-            let queued: i64 = tx
-                .prepare_cached("SELECT count(*) FROM jobs WHERE status = 'READY'")
-                .and_then(|mut st| st.query_row([], |r| r.get(0)))
-                .ctx("accept: queue length")?;
-            if queued >= limit {
-                return Err(StoreError::QueueFull);
-            }
-            let size_limit = self.size_limit.load(std::sync::atomic::Ordering::Relaxed);
-            if size_limit > 0 {
-                let used = used_bytes(tx)?;
-                if used >= size_limit {
-                    return Err(StoreError::SizeLimit {
-                        used,
-                        limit: size_limit,
-                    });
-                }
-            }
+            self.check_room(tx, limit)?;
             let at = now();
             let seq = insert_job(tx, job, Status::Ready, Some(&fingerprint), None, None, &at)?;
             tx.prepare_cached("INSERT INTO card_data (job_seq, sealed) VALUES (?1, ?2)")
@@ -291,7 +275,7 @@ impl Store {
             };
             let event = push_event(
                 tx,
-                &job.card_token,
+                &job.meta.card_token,
                 &state,
                 Status::Ready,
                 None,
@@ -301,6 +285,77 @@ impl Store {
             )?;
             set_last_event(tx, seq, event.seq)?;
             Ok(event)
+        })
+    }
+
+    /// Accepts a request whose card data is deferred: the job READY and
+    /// event 1, no card data and no fingerprint (the central base answers
+    /// for the PAN's uniqueness). Refused as [`Store::accept`] refuses.
+    pub fn accept_deferred(&self, job: &NewJob, queue_limit: usize) -> Result<Event, StoreError> {
+        check_new_job(job)?;
+        let limit = i64::try_from(queue_limit).unwrap_or(i64::MAX);
+        self.write("accept_deferred", |tx| {
+            if token_known(tx, &job.meta.card_token)? {
+                return Err(StoreError::Duplicate);
+            }
+            self.check_room(tx, limit)?;
+            let at = now();
+            let seq = insert_job(tx, job, Status::Ready, None, None, None, &at)?;
+            tx.prepare_cached("UPDATE jobs SET deferred = 1 WHERE seq = ?1")
+                .and_then(|mut st| st.execute([seq]))
+                .ctx("accept_deferred")?;
+            let state = JobState {
+                seq,
+                status: Status::Ready,
+                step: None,
+                last_event_seq: 0,
+            };
+            let event = push_event(tx, &job.meta.card_token, &state, Status::Ready, None, None, None, &at)?;
+            set_last_event(tx, seq, event.seq)?;
+            Ok(event)
+        })
+    }
+
+    /// The queue's length and the store's size, against their limits.
+    fn check_room(&self, tx: &Transaction<'_>, limit: i64) -> Result<(), StoreError> {
+        let queued: i64 = tx
+            .prepare_cached("SELECT count(*) FROM jobs WHERE status = 'READY'")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .ctx("accept: queue length")?;
+        if queued >= limit {
+            return Err(StoreError::QueueFull);
+        }
+        let size_limit = self.size_limit.load(std::sync::atomic::Ordering::Relaxed);
+        if size_limit > 0 {
+            let used = used_bytes(tx)?;
+            if used >= size_limit {
+                return Err(StoreError::SizeLimit {
+                    used,
+                    limit: size_limit,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the masked PAN of a job whose card data arrived late.
+    pub fn set_pan_masked(&self, card_token: &str, masked: &str) -> Result<(), StoreError> {
+        if masked.bytes().filter(u8::is_ascii_digit).count() > 10 {
+            return Err(StoreError::Invalid(
+                "pan_masked shows more than the first six and last four digits".into(),
+            ));
+        }
+        self.write("set_pan_masked", |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE jobs SET pan_masked = ?2 WHERE card_token = ?1",
+                    params![card_token, masked],
+                )
+                .ctx("set_pan_masked")?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
         })
     }
 
@@ -317,7 +372,7 @@ impl Store {
         check_new_job(job)?;
         let description = describe(Some(code), Some(description));
         self.write("record_request_error", |tx| {
-            if token_known(tx, &job.card_token)? {
+            if token_known(tx, &job.meta.card_token)? {
                 return Err(StoreError::Duplicate);
             }
             let at = now();
@@ -338,7 +393,7 @@ impl Store {
             };
             let event = push_event(
                 tx,
-                &job.card_token,
+                &job.meta.card_token,
                 &state,
                 Status::RequestError,
                 None,
@@ -862,7 +917,7 @@ fn describe(code: Option<ErrorCode>, description: Option<&str>) -> Option<String
 }
 
 fn check_new_job(job: &NewJob) -> Result<(), StoreError> {
-    if job.card_token.trim().is_empty() {
+    if job.meta.card_token.trim().is_empty() {
         return Err(StoreError::Invalid("the card token is empty".into()));
     }
     Ok(())
@@ -934,13 +989,13 @@ fn insert_job(
     )
     .and_then(|mut st| {
         st.execute(params![
-            job.card_token,
-            job.profile_id,
-            job.kiosk_id,
-            job.card_type,
-            job.issuer_request_id,
-            job.card_id,
-            job.pan_masked,
+            job.meta.card_token,
+            job.meta.profile_id,
+            job.meta.kiosk_id,
+            job.meta.card_type,
+            job.meta.issuer_request_id,
+            job.meta.card_id,
+            job.meta.pan_masked,
             fingerprint,
             status.as_str(),
             code.map(ErrorCode::as_str),
@@ -996,9 +1051,11 @@ fn push_event(
     // A status change (not a step inside IN_PROGRESS) goes to every active
     // sink that wants its status, in this same transaction.
     if event.seq == 1 || status != state.status {
+        // Read here: inside the INSERT below it would move with each row.
+        let ord = tx.last_insert_rowid();
         tx.prepare_cached(
             "INSERT INTO deliveries (sink, event_ord, job_seq, seq, state, created_at) \
-             SELECT name, last_insert_rowid(), ?1, ?2, 'PENDING', ?3 FROM sinks \
+             SELECT name, ?5, ?1, ?2, 'PENDING', ?3 FROM sinks \
              WHERE active = 1 AND (statuses IS NULL OR instr(' ' || statuses || ' ', ?4) > 0)",
         )
         .and_then(|mut st| {
@@ -1006,7 +1063,8 @@ fn push_event(
                 state.seq,
                 event.seq,
                 at,
-                format!(" {} ", status.as_str())
+                format!(" {} ", status.as_str()),
+                ord
             ])
         })
         .ctx("write deliveries")?;
@@ -1100,19 +1158,22 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
 fn job_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Job> {
     Ok(Job {
         seq: r.get(at)?,
-        card_token: r.get(at + 1)?,
-        profile_id: r.get(at + 2)?,
-        kiosk_id: r.get(at + 3)?,
-        card_type: r.get(at + 4)?,
-        issuer_request_id: r.get(at + 5)?,
-        card_id: r.get(at + 6)?,
-        pan_masked: r.get(at + 7)?,
+        meta: JobMeta {
+            card_token: r.get(at + 1)?,
+            profile_id: r.get(at + 2)?,
+            kiosk_id: r.get(at + 3)?,
+            card_type: r.get(at + 4)?,
+            issuer_request_id: r.get(at + 5)?,
+            card_id: r.get(at + 6)?,
+            pan_masked: r.get(at + 7)?,
+        },
         status: parse_col(r, at + 8)?,
         step: r.get(at + 9)?,
         error_code: parse_opt_col(r, at + 10)?,
         description: r.get(at + 11)?,
         occurred_at: r.get(at + 12)?,
         created_at: r.get(at + 13)?,
+        deferred: r.get::<_, i64>(at + 14)? == 1,
     })
 }
 

@@ -306,7 +306,7 @@ impl Store {
 }
 
 /// How many columns `JOB_COLUMNS` names.
-const JOB_FIELDS: usize = 14;
+const JOB_FIELDS: usize = 15;
 
 fn prefixed(alias: &str, columns: &str) -> String {
     columns

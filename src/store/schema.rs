@@ -77,6 +77,8 @@ CREATE INDEX deliveries_dead ON deliveries (sink, event_ord) WHERE state = 'DEAD
 
 -- What D1's Track Card API answered for a produced card.
 ALTER TABLE jobs ADD COLUMN d1_operation_id TEXT;
+-- The card data comes from the central base when the card's turn comes.
+ALTER TABLE jobs ADD COLUMN deferred INTEGER NOT NULL DEFAULT 0 CHECK (deferred IN (0, 1));
 
 -- Delivery is per sink now.
 DROP INDEX events_undelivered;

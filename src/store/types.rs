@@ -1,6 +1,7 @@
 //! The values the store hands out.
 
 use crate::codes::ErrorCode;
+pub use crate::job::JobMeta;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -66,18 +67,19 @@ impl FromStr for Status {
 /// is passed to [`Store::accept`](super::Store::accept) apart and never stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewJob {
-    pub card_token: String,
-    pub profile_id: i64,
-    /// This kiosk's id.
-    pub kiosk_id: String,
-    pub card_type: String,
-    pub issuer_request_id: String,
-    pub card_id: String,
-    /// First six and last four digits at most (`dialect::redact::mask_digits`).
-    pub pan_masked: String,
+    pub meta: JobMeta,
     /// The keyed digest of the request it came from ([`super::Store::request_digest`]),
     /// so that the same request delivered again gets the same answer.
     pub request_digest: Option<Vec<u8>>,
+}
+
+impl From<JobMeta> for NewJob {
+    fn from(meta: JobMeta) -> NewJob {
+        NewJob {
+            meta,
+            request_digest: None,
+        }
+    }
 }
 
 /// A job as stored.
@@ -86,14 +88,9 @@ pub struct NewJob {
 pub struct Job {
     /// Arrival order (unique, increasing).
     pub seq: i64,
-    pub card_token: String,
-    pub profile_id: i64,
-    /// This kiosk (always set here; the API shows `null` while READY, as the seed says).
-    pub kiosk_id: String,
-    pub card_type: String,
-    pub issuer_request_id: String,
-    pub card_id: String,
-    pub pan_masked: String,
+    /// Its identity (the API shows `kioskId` `null` while READY, as the seed says).
+    #[serde(flatten)]
+    pub meta: JobMeta,
     pub status: Status,
     /// The last physical step whose intent was journaled.
     pub step: Option<String>,
@@ -102,6 +99,9 @@ pub struct Job {
     /// RFC 3339 (ms, UTC): time of the last status change.
     pub occurred_at: String,
     pub created_at: String,
+    /// Its card data comes from the central base when its turn comes.
+    #[serde(default)]
+    pub deferred: bool,
 }
 
 /// One status change (or step inside IN_PROGRESS), as the outbox delivers it.

@@ -258,9 +258,9 @@ pub fn production_status(job: &Job, event: &Event) -> ProductionStatus {
         event_id: event.id.clone(),
         sequence: event.seq,
         card_token: event.card_token.clone(),
-        profile_id: job.profile_id,
+        profile_id: job.meta.profile_id,
         status,
-        kiosk_id: (status != KioskStatus::Ready).then(|| job.kiosk_id.clone()),
+        kiosk_id: (status != KioskStatus::Ready).then(|| job.meta.kiosk_id.clone()),
         occurred_at: event.occurred_at.clone(),
         error_code: failure_code(event),
         description: failure_description(event),
@@ -293,12 +293,12 @@ pub fn d1_operation(job: &Job, event: &Event) -> D1Operation {
     let status = issuance.operation_status();
     let failed = status == OperationStatus::Failed;
     D1Operation {
-        operation_id: operation_id(&job.kiosk_id, &job.card_token),
+        operation_id: operation_id(&job.meta.kiosk_id, &job.meta.card_token),
         operation: OperationKind::Produce,
         status,
         start_time: job.created_at.clone(),
         end_time: (status != OperationStatus::Pending).then(|| event.occurred_at.clone()),
-        card_id: job.card_id.clone(),
+        card_id: job.meta.card_id.clone(),
         details: Details {
             status: issuance,
             reason: reason.map(|c| c.as_str().to_string()),
@@ -313,7 +313,7 @@ pub fn d1_operation(job: &Job, event: &Event) -> D1Operation {
         } else {
             None
         },
-        issuer_request_id: Some(job.issuer_request_id.clone()).filter(|r| !r.is_empty()),
+        issuer_request_id: Some(job.meta.issuer_request_id.clone()).filter(|r| !r.is_empty()),
     }
 }
 
@@ -353,6 +353,7 @@ pub fn is_status_change(previous: Option<Status>, event: &Event) -> bool {
 mod tests {
     use super::*;
     use crate::engine::view::api_status;
+    use crate::store::JobMeta;
     use serde_json::{json, Value};
 
     const CREATED: &str = "2025-01-17T06:28:02.492Z";
@@ -363,19 +364,22 @@ mod tests {
     fn job() -> Job {
         Job {
             seq: 7,
-            card_token: TOKEN.into(),
-            profile_id: 123456,
-            kiosk_id: "WIS00001".into(),
-            card_type: "VISA_DEBIT".into(),
-            issuer_request_id: "req-42".into(),
-            card_id: "271b-6e47-8ec3-7f3f".into(),
-            pan_masked: "411111******1111".into(),
+            meta: JobMeta {
+                card_token: TOKEN.into(),
+                profile_id: 123456,
+                kiosk_id: "WIS00001".into(),
+                card_type: "VISA_DEBIT".into(),
+                issuer_request_id: "req-42".into(),
+                card_id: "271b-6e47-8ec3-7f3f".into(),
+                pan_masked: "411111******1111".into(),
+            },
             status: Status::Ready,
             step: None,
             error_code: None,
             description: None,
             occurred_at: CREATED.into(),
             created_at: CREATED.into(),
+            deferred: false,
         }
     }
 
@@ -596,7 +600,7 @@ mod tests {
     #[test]
     fn an_empty_issuer_request_id_is_left_out() {
         let mut j = job();
-        j.issuer_request_id.clear();
+        j.meta.issuer_request_id.clear();
         let v = serde_json::to_value(d1_operation(&j, &event(Status::Ready, None, None))).unwrap();
         assert!(v.get("issuerRequestId").is_none(), "{v}");
     }

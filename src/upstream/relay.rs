@@ -76,11 +76,11 @@ pub async fn run(sink: Sink, store: Arc<Store>, backoff: Backoff, stop: Cancella
                 Verdict::Delivered => {
                     delivered.push(d.ord);
                     if let Some(op) = o.d1_operation {
-                        operations.push((d.job.card_token.clone(), op));
+                        operations.push((d.job.meta.card_token.clone(), op));
                     }
                 }
                 Verdict::Dead { why } => {
-                    tracing::warn!(sink = %sink.name, card = %d.job.card_token, event = %d.event.id, error = %why, "delivery refused for good: dead letter");
+                    tracing::warn!(sink = %sink.name, card = %d.job.meta.card_token, event = %d.event.id, error = %why, "delivery refused for good: dead letter");
                     dead.push((d.ord, why));
                 }
                 Verdict::Retry { why, not_before: nb } => {

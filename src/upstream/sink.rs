@@ -251,7 +251,7 @@ impl Sink {
         site: &str,
         item: &Due,
     ) -> Outcome {
-        let card_id = &item.job.card_id;
+        let card_id = &item.job.meta.card_id;
         if card_id.is_empty() {
             return Outcome::of(Verdict::Dead {
                 why: "the card has no cardId: D1 cannot be told".into(),
