@@ -56,6 +56,9 @@ struct Inner {
     resolutions: Mutex<HashMap<String, oneshot::Sender<Resolution>>>,
     /// Cancelled when the engine stops (retries that could wait forever end).
     stopping: tokio_util::sync::CancellationToken,
+    /// The central base, where deferred card data comes from (set once,
+    /// when the daemon has one configured).
+    central: std::sync::OnceLock<Arc<crate::upstream::central::CentralBase>>,
     /// How long each step took (the most recent [`TIMINGS_KEPT`] of each), for
     /// the benchmark and, later, metrics.
     timings: Mutex<HashMap<plan::Step, std::collections::VecDeque<std::time::Duration>>>,
@@ -159,6 +162,7 @@ impl Engine {
                 .0,
                 resolutions: Mutex::new(HashMap::new()),
                 stopping: tokio_util::sync::CancellationToken::new(),
+                central: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -178,6 +182,29 @@ impl Engine {
             q.pop_front();
         }
         q.push_back(took);
+    }
+
+    /// The central base to fetch deferred card data from. Set once.
+    pub fn set_central(&self, cb: Arc<crate::upstream::central::CentralBase>) {
+        let _ = self.inner.central.set(cb);
+    }
+
+    pub(crate) fn central(&self) -> Option<&Arc<crate::upstream::central::CentralBase>> {
+        self.inner.central.get()
+    }
+
+    /// The store (shared with the upstream relay).
+    pub fn store(&self) -> Arc<Store> {
+        self.inner.store.clone()
+    }
+
+    /// What the printer and its chip station can do, as validation sees it.
+    pub(crate) fn capabilities(&self) -> crate::printer::profile::Capabilities {
+        let mut caps = self.inner.printer.profile().capabilities.clone();
+        if self.inner.chip.is_none() {
+            caps.smart_station = false;
+        }
+        caps
     }
 
     /// What the engine is doing, and since when.
@@ -323,17 +350,32 @@ impl Engine {
 
     async fn accept(&self, body: &[u8], digest: Option<Vec<u8>>) -> Result<Submitted, SubmitError> {
         let req = request::parse(body)?;
-        let mut caps = self.inner.printer.profile().capabilities.clone();
-        if self.inner.chip.is_none() {
-            caps.smart_station = false;
-        }
+        let caps = self.capabilities();
         let ctx = request::Context {
             kiosk_id: &self.inner.config.kiosk_id,
             card_types: &self.inner.config.card_types,
             capabilities: &caps,
             geometry: self.inner.printer.profile().geometry,
         };
-        let accepted = request::validate(req, &ctx)?;
+        if req.deferred_card_data && self.inner.central.get().is_none() {
+            return Err(SubmitError::from(RequestError {
+                code: ErrorCode::INVALID_FIELD_VALUE,
+                field: Some("deferredCardData".into()),
+                message: "this kiosk has no central base to fetch deferred card data from: send the card data in the request".into(),
+            }));
+        }
+        // A deferred request is checked for its identity now, for its card
+        // data when the card's turn comes.
+        let (meta, sealed) = if req.deferred_card_data {
+            (request::validate_deferred(req, &ctx)?, None)
+        } else {
+            let accepted = request::validate(req, &ctx)?;
+            let data = serde_json::to_vec(&accepted.card).map_err(|e| internal(e.to_string()))?;
+            (
+                accepted.meta.clone(),
+                Some((accepted.pan.clone(), zeroize::Zeroizing::new(data))),
+            )
+        };
         let not_ready = self.not_ready().await;
         if let (Some(why), NotReady::Reject) = (&not_ready, self.inner.config.production.not_ready)
         {
@@ -343,20 +385,21 @@ impl Engine {
                 message: why.clone(),
             }));
         }
-        let data = serde_json::to_vec(&accepted.card).map_err(|e| internal(e.to_string()))?;
-        let data = zeroize::Zeroizing::new(data);
-        let meta = &accepted.meta;
         let job = NewJob {
-            meta: meta.clone(),
+            meta,
             request_digest: digest,
         };
         let limit = self.inner.config.production.queue_limit;
-        let pan = accepted.pan.clone();
         let token = job.meta.card_token.clone();
         let (masked, card_type) = (job.meta.pan_masked.clone(), job.meta.card_type.clone());
         // The answer is built from what was committed: a failure to read it
         // back must not turn an accepted request into an error.
-        let stored = self.db(move |s| s.accept(&job, &pan, &data, limit)).await;
+        let stored = self
+            .db(move |s| match sealed {
+                Some((pan, data)) => s.accept(&job, &pan, &data, limit),
+                None => s.accept_deferred(&job, limit),
+            })
+            .await;
         let event = match stored {
             Ok(event) => event,
             Err(StoreError::Duplicate) => {
@@ -372,6 +415,14 @@ impl Engine {
                     field: Some("pan".into()),
                     message: "a card with this PAN is already waiting or in production".into(),
                 }))
+            }
+            Err(e @ StoreError::SizeLimit { .. }) => {
+                tracing::error!(error = %e, "the store is at its size limit: new requests are refused");
+                return Err(SubmitError::from(RequestError {
+                    code: ErrorCode::UNABLE_TO_ACCEPT_REQUEST,
+                    field: None,
+                    message: format!("{e}; try again later"),
+                }));
             }
             Err(StoreError::QueueFull) => {
                 return Err(SubmitError::from(RequestError {

@@ -477,34 +477,17 @@ impl Engine {
             Ok(f) => f,
             Err(f) => return Ended::Certain(Err(f)),
         };
-        let t = job.meta.card_token.clone();
-        let data = match self.db(move |s| s.card_data(&t)).await {
-            Ok(d) => d,
-            Err(e) => {
-                return Ended::Certain(Err(Fault::new(
-                    ErrorCode::UNKNOWN_ERROR,
-                    "other",
-                    format!("card data unavailable: {e}"),
-                )))
+        let card = if job.deferred {
+            match self.deferred_card_data(job).await {
+                Ok(c) => c,
+                Err(f) => return Ended::Certain(Err(f)),
+            }
+        } else {
+            match self.stored_card_data(job).await {
+                Ok(c) => c,
+                Err(f) => return Ended::Certain(Err(f)),
             }
         };
-        let card: CardData = match serde_json::from_slice(&data) {
-            Ok(c) => c,
-            Err(e) => {
-                return Ended::Certain(Err(Fault::new(
-                    ErrorCode::PRD_UNEXPECTED_DATA,
-                    "other",
-                    // The parser's message may quote card data: say only where.
-                    format!(
-                        "stored card data unreadable ({:?} error at line {}, column {})",
-                        e.classify(),
-                        e.line(),
-                        e.column()
-                    ),
-                )));
-            }
-        };
-        drop(data);
         let needs = Needs {
             chip: !card.chip.is_empty(),
             magnetic: !card.tracks.is_empty(),
@@ -570,6 +553,99 @@ impl Engine {
             };
         }
         Ended::Certain(Ok(()))
+    }
+
+    /// The sealed card data of a job that came with it.
+    async fn stored_card_data(&self, job: &Job) -> Result<CardData, Fault> {
+        let t = job.meta.card_token.clone();
+        let data = match self.db(move |s| s.card_data(&t)).await {
+            Ok(d) => d,
+            Err(e) => {
+                return Err(Fault::new(
+                    ErrorCode::UNKNOWN_ERROR,
+                    "other",
+                    format!("card data unavailable: {e}"),
+                ))
+            }
+        };
+        let card: CardData = match serde_json::from_slice(&data) {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(Fault::new(
+                    ErrorCode::PRD_UNEXPECTED_DATA,
+                    "other",
+                    // The parser's message may quote card data: say only where.
+                    format!(
+                        "stored card data unreadable ({:?} error at line {}, column {})",
+                        e.classify(),
+                        e.line(),
+                        e.column()
+                    ),
+                ));
+            }
+        };
+        drop(data);
+        Ok(card)
+    }
+
+    /// Deferred card data, fetched from the central base now that the
+    /// card's turn has come (no card is in the printer yet: a failure ends
+    /// the card with the code of the cause, nothing to reject). Transient
+    /// failures are tried twice more, a second and two apart.
+    async fn deferred_card_data(&self, job: &Job) -> Result<CardData, Fault> {
+        let token = job.meta.card_token.clone();
+        let Some(cb) = self.central().cloned() else {
+            return Err(Fault::new(
+                ErrorCode::SAT_SERVER_NOT_REACHABLE,
+                "upstream",
+                "the card data is deferred and no central base is configured",
+            ));
+        };
+        self.set_activity(Activity::Producing {
+            card: token.clone(),
+            step: Some("card_data".into()),
+        });
+        let mut tries = 0u64;
+        let data = loop {
+            match cb.card_data(&token).await {
+                Ok(d) => break d,
+                Err(e) if e.transient && tries < 2 && !self.inner.stopping.is_cancelled() => {
+                    tries += 1;
+                    tracing::warn!(code = %e.code, error = %e.description, retry_in_s = tries, "deferred card data not received; trying again");
+                    tokio::time::sleep(Duration::from_secs(tries)).await;
+                }
+                Err(e) => {
+                    return Err(Fault::new(e.code, "upstream", e.description));
+                }
+            }
+        };
+        let caps = self.capabilities();
+        let ctx = crate::request::Context {
+            kiosk_id: &self.inner.config.kiosk_id,
+            card_types: &self.inner.config.card_types,
+            capabilities: &caps,
+            geometry: self.inner.printer.profile().geometry,
+        };
+        let accepted = crate::request::complete(&job.meta, &data, &ctx).map_err(|e| {
+            Fault::new(
+                ErrorCode::PRD_UNEXPECTED_DATA,
+                "data",
+                format!(
+                    "the deferred card data is refused ({}{}: {})",
+                    e.code,
+                    e.field.map(|f| format!(" at {f}")).unwrap_or_default(),
+                    e.message
+                ),
+            )
+        })?;
+        drop(data);
+        let masked = accepted.meta.pan_masked.clone();
+        tracing::info!(pan = %masked, "deferred card data received");
+        let t = token.clone();
+        if let Err(e) = self.db(move |s| s.set_pan_masked(&t, &masked)).await {
+            tracing::warn!(error = %e, "cannot record the masked PAN");
+        }
+        Ok(accepted.card)
     }
 
     /// Intent, step, outcome. A step whose outcome is uncertain keeps its

@@ -29,6 +29,7 @@ pub use checks::{luhn_ok, with_luhn_digit, TRACK_MAX};
 pub use image::{FrontPanels, IMAGE_LEVELS, MAX_IMAGE_BYTES};
 pub use schema::{token_of, PrintedLine, ProductionRequest, ScriptStep, Tracks, MAX_BODY_BYTES};
 pub use validate::{
-    accept, parse, validate, Accepted, CardData, ChipStep, Context, JobMeta, RequestError,
+    accept, complete, parse, validate, validate_deferred, Accepted, CardData, ChipStep, Context,
+    JobMeta, RequestError,
     MAX_ID_CHARS, MAX_PRINTED_CHARS,
 };

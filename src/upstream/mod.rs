@@ -13,6 +13,7 @@
 //! * [`health`]: each link's state with its SAT_ code, published.
 
 pub mod auth;
+pub mod central;
 pub mod config;
 pub mod forms;
 pub mod health;

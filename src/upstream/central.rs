@@ -1,0 +1,307 @@
+//! The central base's client: the long poll that brings production
+//! requests, their acknowledgements, deferred card data, and the heartbeat.
+//! `docs/central-base.openapi.yaml` is the protocol.
+
+use super::auth::{self, Called, TokenSource};
+use super::config::CentralBaseConfig;
+use super::health::{self, Health};
+use super::http;
+use super::policy::Answer;
+use crate::codes::ErrorCode;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// The link names the health map shows.
+pub const INTAKE_LINK: &str = "central-base-intake";
+
+/// One production request as the long poll hands it over.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    pub delivery_id: String,
+    /// The request, as the local API's `POST /v1/cards` body.
+    pub request: Box<serde_json::value::RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Poll {
+    requests: Vec<Delivery>,
+}
+
+/// The outcome of one request, told to the central base.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Ack {
+    pub card_token: Option<String>,
+    /// `ACCEPTED` or `REFUSED`.
+    pub outcome: &'static str,
+    /// `READY` or `REQUEST_ERROR`.
+    pub status: &'static str,
+    pub occurred_at: String,
+    pub error_code: Option<ErrorCode>,
+    pub field: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// Why deferred card data did not come: the code the card fails with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataError {
+    pub code: ErrorCode,
+    pub description: String,
+    /// Worth another try shortly (the link, a busy server).
+    pub transient: bool,
+}
+
+/// The central base, as the agent calls it.
+pub struct CentralBase {
+    pub http: reqwest::Client,
+    pub tokens: Arc<TokenSource>,
+    base: String,
+    kiosk: String,
+    cfg: CentralBaseConfig,
+    health: Health,
+}
+
+impl CentralBase {
+    pub fn new(cfg: &CentralBaseConfig, kiosk: &str, health: &Health) -> Result<CentralBase, String> {
+        let at = "upstream.central_base";
+        let http = http::client(at, &cfg.tls, Duration::from_millis(cfg.timeout_ms))?;
+        let tokens = Arc::new(TokenSource::new(at, http.clone(), &cfg.auth)?);
+        if cfg.intake {
+            health.register(INTAKE_LINK);
+        }
+        Ok(CentralBase {
+            http,
+            tokens,
+            base: format!("{}/kiosks/{}", cfg.url.trim_end_matches('/'), kiosk),
+            kiosk: kiosk.to_string(),
+            cfg: cfg.clone(),
+            health: health.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &CentralBaseConfig {
+        &self.cfg
+    }
+
+    pub fn kiosk(&self) -> &str {
+        &self.kiosk
+    }
+
+    /// One long poll: the requests waiting for this kiosk (none after the
+    /// wait). `Err` is why the call failed, already reported to health.
+    pub async fn poll(&self) -> Result<Vec<Delivery>, String> {
+        let wait = self.cfg.poll_wait_s;
+        let url = format!("{}/requests?wait={wait}", self.base);
+        // The server holds the call up to `wait`: the time-out is on top.
+        let timeout = Duration::from_secs(wait) + Duration::from_millis(self.cfg.timeout_ms);
+        let called = auth::call(&self.tokens, |t| {
+            self.http.get(&url).bearer_auth(t).timeout(timeout)
+        })
+        .await;
+        match self.expect_ok(INTAKE_LINK, called)? {
+            Some(body) => serde_json::from_slice::<Poll>(&body)
+                .map(|p| p.requests)
+                .map_err(|e| format!("the central base's requests answer is malformed: {e}")),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Tells the central base what became of a request.
+    pub async fn ack(&self, delivery_id: &str, ack: &Ack) -> Result<(), String> {
+        let url = format!("{}/requests/{}/ack", self.base, encode(delivery_id));
+        let called = auth::call(&self.tokens, |t| self.http.post(&url).bearer_auth(t).json(ack)).await;
+        self.expect_ok(INTAKE_LINK, called).map(|_| ())
+    }
+
+    /// The heartbeat; answers the server's time, if it gave it.
+    pub async fn heartbeat(&self, body: &serde_json::Value) -> Result<Option<String>, String> {
+        let url = format!("{}/heartbeat", self.base);
+        let called = auth::call(&self.tokens, |t| self.http.put(&url).bearer_auth(t).json(body)).await;
+        let body = self.expect_ok(INTAKE_LINK, called)?;
+        Ok(body
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("serverTime")?.as_str().map(str::to_string)))
+    }
+
+    /// Deferred card data for `card_token`: the JSON object of its card
+    /// data fields, in a buffer wiped when dropped.
+    pub async fn card_data(&self, card_token: &str) -> Result<Zeroizing<Vec<u8>>, DataError> {
+        let url = format!("{}/cards/{}/data", self.base, encode(card_token));
+        let called = auth::call(&self.tokens, |t| self.http.get(&url).bearer_auth(t)).await;
+        match called {
+            Called::NoToken(e) => {
+                let code = health::auth_code(&e);
+                self.health.down(INTAKE_LINK, code, &e.to_string());
+                Err(DataError {
+                    code,
+                    description: format!("no access to the central base for the card data: {e}"),
+                    transient: code != ErrorCode::SAT_AUTHENTICATION_FAILED,
+                })
+            }
+            Called::Answered(Answer::Status { code: 200, .. }, Some(body)) => {
+                self.health.up(INTAKE_LINK);
+                Ok(Zeroizing::new(body.to_vec()))
+            }
+            Called::Answered(answer, _) => {
+                match health::sat_code(&answer) {
+                    Some(code) => self.health.down(INTAKE_LINK, code, &format!("{answer:?}")),
+                    None => self.health.up(INTAKE_LINK),
+                }
+                Err(data_error(&answer))
+            }
+        }
+    }
+
+    /// A 2xx gives its body; anything else is an error, told to health.
+    fn expect_ok(&self, link: &str, called: Called) -> Result<Option<bytes::Bytes>, String> {
+        match called {
+            Called::NoToken(e) => {
+                self.health.down(link, health::auth_code(&e), &e.to_string());
+                Err(e.to_string())
+            }
+            Called::Answered(answer, body) => {
+                match health::sat_code(&answer) {
+                    Some(code) => self.health.down(link, code, &format!("{answer:?}")),
+                    None => self.health.up(link),
+                }
+                match answer {
+                    Answer::Status { code, .. } if (200..300).contains(&code) => Ok(body),
+                    Answer::Status { code, detail, .. } => {
+                        Err(super::policy::describe(code, &detail))
+                    }
+                    Answer::Timeout => Err("no answer within the time-out".into()),
+                    Answer::Link(e) => Err(format!("cannot reach the central base: {e}")),
+                }
+            }
+        }
+    }
+}
+
+/// What a failed card-data call means for the card. The central base's own
+/// codes (CB_*, DP_*) are taken as it reports them; failures on the way
+/// there are the satellite's (SAT_*).
+pub fn data_error(answer: &Answer) -> DataError {
+    let reported = |detail: &str| -> Option<ErrorCode> {
+        let code: ErrorCode = detail.parse().ok()?;
+        let s = code.as_str();
+        (s.starts_with("CB_") || s.starts_with("DP_")).then_some(code)
+    };
+    match answer {
+        Answer::Status { code, detail, .. } => {
+            if let Some(c) = reported(detail) {
+                return DataError {
+                    code: c,
+                    description: format!("the central base reports {c}: {}", c.description()),
+                    transient: *code >= 500,
+                };
+            }
+            if let Some(c) = health::sat_code(answer) {
+                return DataError {
+                    code: c,
+                    description: format!("the central base did not answer usably: {answer:?}"),
+                    transient: c != ErrorCode::SAT_AUTHENTICATION_FAILED,
+                };
+            }
+            let (c, transient) = match code {
+                403 => (ErrorCode::CB_SERVICE_NOT_ALLOWED, false),
+                404 => (ErrorCode::DP_NOT_AVAILABLE, false),
+                500..=599 => (ErrorCode::CB_NOT_AVAILABLE, true),
+                _ => (ErrorCode::UNKNOWN_ERROR, false),
+            };
+            DataError {
+                code: c,
+                description: format!(
+                    "the central base answered {} for the card data",
+                    super::policy::describe(*code, detail)
+                ),
+                transient,
+            }
+        }
+        other => {
+            let c = health::sat_code(other).unwrap_or(ErrorCode::SAT_SERVER_NOT_REACHABLE);
+            DataError {
+                code: c,
+                description: match other {
+                    Answer::Timeout => "the central base did not answer in time".into(),
+                    Answer::Link(e) => format!("cannot reach the central base: {e}"),
+                    Answer::Status { .. } => unreachable!("handled above"),
+                },
+                transient: true,
+            }
+        }
+    }
+}
+
+/// A path segment, percent-encoded.
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, detail: &str) -> Answer {
+        Answer::Status {
+            code,
+            retry_after: None,
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn the_central_bases_codes_are_taken_as_reported() {
+        for (http, code) in [
+            (503, ErrorCode::DP_NOT_AVAILABLE),
+            (502, ErrorCode::DP_IO_ERROR),
+            (504, ErrorCode::DP_TIMEOUT),
+            (503, ErrorCode::CB_NOT_AVAILABLE),
+            (503, ErrorCode::CB_DB_NOT_AVAILABLE),
+            (503, ErrorCode::CB_NETWORK_NOT_AVAILABLE),
+            (401, ErrorCode::CB_AUTHENTICATION_FAILED),
+            (403, ErrorCode::CB_SERVICE_NOT_ALLOWED),
+            (504, ErrorCode::CB_TIME),
+        ] {
+            let e = data_error(&status(http, code.as_str()));
+            assert_eq!(e.code, code);
+            assert!(e.description.contains(code.description()), "{}", e.description);
+        }
+        // A printer or request code in the body is not the central base's to give.
+        assert_eq!(
+            data_error(&status(500, "PRT_COVER_OPEN")).code,
+            ErrorCode::CB_NOT_AVAILABLE
+        );
+    }
+
+    #[test]
+    fn failures_on_the_way_are_the_satellites() {
+        assert_eq!(
+            data_error(&Answer::Timeout).code,
+            ErrorCode::SAT_SERVER_NOT_REACHABLE
+        );
+        assert_eq!(
+            data_error(&Answer::Link("Connection refused".into())).code,
+            ErrorCode::SAT_SERVER_NOT_REACHABLE
+        );
+        assert_eq!(
+            data_error(&Answer::Link("dns error: failed to lookup address".into())).code,
+            ErrorCode::SAT_NETWORK_NOT_AVAILABLE
+        );
+        let e = data_error(&status(401, ""));
+        assert_eq!(e.code, ErrorCode::SAT_AUTHENTICATION_FAILED);
+        assert!(!e.transient);
+        assert_eq!(data_error(&status(502, "")).code, ErrorCode::SAT_SERVER_NOT_REACHABLE);
+        assert_eq!(encode("a/b c"), "a%2Fb%20c");
+    }
+}
