@@ -208,7 +208,7 @@ async fn duplicate_delivers_twice_and_once_more_after_the_ack() {
         204
     );
     let v: Value = poll(&stub, &tok).await.json().await.unwrap();
-    assert_eq!(ids(v), [id.clone()]);
+    assert_eq!(ids(v), std::slice::from_ref(&id));
     assert_eq!(
         c.post(&ack_url)
             .bearer_auth(&tok)

@@ -231,7 +231,7 @@ async fn redelivered_until_acked_and_acks_recorded() {
         }
     };
     assert_eq!(ack(a.clone(), ack_body("a")).await.status(), 204);
-    assert_eq!(poll().await, [b.clone()]);
+    assert_eq!(poll().await, std::slice::from_ref(&b));
     let refused = json!({"cardToken": "b", "outcome": "REFUSED", "status": "REQUEST_ERROR",
         "occurredAt": "2025-01-17T06:28:02.492Z", "errorCode": "INVALID_FIELD_VALUE",
         "field": "pan", "reason": "Luhn"});

@@ -123,7 +123,7 @@ pub fn production(v: &Value, at: &str) -> Check {
     if !is_uuid(string(o, at, "eventId")?) {
         return Err(format!("{}: must be a UUID", join(at, "eventId")));
     }
-    if !o["sequence"].as_u64().is_some_and(|n| n >= 1) {
+    if o["sequence"].as_u64().is_none_or(|n| n < 1) {
         return Err(format!("{}: must be an integer >= 1", join(at, "sequence")));
     }
     nonempty(o, at, "cardToken")?;
@@ -354,9 +354,11 @@ mod tests {
         assert_eq!(events(&json!({"events": [envelope()]})), Ok(()));
     }
 
+    type Change = Box<dyn Fn(&mut Value)>;
+
     #[test]
     fn refusals_name_the_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        let cases: Vec<(&str, Change)> = vec![
             (
                 "events[0].production.kioskId",
                 Box::new(|e| {
