@@ -28,6 +28,7 @@ pub mod scenario;
 pub mod sim;
 pub mod state;
 pub mod transcript;
+pub mod upstream;
 
 pub use condition::Condition;
 pub use config::{Customer, FeederConfig, SimConfig};
