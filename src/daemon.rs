@@ -18,6 +18,7 @@ pub struct Daemon {
     pub shutdown: CancellationToken,
     engine_task: tokio::task::JoinHandle<()>,
     api_task: tokio::task::JoinHandle<()>,
+    upstream: crate::upstream::service::Upstream,
     /// Kept alive while the daemon runs when `device = "sim"`.
     _sim: Option<crate::bundled_sim::Simulator>,
 }
@@ -91,6 +92,8 @@ impl Daemon {
         let socket = config.api.socket.clone();
         let engine = Engine::new(config, store, printer, chip);
         remember_serial(&engine);
+        // Before the engine runs: deferred card data needs the central base.
+        let upstream = crate::upstream::service::Upstream::start(&engine).await?;
 
         let listener = bind(&socket)?;
         let shutdown = CancellationToken::new();
@@ -105,6 +108,7 @@ impl Daemon {
             shutdown,
             engine_task,
             api_task,
+            upstream,
             _sim: sim,
         })
     }
@@ -138,6 +142,9 @@ impl Daemon {
         self.shutdown.cancel();
         let _ = self.engine_task.await;
         let _ = self.api_task.await;
+        // Status changes written until now are in the outbox: what is not
+        // delivered now goes at the next start.
+        self.upstream.stop().await;
         let _ = std::fs::remove_file(&self.engine.config().api.socket);
     }
 }

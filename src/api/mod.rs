@@ -356,36 +356,13 @@ async fn printer(
     } else {
         None
     };
-    Json(printer_json(&engine, refreshed)).into_response()
-}
-
-fn printer_json(engine: &Engine, refresh_error: Option<crate::codes::Fault>) -> serde_json::Value {
-    let view = engine.printer().view().borrow().clone();
-    let engine_blocks = engine.state().borrow().blocks_production();
-    let not_ready = view.not_ready();
-    let ready = not_ready.is_none() && engine_blocks.is_none();
-    json!({
-        "ready": ready,
-        "notReady": not_ready,
-        "engine": engine_blocks,
-        "ageMs": view.age().map(|a| a.as_millis() as u64),
-        "readAt": view.read_at,
-        "fullReadAt": view.full_read_at,
-        "link": view.link,
-        "snapshot": view.reading,
-        "refreshError": refresh_error,
-    })
+    Json(crate::engine::report::printer(&engine, refreshed)).into_response()
 }
 
 /// What the agent does now and what it knows of the printer: never asks
 /// the printer.
 async fn status(State(engine): State<Engine>) -> Response {
-    let state = engine.state().borrow().clone();
-    Json(json!({
-        "engine": state,
-        "printer": printer_json(&engine, None),
-    }))
-    .into_response()
+    Json(crate::engine::report::health(&engine).await).into_response()
 }
 
 #[derive(Deserialize)]

@@ -11,6 +11,7 @@
 
 pub mod plan;
 pub mod recovery;
+pub mod report;
 pub mod runner;
 pub mod state;
 pub mod view;
@@ -59,6 +60,8 @@ struct Inner {
     /// The central base, where deferred card data comes from (set once,
     /// when the daemon has one configured).
     central: std::sync::OnceLock<Arc<crate::upstream::central::CentralBase>>,
+    /// The upstream links' health, published (empty when none is configured).
+    upstream: crate::upstream::Health,
     /// How long each step took (the most recent [`TIMINGS_KEPT`] of each), for
     /// the benchmark and, later, metrics.
     timings: Mutex<HashMap<plan::Step, std::collections::VecDeque<std::time::Duration>>>,
@@ -163,6 +166,7 @@ impl Engine {
                 resolutions: Mutex::new(HashMap::new()),
                 stopping: tokio_util::sync::CancellationToken::new(),
                 central: std::sync::OnceLock::new(),
+                upstream: crate::upstream::Health::default(),
             }),
         }
     }
@@ -191,6 +195,11 @@ impl Engine {
 
     pub(crate) fn central(&self) -> Option<&Arc<crate::upstream::central::CentralBase>> {
         self.inner.central.get()
+    }
+
+    /// The upstream links' health.
+    pub fn upstream(&self) -> &crate::upstream::Health {
+        &self.inner.upstream
     }
 
     /// The store (shared with the upstream relay).

@@ -18,9 +18,11 @@ pub mod config;
 pub mod forms;
 pub mod health;
 pub mod http;
+pub mod intake;
 pub mod policy;
 pub mod relay;
 pub mod secret;
+pub mod service;
 pub mod signing;
 pub mod sink;
 

@@ -157,7 +157,7 @@ async fn sleep_or_stop(d: Duration, stop: &CancellationToken) {
 }
 
 /// A uniform draw in [0, 1) for the jitter.
-fn draw() -> f64 {
+pub(crate) fn draw() -> f64 {
     let mut b = [0u8; 8];
     if getrandom::fill(&mut b).is_err() {
         return 0.5;

@@ -1,0 +1,95 @@
+//! Production requests from the central base: a long poll, each request
+//! through the same validation and queue as the local API's, and its
+//! outcome acknowledged. A request whose outcome the agent cannot give yet
+//! (the store is being checked) is not acknowledged: it comes again, and,
+//! like any request delivered twice, gets its first answer.
+
+use super::central::{Ack, CentralBase, Delivery};
+use super::policy::Backoff;
+use crate::engine::{Engine, SubmitError};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Runs until `stop`.
+pub async fn run(cb: Arc<CentralBase>, engine: Engine, backoff: Backoff, stop: CancellationToken) {
+    // The poll backs off on its own scale: a central base that is down is
+    // asked again within half a minute at most.
+    let backoff = Backoff {
+        cap: backoff.cap.min(Duration::from_secs(30)),
+        ..backoff
+    };
+    let mut failures = 0u32;
+    loop {
+        let polled = tokio::select! {
+            _ = stop.cancelled() => return,
+            p = cb.poll() => p,
+        };
+        let pause = match polled {
+            Ok(deliveries) => {
+                failures = 0;
+                let mut all_acked = true;
+                for d in deliveries {
+                    if stop.is_cancelled() {
+                        return;
+                    }
+                    all_acked &= handle(&cb, &engine, d).await;
+                }
+                // An acknowledgement that did not go through brings the
+                // request back at once: do not spin on it.
+                (!all_acked).then(|| backoff.delay(1, 0.5, None))
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let d = backoff.delay(failures, super::relay::draw(), None);
+                tracing::debug!(error = %e, retry_in_ms = d.as_millis() as u64, "central base poll failed");
+                Some(d)
+            }
+        };
+        if let Some(p) = pause {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(p) => {}
+            }
+        }
+    }
+}
+
+/// Submits one request and acknowledges its outcome; false when the
+/// acknowledgement did not go through (or was not sent).
+async fn handle(cb: &CentralBase, engine: &Engine, d: Delivery) -> bool {
+    let body = d.request.get().as_bytes();
+    let token = crate::request::token_of(body);
+    let ack = match engine.submit(body).await {
+        Ok(s) => Ack {
+            card_token: token.clone(),
+            outcome: "ACCEPTED",
+            status: "READY",
+            occurred_at: s.production.occurred_at,
+            error_code: s.production.error_code,
+            field: None,
+            reason: s.production.description,
+        },
+        Err(SubmitError::Refused(r)) => Ack {
+            card_token: token.clone(),
+            outcome: "REFUSED",
+            status: "REQUEST_ERROR",
+            occurred_at: r.occurred_at,
+            error_code: Some(r.error.code),
+            field: r.error.field,
+            reason: Some(r.error.message),
+        },
+        Err(SubmitError::Unavailable(why)) => {
+            tracing::warn!(card = token.as_deref().unwrap_or(""), delivery = %d.delivery_id, reason = %why, "central base request not answered yet: it will come again");
+            return false;
+        }
+    };
+    tracing::info!(card = token.as_deref().unwrap_or(""), delivery = %d.delivery_id, outcome = ack.outcome, code = ack.error_code.map(|c| c.as_str()).unwrap_or(""), "central base request");
+    match cb.ack(&d.delivery_id, &ack).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(card = token.as_deref().unwrap_or(""), delivery = %d.delivery_id, error = %e, "acknowledgement not delivered: the request comes again and gets the same answer");
+            false
+        }
+    }
+}

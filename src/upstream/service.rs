@@ -1,0 +1,140 @@
+//! Starts what the configuration asks upstream: one relay per sink, the
+//! central base's intake and heartbeat, and the outbox's upkeep (pruning,
+//! the size alarm). Stops them all with one token.
+
+use super::central::CentralBase;
+use super::sink::Sink;
+use crate::engine::Engine;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How often delivered history is pruned and the store's size checked.
+const UPKEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// The running upstream tasks.
+pub struct Upstream {
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Upstream {
+    /// Builds every client (so that a bad certificate or an unreadable
+    /// secret stops the start, naming the key), registers the sinks with
+    /// the store, and starts the tasks.
+    pub async fn start(engine: &Engine) -> Result<Upstream, String> {
+        let cfg = engine.config().upstream.clone();
+        let kiosk = engine.config().kiosk_id.clone();
+        let health = engine.upstream().clone();
+        let store = engine.store();
+        store.set_size_limit(cfg.store_limit_mb.saturating_mul(1024 * 1024));
+        let cb = match &cfg.central_base {
+            Some(c) => {
+                let cb = Arc::new(CentralBase::new(c, &kiosk, &health)?);
+                engine.set_central(cb.clone());
+                Some(cb)
+            }
+            None => None,
+        };
+        let sinks = Sink::all(
+            &cfg,
+            &kiosk,
+            cb.as_ref().map(|c| (&c.http, &c.tokens)),
+            &health,
+        )?;
+        let specs: Vec<_> = sinks.iter().map(Sink::spec).collect();
+        {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.configure_sinks(&specs))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("the outbox cannot register its sinks: {e}"))?;
+        }
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        for sink in sinks {
+            tracing::info!(sink = %sink.name, "delivering status changes upstream");
+            tasks.spawn(super::relay::run(
+                sink,
+                store.clone(),
+                cfg.backoff(),
+                stop.clone(),
+            ));
+        }
+        if let Some(cb) = cb {
+            if cb.config().intake {
+                tracing::info!("taking production requests from the central base");
+                tasks.spawn(super::intake::run(
+                    cb.clone(),
+                    engine.clone(),
+                    cfg.backoff(),
+                    stop.clone(),
+                ));
+            }
+            tasks.spawn(heartbeat(cb, engine.clone(), stop.clone()));
+        }
+        tasks.spawn(upkeep(engine.clone(), cfg.retention_days, stop.clone()));
+        Ok(Upstream { stop, tasks })
+    }
+
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// The kiosk's health to the central base, at once and then every
+/// `heartbeat_s`.
+async fn heartbeat(cb: Arc<CentralBase>, engine: Engine, stop: CancellationToken) {
+    let every = Duration::from_secs(cb.config().heartbeat_s);
+    loop {
+        let mut body = crate::engine::report::health(&engine).await;
+        body["sentAt"] = crate::time::now_rfc3339().into();
+        let sent = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = cb.heartbeat(&body) => r,
+        };
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "heartbeat not delivered");
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Prunes delivered history past its retention; raises the size alarm at
+/// 80 % of the limit.
+async fn upkeep(engine: Engine, retention_days: u32, stop: CancellationToken) {
+    let mut alarmed = false;
+    loop {
+        let store = engine.store();
+        let before = crate::time::rfc3339(
+            std::time::SystemTime::now()
+                - Duration::from_secs(u64::from(retention_days) * 86_400),
+        );
+        let done = tokio::task::spawn_blocking(move || (store.prune(&before), store.usage())).await;
+        if let Ok((pruned, usage)) = done {
+            match pruned {
+                Ok(n) if n > 0 => tracing::info!(events = n, "delivered history pruned"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pruning delivered history failed"),
+            }
+            if let Ok((used, limit)) = usage {
+                let high = limit > 0 && used.saturating_mul(10) >= limit.saturating_mul(8);
+                if high && !alarmed {
+                    tracing::error!(used_bytes = used, limit_bytes = limit, "the store is above 80 % of its limit: new requests are refused at the limit; check the upstream links (undelivered events are never pruned)");
+                } else if !high && alarmed {
+                    tracing::info!(used_bytes = used, limit_bytes = limit, "the store is below 80 % of its limit again");
+                }
+                alarmed = high;
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(UPKEEP_EVERY) => {}
+        }
+    }
+}
