@@ -9,7 +9,9 @@ use std::process::ExitCode;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = match cli.command {
-        Command::Printer(_) | Command::Jobs(_) | Command::Keygen { .. } => Quiet::Warnings,
+        Command::Printer(_) | Command::Jobs(_) | Command::Outbox(_) | Command::Keygen { .. } => {
+            Quiet::Warnings
+        }
         Command::Demo | Command::Bench { .. } => Quiet::Errors,
         Command::Run { .. } => Quiet::No,
     };

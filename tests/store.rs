@@ -1014,7 +1014,10 @@ fn each_sink_gets_the_status_changes_it_wants_one_per_card_in_order() {
     // Only the first pending event of each card is due.
     assert_eq!(
         due(&store, "cb"),
-        [("a".into(), 1, Status::Ready), ("b".into(), 1, Status::Ready)]
+        [
+            ("a".into(), 1, Status::Ready),
+            ("b".into(), 1, Status::Ready)
+        ]
     );
     // D1 hears of the produced card only.
     assert_eq!(due(&store, "d1"), [("a".into(), 4, Status::Produced)]);
@@ -1041,12 +1044,16 @@ fn each_sink_gets_the_status_changes_it_wants_one_per_card_in_order() {
     assert_eq!(later[0].attempts, 1);
     assert_eq!(store.next_due_ms("cb").unwrap(), Some(0));
 
-
     // A dead letter holds back neither its card's later events nor others.
-    store.dead("cb", &next[..1], "HTTP 400 (INVALID_EVENT)").unwrap();
+    store
+        .dead("cb", &next[..1], "HTTP 400 (INVALID_EVENT)")
+        .unwrap();
     assert_eq!(
         due(&store, "cb"),
-        [("a".into(), 4, Status::Produced), ("b".into(), 2, Status::Cancelled)]
+        [
+            ("a".into(), 4, Status::Produced),
+            ("b".into(), 2, Status::Cancelled)
+        ]
     );
     let dead = store.dead_letters(Some("cb")).unwrap();
     assert_eq!(dead.len(), 1);

@@ -102,6 +102,8 @@ pub fn router(engine: Engine) -> Router {
         .route("/v1/cards/{token}/validation", post(validation))
         .route("/v1/cards/{token}/resolve", post(resolve))
         .route("/v1/status", get(status))
+        .route("/v1/outbox", get(outbox))
+        .route("/v1/outbox/{sink}/replay", post(outbox_replay))
         .route("/v1/printer", get(printer))
         .route("/v1/inventory", get(inventory))
         .route("/v1/inventory/{feeder}", put(set_inventory))
@@ -363,6 +365,76 @@ async fn printer(
 /// the printer.
 async fn status(State(engine): State<Engine>) -> Response {
     Json(crate::engine::report::health(&engine).await).into_response()
+}
+
+/// Each sink's backlog and its dead letters.
+async fn outbox(State(engine): State<Engine>) -> Response {
+    let store = engine.store();
+    let read = tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::store::StoreError>((store.outbox_depths()?, store.dead_letters(None)?))
+    })
+    .await;
+    match read {
+        Ok(Ok((sinks, dead))) => {
+            Json(json!({ "sinks": sinks, "deadLetters": dead })).into_response()
+        }
+        Ok(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "UNKNOWN_ERROR",
+            None,
+            &e.to_string(),
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "UNKNOWN_ERROR",
+            None,
+            &e.to_string(),
+        ),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Replay {
+    /// One dead letter (its `ord`); all of the sink's when absent.
+    #[serde(default)]
+    ord: Option<i64>,
+}
+
+/// Puts a sink's dead letters (or one) back in its queue.
+async fn outbox_replay(
+    State(engine): State<Engine>,
+    Path(sink): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Response {
+    let r: Replay = if body.iter().all(u8::is_ascii_whitespace) {
+        Replay::default()
+    } else {
+        match parse(&body) {
+            Ok(r) => r,
+            Err(r) => return *r,
+        }
+    };
+    let store = engine.store();
+    let s = sink.clone();
+    match tokio::task::spawn_blocking(move || store.replay(&s, r.ord)).await {
+        Ok(Ok(n)) => {
+            tracing::info!(sink = %sink, replayed = n, "dead letters replayed");
+            Json(json!({ "replayed": n })).into_response()
+        }
+        Ok(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "UNKNOWN_ERROR",
+            None,
+            &e.to_string(),
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "UNKNOWN_ERROR",
+            None,
+            &e.to_string(),
+        ),
+    }
 }
 
 #[derive(Deserialize)]

@@ -2,6 +2,7 @@
 //! today the field tools talk straight to a printer.
 
 mod jobs;
+mod outbox;
 mod printer;
 mod render;
 
@@ -62,12 +63,16 @@ pub enum Command {
     /// Cards, through the running agent (technicians).
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// Status changes waiting to go upstream, and dead letters (technicians).
+    #[command(subcommand)]
+    Outbox(outbox::OutboxCommand),
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Printer(p) => printer::run(p).await,
         Command::Jobs(j) => jobs::run(j).await,
+        Command::Outbox(o) => outbox::run(o).await,
         Command::Run { config } => match crate::daemon::run(&config).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -860,7 +860,9 @@ impl Engine {
                     .take
                     .map(Duration::from_millis)
                     .unwrap_or(take);
-                let end = p.wait_take(take, self.verdict(&job.meta.card_token)).await?;
+                let end = p
+                    .wait_take(take, self.verdict(&job.meta.card_token))
+                    .await?;
                 match end {
                     TakeEnd::Taken => Ok(()),
                     end => Err(end.fault(take)),
@@ -937,7 +939,8 @@ impl Engine {
                 return;
             }
             tracing::warn!(card = %job.meta.card_token, "a card was in production: finding where it is");
-            self.settle(&job.meta.card_token, None, None, shutdown).await;
+            self.settle(&job.meta.card_token, None, None, shutdown)
+                .await;
         }
     }
 }

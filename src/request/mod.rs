@@ -30,6 +30,5 @@ pub use image::{FrontPanels, IMAGE_LEVELS, MAX_IMAGE_BYTES};
 pub use schema::{token_of, PrintedLine, ProductionRequest, ScriptStep, Tracks, MAX_BODY_BYTES};
 pub use validate::{
     accept, complete, parse, validate, validate_deferred, Accepted, CardData, ChipStep, Context,
-    JobMeta, RequestError,
-    MAX_ID_CHARS, MAX_PRINTED_CHARS,
+    JobMeta, RequestError, MAX_ID_CHARS, MAX_PRINTED_CHARS,
 };

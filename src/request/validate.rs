@@ -262,7 +262,10 @@ fn identity<'c>(req: &ProductionRequest, ctx: &Context<'c>) -> Result<&'c CardTy
 
 /// Checks a request whose card data is deferred (`deferredCardData`): its
 /// identity now; the data when it arrives ([`complete`]).
-pub fn validate_deferred(mut req: ProductionRequest, ctx: &Context) -> Result<JobMeta, RequestError> {
+pub fn validate_deferred(
+    mut req: ProductionRequest,
+    ctx: &Context,
+) -> Result<JobMeta, RequestError> {
     if !req.deferred_card_data {
         return Err(RequestError::at(
             ErrorCode::INVALID_FIELD_VALUE,

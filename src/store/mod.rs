@@ -241,14 +241,23 @@ impl Store {
         if !pan.bytes().any(|b| b.is_ascii_digit()) {
             return Err(StoreError::Invalid("the PAN has no digits".into()));
         }
-        if job.meta.pan_masked.bytes().filter(u8::is_ascii_digit).count() > 10 {
+        if job
+            .meta
+            .pan_masked
+            .bytes()
+            .filter(u8::is_ascii_digit)
+            .count()
+            > 10
+        {
             return Err(StoreError::Invalid(
                 "pan_masked shows more than the first six and last four digits".into(),
             ));
         }
         // The crypto runs before the lock is taken.
         let fingerprint = self.crypto.fingerprint(pan);
-        let sealed = self.crypto.seal(job.meta.card_token.as_bytes(), card_data)?;
+        let sealed = self
+            .crypto
+            .seal(job.meta.card_token.as_bytes(), card_data)?;
         let limit = i64::try_from(queue_limit).unwrap_or(i64::MAX);
         self.write("accept", |tx| {
             if token_known(tx, &job.meta.card_token)? {
@@ -310,7 +319,16 @@ impl Store {
                 step: None,
                 last_event_seq: 0,
             };
-            let event = push_event(tx, &job.meta.card_token, &state, Status::Ready, None, None, None, &at)?;
+            let event = push_event(
+                tx,
+                &job.meta.card_token,
+                &state,
+                Status::Ready,
+                None,
+                None,
+                None,
+                &at,
+            )?;
             set_last_event(tx, seq, event.seq)?;
             Ok(event)
         })

@@ -72,12 +72,10 @@ impl Store {
                 if s.name.trim().is_empty() {
                     return Err(StoreError::Invalid("a sink needs a name".into()));
                 }
-                let statuses = s.statuses.as_ref().map(|v| {
-                    v.iter()
-                        .map(|st| st.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                });
+                let statuses = s
+                    .statuses
+                    .as_ref()
+                    .map(|v| v.iter().map(|st| st.as_str()).collect::<Vec<_>>().join(" "));
                 tx.execute(
                     "INSERT INTO sinks (name, kind, statuses, active, added_at) \
                      VALUES (?1, ?2, ?3, 1, ?4) \

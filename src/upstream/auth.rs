@@ -185,10 +185,7 @@ pub enum Called {
 }
 
 /// Sends `build(token)`; a 401 renews the token once and sends once more.
-pub async fn call(
-    tokens: &TokenSource,
-    build: impl Fn(&str) -> reqwest::RequestBuilder,
-) -> Called {
+pub async fn call(tokens: &TokenSource, build: impl Fn(&str) -> reqwest::RequestBuilder) -> Called {
     let mut renewed = false;
     loop {
         let token = match tokens.token().await {

@@ -65,7 +65,11 @@ pub struct CentralBase {
 }
 
 impl CentralBase {
-    pub fn new(cfg: &CentralBaseConfig, kiosk: &str, health: &Health) -> Result<CentralBase, String> {
+    pub fn new(
+        cfg: &CentralBaseConfig,
+        kiosk: &str,
+        health: &Health,
+    ) -> Result<CentralBase, String> {
         let at = "upstream.central_base";
         let http = http::client(at, &cfg.tls, Duration::from_millis(cfg.timeout_ms))?;
         let tokens = Arc::new(TokenSource::new(at, http.clone(), &cfg.auth)?);
@@ -112,14 +116,20 @@ impl CentralBase {
     /// Tells the central base what became of a request.
     pub async fn ack(&self, delivery_id: &str, ack: &Ack) -> Result<(), String> {
         let url = format!("{}/requests/{}/ack", self.base, encode(delivery_id));
-        let called = auth::call(&self.tokens, |t| self.http.post(&url).bearer_auth(t).json(ack)).await;
+        let called = auth::call(&self.tokens, |t| {
+            self.http.post(&url).bearer_auth(t).json(ack)
+        })
+        .await;
         self.expect_ok(INTAKE_LINK, called).map(|_| ())
     }
 
     /// The heartbeat; answers the server's time, if it gave it.
     pub async fn heartbeat(&self, body: &serde_json::Value) -> Result<Option<String>, String> {
         let url = format!("{}/heartbeat", self.base);
-        let called = auth::call(&self.tokens, |t| self.http.put(&url).bearer_auth(t).json(body)).await;
+        let called = auth::call(&self.tokens, |t| {
+            self.http.put(&url).bearer_auth(t).json(body)
+        })
+        .await;
         let body = self.expect_ok(INTAKE_LINK, called)?;
         Ok(body
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
@@ -159,7 +169,8 @@ impl CentralBase {
     fn expect_ok(&self, link: &str, called: Called) -> Result<Option<bytes::Bytes>, String> {
         match called {
             Called::NoToken(e) => {
-                self.health.down(link, health::auth_code(&e), &e.to_string());
+                self.health
+                    .down(link, health::auth_code(&e), &e.to_string());
                 Err(e.to_string())
             }
             Called::Answered(answer, body) => {
@@ -275,7 +286,11 @@ mod tests {
         ] {
             let e = data_error(&status(http, code.as_str()));
             assert_eq!(e.code, code);
-            assert!(e.description.contains(code.description()), "{}", e.description);
+            assert!(
+                e.description.contains(code.description()),
+                "{}",
+                e.description
+            );
         }
         // A printer or request code in the body is not the central base's to give.
         assert_eq!(
@@ -301,7 +316,10 @@ mod tests {
         let e = data_error(&status(401, ""));
         assert_eq!(e.code, ErrorCode::SAT_AUTHENTICATION_FAILED);
         assert!(!e.transient);
-        assert_eq!(data_error(&status(502, "")).code, ErrorCode::SAT_SERVER_NOT_REACHABLE);
+        assert_eq!(
+            data_error(&status(502, "")).code,
+            ErrorCode::SAT_SERVER_NOT_REACHABLE
+        );
         assert_eq!(encode("a/b c"), "a%2Fb%20c");
     }
 }

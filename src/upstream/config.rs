@@ -235,9 +235,13 @@ impl UpstreamConfig {
             }
             names.push(w.name.clone());
             check_url(&format!("{at}.url"), &w.url)?;
-            if SecretSource::from_keys("secret", w.secret_file.as_ref(), w.secret_credential.as_ref())
-                .map_err(|e| format!("{at}: {e}"))?
-                .is_none()
+            if SecretSource::from_keys(
+                "secret",
+                w.secret_file.as_ref(),
+                w.secret_credential.as_ref(),
+            )
+            .map_err(|e| format!("{at}: {e}"))?
+            .is_none()
             {
                 return Err(format!("{at}: give secret_file or secret_credential"));
             }
@@ -407,6 +411,9 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("client_secret"), "{e}");
-        assert!(parse("[[webhook]]\nname = \"w\"\nurl = \"http://127.0.0.1:9/\"\nsecret_file = \"/s\"\n").is_ok());
+        assert!(parse(
+            "[[webhook]]\nname = \"w\"\nurl = \"http://127.0.0.1:9/\"\nsecret_file = \"/s\"\n"
+        )
+        .is_ok());
     }
 }

@@ -66,7 +66,8 @@ impl Health {
     /// Names a link before its first call.
     pub fn register(&self, link: &str) {
         self.tx.send_modify(|m| {
-            m.entry(link.to_string()).or_insert_with(LinkHealth::unknown);
+            m.entry(link.to_string())
+                .or_insert_with(LinkHealth::unknown);
         });
     }
 
@@ -75,7 +76,9 @@ impl Health {
     pub fn up(&self, link: &str) {
         let now = crate::time::now_rfc3339();
         self.tx.send_if_modified(|m| {
-            let h = m.entry(link.to_string()).or_insert_with(LinkHealth::unknown);
+            let h = m
+                .entry(link.to_string())
+                .or_insert_with(LinkHealth::unknown);
             let changed = h.state != "up";
             if changed {
                 tracing::info!(upstream = %link, "upstream reachable");
@@ -115,9 +118,11 @@ pub fn sat_code(answer: &Answer) -> Option<ErrorCode> {
         Answer::Link(e) => Some(link_code(e)),
         Answer::Status { code: 401, .. } => Some(ErrorCode::SAT_AUTHENTICATION_FAILED),
         // A gateway that cannot reach the upstream answers for it.
-        Answer::Status { code: 502 | 504, detail, .. } if detail.is_empty() => {
-            Some(ErrorCode::SAT_SERVER_NOT_REACHABLE)
-        }
+        Answer::Status {
+            code: 502 | 504,
+            detail,
+            ..
+        } if detail.is_empty() => Some(ErrorCode::SAT_SERVER_NOT_REACHABLE),
         Answer::Status { .. } => None,
     }
 }

@@ -18,12 +18,19 @@ pub fn client(at: &str, tls: &TlsConfig, timeout: Duration) -> Result<reqwest::C
         .pool_idle_timeout(Duration::from_secs(50))
         .user_agent(concat!("satellite/", env!("CARGO_PKG_VERSION")));
     if let Some(ca) = &tls.ca_file {
-        let pem = std::fs::read(ca)
-            .map_err(|e| format!("{at}.tls.ca_file {}: {e}", ca.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("{at}.tls.ca_file {}: not PEM certificates: {e}", ca.display()))?;
+        let pem =
+            std::fs::read(ca).map_err(|e| format!("{at}.tls.ca_file {}: {e}", ca.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            format!(
+                "{at}.tls.ca_file {}: not PEM certificates: {e}",
+                ca.display()
+            )
+        })?;
         if certs.is_empty() {
-            return Err(format!("{at}.tls.ca_file {}: no certificate in it", ca.display()));
+            return Err(format!(
+                "{at}.tls.ca_file {}: no certificate in it",
+                ca.display()
+            ));
         }
         for c in certs {
             b = b.add_root_certificate(c);
@@ -46,12 +53,15 @@ pub fn client(at: &str, tls: &TlsConfig, timeout: Duration) -> Result<reqwest::C
             .map_err(|e| format!("{at}.tls: the client certificate and key do not load: {e}"))?;
         b = b.identity(id);
     }
-    b.build().map_err(|e| format!("{at}: cannot build the HTTPS client: {e}"))
+    b.build()
+        .map_err(|e| format!("{at}: cannot build the HTTPS client: {e}"))
 }
 
 /// An answer as the policy reads it: status, `Retry-After`, and the
 /// receiver's error code from a JSON body (`errorCode`, `error`), if any.
-pub async fn answer(result: Result<reqwest::Response, reqwest::Error>) -> (Answer, Option<bytes::Bytes>) {
+pub async fn answer(
+    result: Result<reqwest::Response, reqwest::Error>,
+) -> (Answer, Option<bytes::Bytes>) {
     match result {
         Ok(resp) => {
             let code = resp.status().as_u16();

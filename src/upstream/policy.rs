@@ -38,7 +38,9 @@ pub enum Verdict {
         not_before: Option<Duration>,
     },
     /// Never again on its own: a dead letter.
-    Dead { why: String },
+    Dead {
+        why: String,
+    },
 }
 
 /// The standard reading of an answer.
@@ -196,10 +198,7 @@ mod tests {
                 "{code}"
             );
         }
-        assert!(matches!(
-            classify(&Answer::Timeout),
-            Verdict::Retry { .. }
-        ));
+        assert!(matches!(classify(&Answer::Timeout), Verdict::Retry { .. }));
         assert!(matches!(
             classify(&Answer::Link("refused".into())),
             Verdict::Retry { .. }
@@ -240,7 +239,10 @@ mod tests {
         assert_eq!(b.delay(4, 1.0, None), Duration::from_millis(800));
         assert!(b.delay(4, 0.3, None) >= Duration::from_millis(400));
         assert_eq!(b.delay(60, 1.0, None), Duration::from_secs(10));
-        assert_eq!(b.delay(u32::MAX, f64::NAN, None), Duration::from_millis(7500));
+        assert_eq!(
+            b.delay(u32::MAX, f64::NAN, None),
+            Duration::from_millis(7500)
+        );
         // Draws spread the delays (no thundering herd after an outage).
         let spread: std::collections::BTreeSet<_> =
             (0..10).map(|i| b.delay(5, i as f64 / 10.0, None)).collect();

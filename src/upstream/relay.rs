@@ -83,7 +83,10 @@ pub async fn run(sink: Sink, store: Arc<Store>, backoff: Backoff, stop: Cancella
                     tracing::warn!(sink = %sink.name, card = %d.job.meta.card_token, event = %d.event.id, error = %why, "delivery refused for good: dead letter");
                     dead.push((d.ord, why));
                 }
-                Verdict::Retry { why, not_before: nb } => {
+                Verdict::Retry {
+                    why,
+                    not_before: nb,
+                } => {
                     retry.push(d.ord);
                     why_retry = why;
                     not_before = not_before.max(nb);
@@ -101,18 +104,19 @@ pub async fn run(sink: Sink, store: Arc<Store>, backoff: Backoff, stop: Cancella
         };
         let (name, store2) = (sink.name.clone(), store.clone());
         let due_ms = now + pause.map_or(0, |d| d.as_millis() as i64);
-        let recorded = tokio::task::spawn_blocking(move || -> Result<(), crate::store::StoreError> {
-            store2.delivered(&name, &delivered)?;
-            for (ord, why) in &dead {
-                store2.dead(&name, &[*ord], why)?;
-            }
-            store2.retry_at(&name, &retry, due_ms, &why_retry)?;
-            for (token, op) in &operations {
-                store2.set_d1_operation(token, op)?;
-            }
-            Ok(())
-        })
-        .await;
+        let recorded =
+            tokio::task::spawn_blocking(move || -> Result<(), crate::store::StoreError> {
+                store2.delivered(&name, &delivered)?;
+                for (ord, why) in &dead {
+                    store2.dead(&name, &[*ord], why)?;
+                }
+                store2.retry_at(&name, &retry, due_ms, &why_retry)?;
+                for (token, op) in &operations {
+                    store2.set_d1_operation(token, op)?;
+                }
+                Ok(())
+            })
+            .await;
         match recorded {
             Ok(Ok(())) => {}
             // Not recorded: the deliveries stay pending and go out again

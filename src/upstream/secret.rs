@@ -55,10 +55,7 @@ impl SecretSource {
                          LoadCredential= in the unit)"
                     )
                 })?;
-                (
-                    Path::new(&dir).join(name),
-                    format!("credential {name:?}"),
-                )
+                (Path::new(&dir).join(name), format!("credential {name:?}"))
             }
         };
         let file = std::fs::File::open(&path).map_err(|e| format!("cannot open {shown}: {e}"))?;

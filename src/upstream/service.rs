@@ -112,8 +112,7 @@ async fn upkeep(engine: Engine, retention_days: u32, stop: CancellationToken) {
     loop {
         let store = engine.store();
         let before = crate::time::rfc3339(
-            std::time::SystemTime::now()
-                - Duration::from_secs(u64::from(retention_days) * 86_400),
+            std::time::SystemTime::now() - Duration::from_secs(u64::from(retention_days) * 86_400),
         );
         let done = tokio::task::spawn_blocking(move || (store.prune(&before), store.usage())).await;
         if let Ok((pruned, usage)) = done {
@@ -127,7 +126,11 @@ async fn upkeep(engine: Engine, retention_days: u32, stop: CancellationToken) {
                 if high && !alarmed {
                     tracing::error!(used_bytes = used, limit_bytes = limit, "the store is above 80 % of its limit: new requests are refused at the limit; check the upstream links (undelivered events are never pruned)");
                 } else if !high && alarmed {
-                    tracing::info!(used_bytes = used, limit_bytes = limit, "the store is below 80 % of its limit again");
+                    tracing::info!(
+                        used_bytes = used,
+                        limit_bytes = limit,
+                        "the store is below 80 % of its limit again"
+                    );
                 }
                 alarmed = high;
             }

@@ -29,9 +29,9 @@ impl Signer {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let b64 = line.strip_prefix("whsec_").ok_or_else(|| {
-                format!("line {}: a webhook secret starts with whsec_", i + 1)
-            })?;
+            let b64 = line
+                .strip_prefix("whsec_")
+                .ok_or_else(|| format!("line {}: a webhook secret starts with whsec_", i + 1))?;
             let key = base64::engine::general_purpose::STANDARD
                 .decode(b64)
                 .map_err(|_| format!("line {}: the part after whsec_ is not base64", i + 1))?;
@@ -99,12 +99,16 @@ mod tests {
         let a = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         let b = "whsec_dGhpcyBpcyBhIHNlY29uZCBzZWNyZXQga2V5IQ==";
         let one = Signer::parse(a).unwrap().sign("m", 1, b"{}");
-        let two = Signer::parse(&format!("{b}\n# old\n{a}\n")).unwrap().sign("m", 1, b"{}");
+        let two = Signer::parse(&format!("{b}\n# old\n{a}\n"))
+            .unwrap()
+            .sign("m", 1, b"{}");
         assert_eq!(two.split(' ').count(), 2);
         assert!(two.ends_with(&one));
         assert!(Signer::parse("").is_err());
         assert!(Signer::parse("secret").is_err());
-        assert!(Signer::parse("whsec_c2hvcnQ=").unwrap_err().contains("24 to 64"));
+        assert!(Signer::parse("whsec_c2hvcnQ=")
+            .unwrap_err()
+            .contains("24 to 64"));
         assert!(Signer::parse(&format!("{a}\n{a}\n{a}")).is_err());
     }
 }

@@ -161,7 +161,9 @@ impl Sink {
                     let mut each = Vec::with_capacity(items.len());
                     for it in items {
                         let one = std::slice::from_ref(it);
-                        each.push(Outcome::of(self.cb_batch(tokens, events_url, one).await.verdict));
+                        each.push(Outcome::of(
+                            self.cb_batch(tokens, events_url, one).await.verdict,
+                        ));
                     }
                     return each;
                 }
@@ -236,7 +238,9 @@ impl Sink {
             // A webhook endpoint answering 401 refuses our signature: the
             // secret is wrong on one side; the event is fine and waits.
             (Answer::Status { code: 401, .. }, Verdict::Dead { why }) => Verdict::Retry {
-                why: format!("{why}: the receiver refuses the signature (check the webhook secret)"),
+                why: format!(
+                    "{why}: the receiver refuses the signature (check the webhook secret)"
+                ),
                 not_before: None,
             },
             (_, v) => v,
@@ -274,18 +278,21 @@ impl Sink {
         })
         .await;
         let op = match &called {
-            Called::Answered(Answer::Status { code: 202 | 200, .. }, Some(b)) => {
-                serde_json::from_slice::<serde_json::Value>(b)
-                    .ok()
-                    .and_then(|v| v.get("operationId")?.as_str().map(str::to_string))
-                    .filter(|id| {
-                        !id.is_empty()
-                            && id.len() <= 64
-                            && id
-                                .bytes()
-                                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
-                    })
-            }
+            Called::Answered(
+                Answer::Status {
+                    code: 202 | 200, ..
+                },
+                Some(b),
+            ) => serde_json::from_slice::<serde_json::Value>(b)
+                .ok()
+                .and_then(|v| v.get("operationId")?.as_str().map(str::to_string))
+                .filter(|id| {
+                    !id.is_empty()
+                        && id.len() <= 64
+                        && id
+                            .bytes()
+                            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+                }),
             _ => None,
         };
         let mut out = Outcome::of(self.judge(called, d1_classify));
@@ -331,7 +338,9 @@ impl Sink {
 /// (400, 403, 404, and 500 `INTERNAL_ERROR`) says "Retry Possible: no".
 pub fn d1_classify(answer: &Answer) -> Verdict {
     match answer {
-        Answer::Status { code: 500, detail, .. } => Verdict::Dead {
+        Answer::Status {
+            code: 500, detail, ..
+        } => Verdict::Dead {
             why: policy::describe(500, detail),
         },
         other => policy::classify(other),
@@ -352,8 +361,14 @@ mod tests {
         assert!(matches!(d1_classify(&s(202)), Verdict::Delivered));
         assert!(matches!(d1_classify(&s(503)), Verdict::Retry { .. }));
         for code in [400, 403, 404, 500] {
-            assert!(matches!(d1_classify(&s(code)), Verdict::Dead { .. }), "{code}");
+            assert!(
+                matches!(d1_classify(&s(code)), Verdict::Dead { .. }),
+                "{code}"
+            );
         }
-        assert!(matches!(d1_classify(&Answer::Timeout), Verdict::Retry { .. }));
+        assert!(matches!(
+            d1_classify(&Answer::Timeout),
+            Verdict::Retry { .. }
+        ));
     }
 }
