@@ -74,10 +74,13 @@ pub async fn health(engine: &Engine) -> Value {
             "alarm": limit > 0 && used.saturating_mul(10) >= limit.saturating_mul(8),
         })
     });
+    let engine_json = serde_json::to_value(&state).unwrap_or_default();
     json!({
         "agentVersion": env!("CARGO_PKG_VERSION"),
         "kioskId": engine.config().kiosk_id,
-        "engine": state,
+        // The engine's state in one word (idle, producing, card_in_doubt...).
+        "state": engine_json["state"].clone(),
+        "engine": engine_json,
         "printer": printer(engine, None),
         "supplies": { "feeders": inventory },
         "queueDepth": queue,

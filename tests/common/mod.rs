@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod kiosk;
+pub mod upstream;
 
 pub const VPCD: &str = "127.0.0.1:35963";
 

@@ -85,10 +85,12 @@ impl Reconciler {
             self.aliases.insert(card_id.to_owned(), token.to_owned());
         }
         let fresh = self.production(&env["production"]);
-        if fresh {
-            let seq = env["production"]["sequence"].as_u64();
-            self.operation_as(&env["operation"], token, seq);
-        }
+        // The operation has its own de-duplication key: the same status
+        // change may have reached this receiver first by another path (the
+        // webhook carries the production form only).
+        let seq = env["production"]["sequence"].as_u64();
+        // A copy of a whole envelope counts as one duplicate, not two.
+        self.operation_as(&env["operation"], token, seq, fresh);
         fresh
     }
 
@@ -125,14 +127,20 @@ impl Reconciler {
             .get(card_id)
             .cloned()
             .unwrap_or_else(|| card_id.to_owned());
-        let fresh = self.operation_as(op, &key, None);
+        let fresh = self.operation_as(op, &key, None, true);
         if fresh {
             self.card(&key).events += 1;
         }
         fresh
     }
 
-    fn operation_as(&mut self, op: &Value, key: &str, sequence: Option<u64>) -> bool {
+    fn operation_as(
+        &mut self,
+        op: &Value,
+        key: &str,
+        sequence: Option<u64>,
+        count_duplicate: bool,
+    ) -> bool {
         let dedup = (
             op["operationId"].as_str().unwrap_or_default().to_owned(),
             op["details"]["status"]
@@ -141,7 +149,9 @@ impl Reconciler {
                 .to_owned(),
         );
         if !self.operation_keys.insert(dedup) {
-            self.card(key).duplicates += 1;
+            if count_duplicate {
+                self.card(key).duplicates += 1;
+            }
             return false;
         }
         let when = op["endTime"].as_str().or(op["startTime"].as_str());
