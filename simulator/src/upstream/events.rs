@@ -68,7 +68,12 @@ pub async fn post(
         unreachable!("checked above")
     };
     for envelope in list {
-        let fresh = inner.cards.envelope(&envelope);
+        inner.cards.envelope(&envelope);
+        let id = envelope["production"]["eventId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let fresh = inner.event_ids.insert(id);
         if fresh {
             accepted += 1;
         } else {

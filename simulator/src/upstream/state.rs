@@ -45,6 +45,9 @@ pub struct Inner {
     pub card_data: HashMap<String, Box<RawValue>>,
     pub data_fetches: Vec<DataFetch>,
     pub events: Vec<EventRecord>,
+    /// Event ids this endpoint received (its duplicates are its own: the
+    /// same status change may also come by the webhook).
+    pub event_ids: std::collections::HashSet<String>,
     pub heartbeats: Heartbeats,
     pub webhooks: Vec<WebhookRecord>,
     pub d1_tracks: Vec<D1Track>,
