@@ -153,7 +153,9 @@ impl CentralBase {
             }
             Called::Answered(Answer::Status { code: 200, .. }, Some(body)) => {
                 self.health.up(INTAKE_LINK);
-                Ok(Zeroizing::new(body.to_vec()))
+                // Into the wiped buffer without a copy when the body's
+                // buffer is not shared.
+                Ok(Zeroizing::new(Vec::from(body)))
             }
             Called::Answered(answer, _) => {
                 match health::sat_code(&answer) {

@@ -71,7 +71,13 @@ pub async fn answer(
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| policy::retry_after(v, unix_now()));
             let body = resp.bytes().await.ok();
-            let detail = body.as_deref().map(error_code_of).unwrap_or_default();
+            // Only an error body is read for its code: a 2xx may carry card
+            // data (deferred data), which must not be copied around.
+            let detail = if (200..300).contains(&code) {
+                String::new()
+            } else {
+                body.as_deref().map(error_code_of).unwrap_or_default()
+            };
             (
                 Answer::Status {
                     code,
