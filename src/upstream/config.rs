@@ -54,7 +54,7 @@ fn backoff_first_ms() -> u64 {
     500
 }
 fn backoff_cap_ms() -> u64 {
-    300_000
+    60_000
 }
 
 /// OAuth 2.0 client credentials: a client secret, or a JWT assertion signed

@@ -90,12 +90,13 @@ pub struct Backoff {
 }
 
 impl Default for Backoff {
-    /// From half a second to five minutes: a kiosk's network comes back
-    /// within minutes, and a waiting event costs nothing but a row.
+    /// From half a second to a minute: a kiosk's link to its platform
+    /// comes back within minutes, and once it does, what waited should go
+    /// within a minute (a `Retry-After` may ask for longer).
     fn default() -> Self {
         Backoff {
             first: Duration::from_millis(500),
-            cap: Duration::from_secs(300),
+            cap: Duration::from_secs(60),
         }
     }
 }
