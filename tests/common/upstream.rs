@@ -8,7 +8,7 @@ use satellite::config::Config;
 use satellite::upstream::UpstreamConfig;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const KIOSK: &str = "KIOSK01";
@@ -22,13 +22,31 @@ pub struct Upstreamed {
 
 /// A stub for kiosk KIOSK01 with the webhook secret, on a free port.
 pub async fn stub() -> StubHandle {
-    Stub::start(StubConfig {
+    stub_with(|_| {}).await
+}
+
+/// The same stub, adjusted by `f` (TLS, client authentication...).
+pub async fn stub_with(f: impl FnOnce(&mut StubConfig)) -> StubHandle {
+    let mut c = StubConfig {
         kiosk_id: KIOSK.into(),
         webhook_secrets: vec![WEBHOOK_SECRET.into()],
         ..StubConfig::default()
-    })
-    .await
-    .expect("the stub starts")
+    };
+    f(&mut c);
+    Stub::start(c).await.expect("the stub starts")
+}
+
+/// How the kiosk reaches the central base, besides its URL: the CA it
+/// trusts, its client certificate, and how it authenticates for tokens.
+/// The default: system roots only, no client certificate, the secret.
+#[derive(Clone, Debug, Default)]
+pub struct Link {
+    /// `tls.ca_file`.
+    pub ca_file: Option<PathBuf>,
+    /// `tls.client_cert_file` and `tls.client_key_file`.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// `auth.assertion_key_file` instead of `auth.client_secret_file`.
+    pub assertion_key: Option<PathBuf>,
 }
 
 /// Writes a secret file readable by its owner only.
@@ -42,8 +60,34 @@ pub fn secret(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
 /// `[upstream]` pointing at `stub`: `sinks` picks among "cb", "webhook",
 /// "d1"; `intake` takes requests from the central base.
 pub fn config(dir: &Path, stub: &StubHandle, sinks: &[&str], intake: bool) -> UpstreamConfig {
+    config_with(dir, stub, sinks, intake, &Link::default())
+}
+
+/// `config`, with the central base reached as `link` says.
+pub fn config_with(
+    dir: &Path,
+    stub: &StubHandle,
+    sinks: &[&str],
+    intake: bool,
+    link: &Link,
+) -> UpstreamConfig {
     let cb_secret = secret(dir, "cb.secret", "stub-secret\n");
     let wh_secret = secret(dir, "webhook.secret", &format!("{WEBHOOK_SECRET}\n"));
+    let client_auth = match &link.assertion_key {
+        Some(k) => format!("assertion_key_file = \"{}\"", k.display()),
+        None => format!("client_secret_file = \"{}\"", cb_secret.display()),
+    };
+    let mut tls = String::new();
+    if let Some(ca) = &link.ca_file {
+        tls.push_str(&format!("ca_file = \"{}\"\n", ca.display()));
+    }
+    if let Some((cert, key)) = &link.client_cert {
+        tls.push_str(&format!(
+            "client_cert_file = \"{}\"\nclient_key_file = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ));
+    }
     let mut text = format!(
         r#"
         backoff_first_ms = 100
@@ -57,11 +101,12 @@ pub fn config(dir: &Path, stub: &StubHandle, sinks: &[&str], intake: bool) -> Up
         [central_base.auth]
         token_url = "{token}"
         client_id = "satellite"
-        client_secret_file = "{cb_secret}"
+        {client_auth}
+        [central_base.tls]
+        {tls}
         "#,
         base = stub.base_url(),
         token = stub.token_url(),
-        cb_secret = cb_secret.display(),
         events = sinks.contains(&"cb"),
     );
     if sinks.contains(&"webhook") {
@@ -100,12 +145,23 @@ pub fn config(dir: &Path, stub: &StubHandle, sinks: &[&str], intake: bool) -> Up
 /// The kiosk (customer takes each card after 50 ms) with every sink and the
 /// intake, adjusted by `cfg`.
 pub async fn start(sinks: &[&str], intake: bool, cfg: impl FnOnce(&mut Config)) -> Upstreamed {
-    let stub = stub().await;
+    start_with(stub().await, &Link::default(), sinks, intake, cfg).await
+}
+
+/// `start`, with a stub of the test's own and the central base reached as
+/// `link` says.
+pub async fn start_with(
+    stub: StubHandle,
+    link: &Link,
+    sinks: &[&str],
+    intake: bool,
+    cfg: impl FnOnce(&mut Config),
+) -> Upstreamed {
     let kiosk = kiosk::start(
         |_| {},
         |dir, c| {
             c.printer.timeouts.take = Some(1500);
-            c.upstream = config(dir, &stub, sinks, intake);
+            c.upstream = config_with(dir, &stub, sinks, intake, link);
             cfg(c);
         },
     )
