@@ -1,17 +1,13 @@
 #!/usr/bin/env bash
-# Validates the OpenAPI documents with openapi-spec-validator (PyPI),
-# installed in a venv under target/ so the system Python stays untouched.
+# Validates the OpenAPI documents with openapi-spec-validator (PyPI), from
+# the tests' venv under target/ (scripts/pyenv.sh, pinned in
+# scripts/python-requirements.txt) so the system Python stays untouched.
 # Usage: scripts/check-openapi.sh   (from anywhere; paths are from the repo root)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+bash scripts/pyenv.sh
 venv="target/pyvenv"
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-fi
-if ! "$venv/bin/python" -c 'import openapi_spec_validator' 2>/dev/null; then
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check openapi-spec-validator
-fi
 # Ours must pass.
 "$venv/bin/openapi-spec-validator" docs/central-base.openapi.yaml
 # The vendor's D1 reference document, when the shared folder sits beside the

@@ -248,6 +248,14 @@ colour = false
             return Err("kiosk_id is empty".into());
         }
         self.upstream.check()?;
+        if let Some(d1) = &self.upstream.d1 {
+            if d1.production_site.is_none() {
+                crate::upstream::config::check_d1_site(
+                    "kiosk_id (D1's production site unless upstream.d1.production_site is set)",
+                    &self.kiosk_id,
+                )?;
+            }
+        }
         match (&self.store.key_file, &self.store.key_credential) {
             (None, None) => {
                 return Err("store: give key_file or key_credential (the card-data key)".into())
@@ -349,6 +357,22 @@ mod tests {
         ] {
             assert!(e.contains(needle), "{needle}: {e}");
         }
+    }
+
+    #[test]
+    fn a_kiosk_id_too_long_for_d1_needs_a_production_site() {
+        let base = include_str!("../docs/satellite.example.toml");
+        let long = "K".repeat(51);
+        let d1 = "\n[upstream.d1]\nurl = \"https://d1.example.com/\"\nissuer_id = \"B\"\n\
+                  [upstream.d1.auth]\ntoken_url = \"https://d1.example.com/t\"\n\
+                  client_id = \"x\"\nclient_secret_file = \"/s\"\n";
+        let text = base.replace("kiosk_id = \"WIS00001\"", &format!("kiosk_id = \"{long}\""));
+        // Without D1 the id is not told to D1.
+        assert!(Config::parse(&text).is_ok());
+        let e = Config::parse(&format!("{text}{d1}")).unwrap_err();
+        assert!(e.contains("kiosk_id") && e.contains("51 characters"), "{e}");
+        let site = d1.replace("issuer_id", "production_site = \"KIOSK-1\"\nissuer_id");
+        assert!(Config::parse(&format!("{text}{site}")).is_ok());
     }
 
     #[test]

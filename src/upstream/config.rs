@@ -171,7 +171,8 @@ pub struct D1Config {
     /// D1's API base, e.g. `https://api.d1.thalescloud.io/banking/v1`.
     pub url: String,
     pub issuer_id: String,
-    /// The production site told to D1; this kiosk's id by default.
+    /// The production site told to D1; this kiosk's id by default. At most
+    /// [`D1_SITE_MAX_CHARS`] characters (D1's `productionSite`).
     pub production_site: Option<String>,
     pub auth: AuthConfig,
     #[serde(default)]
@@ -204,6 +205,23 @@ fn concurrency() -> usize {
 /// Sink names: fixed for the central base and D1, configured for webhooks.
 pub const CENTRAL_BASE_SINK: &str = "central-base";
 pub const D1_SINK: &str = "d1";
+
+/// D1's Track Card `productionSite` is at most 50 characters (`maxLength`
+/// in the vendor's OpenAPI document): a longer one is refused for every
+/// card, so it is refused at start-up instead.
+pub const D1_SITE_MAX_CHARS: usize = 50;
+
+/// The production site told to D1 fits `productionSite`; `key` names where
+/// it comes from.
+pub fn check_d1_site(key: &str, site: &str) -> Result<(), String> {
+    let n = site.chars().count();
+    if n > D1_SITE_MAX_CHARS {
+        return Err(format!(
+            "{key}: {n} characters; D1's productionSite takes at most {D1_SITE_MAX_CHARS}"
+        ));
+    }
+    Ok(())
+}
 
 impl UpstreamConfig {
     /// Every rule a TOML type cannot say; each error names the key.
@@ -265,6 +283,9 @@ impl UpstreamConfig {
             }
             if !(1..=64).contains(&d1.concurrency) {
                 return Err("upstream.d1.concurrency: 1 to 64".into());
+            }
+            if let Some(site) = &d1.production_site {
+                check_d1_site("upstream.d1.production_site", site)?;
             }
         }
         if self.backoff_first_ms == 0 || self.backoff_cap_ms < self.backoff_first_ms {
@@ -411,6 +432,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("client_secret"), "{e}");
+        let d1 = |site: &str| {
+            parse(&format!(
+                r#"
+                [d1]
+                url = "https://d1.example.com/"
+                issuer_id = "B"
+                production_site = "{site}"
+                [d1.auth]
+                token_url = "https://d1.example.com/t"
+                client_id = "x"
+                client_secret_file = "/s"
+                "#
+            ))
+        };
+        assert!(d1(&"é".repeat(50)).is_ok());
+        let e = d1(&"K".repeat(51)).unwrap_err();
+        assert!(e.contains("upstream.d1.production_site: 51"), "{e}");
         assert!(parse(
             "[[webhook]]\nname = \"w\"\nurl = \"http://127.0.0.1:9/\"\nsecret_file = \"/s\"\n"
         )
