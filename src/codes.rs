@@ -115,6 +115,19 @@ impl ErrorCode {
     }
 }
 
+impl ErrorCode {
+    /// The 36 production codes (status PRODUCTION_ERROR): every code listed
+    /// after the request codes, and UNKNOWN_ERROR, which the API lists under
+    /// both statuses.
+    pub fn production_codes() -> impl Iterator<Item = ErrorCode> {
+        let first = ErrorCode::ALL
+            .iter()
+            .position(|&c| c == ErrorCode::CB_NOT_AVAILABLE)
+            .expect("CB_NOT_AVAILABLE opens the production codes");
+        std::iter::once(ErrorCode::UNKNOWN_ERROR).chain(ErrorCode::ALL[first..].iter().copied())
+    }
+}
+
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -180,6 +193,105 @@ mod tests {
     fn there_are_22_printer_codes() {
         let printer: Vec<_> = ErrorCode::printer_codes().collect();
         assert_eq!(printer.len(), 22, "{printer:?}");
+    }
+
+    #[test]
+    fn there_are_36_production_codes() {
+        let production: Vec<_> = ErrorCode::production_codes().collect();
+        assert_eq!(production.len(), 36, "{production:?}");
+        let distinct: std::collections::BTreeSet<_> = production.iter().collect();
+        assert_eq!(distinct.len(), 36);
+    }
+
+    /// Every `.rs` file under `dir`, with its path relative to the crate.
+    fn rust_files(root: &std::path::Path, dir: &str, out: &mut Vec<std::path::PathBuf>) {
+        let mut stack = vec![root.join(dir)];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path.strip_prefix(root).unwrap().to_path_buf());
+                }
+            }
+        }
+    }
+
+    /// Whether `source` defines a test function `name`: its `fn` line under
+    /// attributes and comments, one of them `#[test]` or `#[tokio::test...]`.
+    fn defines_test(source: &str, name: &str) -> bool {
+        let lines: Vec<&str> = source.lines().map(str::trim).collect();
+        let heads = [format!("fn {name}("), format!("async fn {name}(")];
+        lines.iter().enumerate().any(|(i, line)| {
+            heads.iter().any(|h| line.starts_with(h.as_str()))
+                && lines[..i]
+                    .iter()
+                    .rev()
+                    .take_while(|l| l.starts_with("#[") || l.starts_with("//"))
+                    .any(|l| l.starts_with("#[test]") || l.starts_with("#[tokio::test"))
+        })
+    }
+
+    /// docs/ERROR-CODES.md has a row for each production code, naming tests
+    /// (`file::name`) that exist, so that the page cannot drift from the code.
+    #[test]
+    fn the_error_codes_page_names_an_existing_test_for_every_production_code() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let page = std::fs::read_to_string(root.join("docs/ERROR-CODES.md")).unwrap();
+        let section = page
+            .split("## Production errors")
+            .nth(1)
+            .expect("the page has a production errors section");
+        let section = section.split("\n## ").next().unwrap();
+        let mut rows = std::collections::BTreeMap::new();
+        for line in section.lines().filter(|l| l.starts_with('|')) {
+            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            if let Ok(code) = cells[0].parse::<ErrorCode>() {
+                assert_eq!(cells.len(), 3, "{code}: three cells: {line}");
+                assert!(
+                    rows.insert(code, cells[2].to_string()).is_none(),
+                    "{code} has two rows"
+                );
+            }
+        }
+        let mut files = Vec::new();
+        rust_files(root, "tests", &mut files);
+        rust_files(root, "src", &mut files);
+        let mut missing = Vec::new();
+        for code in ErrorCode::production_codes() {
+            let Some(cell) = rows.get(&code) else {
+                missing.push(format!("{code}: no row"));
+                continue;
+            };
+            let tests: Vec<&str> = cell
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|t| t.contains("::"))
+                .collect();
+            if tests.is_empty() {
+                missing.push(format!("{code}: no test named (`file::test_name`)"));
+            }
+            for t in tests {
+                let (file, name) = t.rsplit_once("::").unwrap();
+                let path = std::path::Path::new(file);
+                if !files.iter().any(|f| f == path) {
+                    missing.push(format!("{code}: {file} is not in tests/ or src/"));
+                    continue;
+                }
+                let source = std::fs::read_to_string(root.join(path)).unwrap();
+                if !defines_test(&source, name) {
+                    missing.push(format!("{code}: {file} has no test fn {name}"));
+                }
+            }
+        }
+        let extra: Vec<_> = rows
+            .keys()
+            .filter(|c| !ErrorCode::production_codes().any(|p| p == **c))
+            .collect();
+        assert!(missing.is_empty(), "docs/ERROR-CODES.md: {missing:#?}");
+        assert!(extra.is_empty(), "not production codes: {extra:?}");
     }
 
     #[test]

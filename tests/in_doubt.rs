@@ -13,17 +13,20 @@ mod common;
 use common::kiosk;
 use printer_sim::{Place, Scenario, Simulator};
 use satellite::api::client::Client;
+use satellite::config::Config;
 use satellite::daemon::Daemon;
+use satellite::printer::Endpoint;
 use serde_json::{json, Value};
 use std::time::Duration;
 
 struct Kiosk {
     chip: bool,
+    store: Option<std::path::PathBuf>,
     socket: std::path::PathBuf,
     sim: Simulator,
     daemon: Option<Daemon>,
     client: Client,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// A kiosk whose simulator raises `conditions` just before `step` of card 1.
@@ -52,30 +55,34 @@ async fn kiosk_on(
                 kiosk::chip_on_sim(c);
             }
         },
-        |_, cfg| {
-            if let Some(path) = store {
-                cfg.store.path = path.to_path_buf();
-            }
-            if chip {
-                kiosk::chip_on_agent(cfg);
-            }
-            cfg.printer.timeouts.take = Some(1500);
-            cfg.printer.timeouts.command = Some(600);
-            cfg.printer.timeouts.movement = Some(1000);
-            cfg.printer.timeouts.magnetic = Some(1000);
-            cfg.printer.timeouts.print = Some(1500);
-        },
+        |_, cfg| configure(cfg, store, chip),
     )
     .await;
     kiosk::stock(&p.client).await;
     Kiosk {
         chip,
+        store: store.map(|s| s.to_path_buf()),
         socket: p.socket,
         sim: p.sim,
         daemon: Some(p.daemon),
         client: p.client,
-        _dir: p.dir,
+        dir: p.dir,
     }
+}
+
+/// The agent's configuration in these tests: short printer time-outs.
+fn configure(cfg: &mut Config, store: Option<&std::path::Path>, chip: bool) {
+    if let Some(path) = store {
+        cfg.store.path = path.to_path_buf();
+    }
+    if chip {
+        kiosk::chip_on_agent(cfg);
+    }
+    cfg.printer.timeouts.take = Some(1500);
+    cfg.printer.timeouts.command = Some(600);
+    cfg.printer.timeouts.movement = Some(1000);
+    cfg.printer.timeouts.magnetic = Some(1000);
+    cfg.printer.timeouts.print = Some(1500);
 }
 
 fn request(token: &str, pan: &str) -> Value {
@@ -149,6 +156,20 @@ impl Kiosk {
         tokio::task::spawn_blocking(move || cmd.output().unwrap())
             .await
             .unwrap()
+    }
+
+    /// Stops the daemon and starts it again on the same store, key and
+    /// printer link, as after a restart of the agent; `meanwhile` runs while
+    /// the agent is stopped.
+    async fn restart(&mut self, meanwhile: impl FnOnce(&Simulator)) {
+        if let Some(d) = self.daemon.take() {
+            d.stop().await;
+        }
+        meanwhile(&self.sim);
+        let mut cfg = Config::local(self.dir.path(), "KIOSK01");
+        configure(&mut cfg, self.store.as_deref(), self.chip);
+        let link = Endpoint::Serial(self.dir.path().join("printer"));
+        self.daemon = Some(Daemon::start(cfg, Some(link)).await.unwrap());
     }
 
     async fn stop(mut self) {
@@ -452,6 +473,46 @@ async fn a_refused_reject_waits_for_a_technician() {
     );
     // The request queued meanwhile is produced now.
     assert_eq!(k.settle("c2", "after").await["status"], "PRODUCED");
+    k.stop().await;
+}
+
+/// The agent stops while a card is in production (in doubt: the printer went
+/// silent under its magnetic step) and starts again: the card is settled from
+/// the journal and the printer, not produced again, and ends UNKNOWN_ERROR,
+/// its description naming the step it was caught in and where the card went.
+/// The next card is produced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_caught_by_a_restart_ends_unknown_error_naming_its_step() {
+    let mut k = kiosk_raising("magnetic", &["silent"]).await;
+    k.submit("c1", "4000001234567899").await;
+    let mut engine = Value::Null;
+    for _ in 0..500 {
+        engine = k.engine().await;
+        if engine["state"] == "card_in_doubt" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(engine["state"], "card_in_doubt", "{engine}");
+    assert_eq!(engine["card"], "c1", "{engine}");
+    // Stopped with the card in doubt: it is left for the next start. The
+    // printer answers again while the agent is down.
+    k.restart(|sim| sim.clear(None)).await;
+    let first = k.settle("c1", "restart").await;
+    assert_eq!(first["status"], "PRODUCTION_ERROR", "{first}");
+    assert_eq!(first["errorCode"], "UNKNOWN_ERROR", "{first}");
+    let d = first["description"].as_str().unwrap();
+    assert!(d.contains("the agent restarted"), "{first}");
+    assert!(d.contains("during step magnetic"), "{first}");
+    assert!(d.contains("reject box"), "{first}");
+    assert_eq!(
+        k.sim.state().cards[0].place,
+        Place::RejectBox,
+        "the card is where the status says"
+    );
+    k.submit("c2", "4000001234567808").await;
+    assert_eq!(k.settle("c2", "after").await["status"], "PRODUCED");
+    assert_eq!(k.sim.state().counters.taken, 1, "no card twice");
     k.stop().await;
 }
 
