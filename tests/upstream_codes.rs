@@ -148,7 +148,7 @@ async fn the_satellite_codes_say_the_central_base_cannot_be_reached_or_refuses_t
     assert_eq!(end["errorCode"], "SAT_SERVER_NOT_REACHABLE", "{end}");
     let s = client.get("/v1/status").await.unwrap().body;
     assert_eq!(
-        s["upstream"]["central-base-intake"]["code"], "SAT_SERVER_NOT_REACHABLE",
+        s["upstream"]["central-base-api"]["code"], "SAT_SERVER_NOT_REACHABLE",
         "{s}"
     );
     c.clear_faults(None).await;
@@ -163,7 +163,7 @@ async fn the_satellite_codes_say_the_central_base_cannot_be_reached_or_refuses_t
     assert_eq!(end["errorCode"], "SAT_AUTHENTICATION_FAILED", "{end}");
     let s = client.get("/v1/status").await.unwrap().body;
     assert_eq!(
-        s["upstream"]["central-base-intake"]["code"], "SAT_AUTHENTICATION_FAILED",
+        s["upstream"]["central-base-api"]["code"], "SAT_AUTHENTICATION_FAILED",
         "{s}"
     );
     c.clear_faults(None).await;

@@ -21,7 +21,7 @@ pub enum AuthError {
     #[error("the token endpoint refused this client: {0}")]
     Refused(String),
     /// The token endpoint could not be reached or failed.
-    #[error("the token endpoint did not answer usably: {0:?}")]
+    #[error("the token endpoint did not answer usably: {0}")]
     Unreachable(Answer),
     /// The local secret or key cannot be read or used.
     #[error("{0}")]

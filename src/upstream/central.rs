@@ -13,8 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
-/// The link names the health map shows.
-pub const INTAKE_LINK: &str = "central-base-intake";
+/// The health map's name for the central base's API as the agent calls it
+/// (requests, acknowledgements, deferred data, heartbeat); its events
+/// endpoint is the `central-base` sink.
+pub const API_LINK: &str = "central-base-api";
 
 /// One production request as the long poll hands it over.
 #[derive(Debug, Deserialize)]
@@ -73,9 +75,7 @@ impl CentralBase {
         let at = "upstream.central_base";
         let http = http::client(at, &cfg.tls, Duration::from_millis(cfg.timeout_ms))?;
         let tokens = Arc::new(TokenSource::new(at, http.clone(), &cfg.auth)?);
-        if cfg.intake {
-            health.register(INTAKE_LINK);
-        }
+        health.register(API_LINK);
         Ok(CentralBase {
             http,
             tokens,
@@ -105,7 +105,7 @@ impl CentralBase {
             self.http.get(&url).bearer_auth(t).timeout(timeout)
         })
         .await;
-        match self.expect_ok(INTAKE_LINK, called)? {
+        match self.expect_ok(API_LINK, called)? {
             Some(body) => serde_json::from_slice::<Poll>(&body)
                 .map(|p| p.requests)
                 .map_err(|e| format!("the central base's requests answer is malformed: {e}")),
@@ -120,7 +120,7 @@ impl CentralBase {
             self.http.post(&url).bearer_auth(t).json(ack)
         })
         .await;
-        self.expect_ok(INTAKE_LINK, called).map(|_| ())
+        self.expect_ok(API_LINK, called).map(|_| ())
     }
 
     /// The heartbeat; answers the server's time, if it gave it.
@@ -130,7 +130,7 @@ impl CentralBase {
             self.http.put(&url).bearer_auth(t).json(body)
         })
         .await;
-        let body = self.expect_ok(INTAKE_LINK, called)?;
+        let body = self.expect_ok(API_LINK, called)?;
         Ok(body
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .and_then(|v| v.get("serverTime")?.as_str().map(str::to_string)))
@@ -144,7 +144,7 @@ impl CentralBase {
         match called {
             Called::NoToken(e) => {
                 let code = health::auth_code(&e);
-                self.health.down(INTAKE_LINK, code, &e.to_string());
+                self.health.down(API_LINK, code, &e.to_string());
                 Err(DataError {
                     code,
                     description: format!("no access to the central base for the card data: {e}"),
@@ -152,15 +152,15 @@ impl CentralBase {
                 })
             }
             Called::Answered(Answer::Status { code: 200, .. }, Some(body)) => {
-                self.health.up(INTAKE_LINK);
+                self.health.up(API_LINK);
                 // Into the wiped buffer without a copy when the body's
                 // buffer is not shared.
                 Ok(Zeroizing::new(Vec::from(body)))
             }
             Called::Answered(answer, _) => {
                 match health::sat_code(&answer) {
-                    Some(code) => self.health.down(INTAKE_LINK, code, &format!("{answer:?}")),
-                    None => self.health.up(INTAKE_LINK),
+                    Some(code) => self.health.down(API_LINK, code, &answer.to_string()),
+                    None => self.health.up(API_LINK),
                 }
                 Err(data_error(&answer))
             }
@@ -177,7 +177,7 @@ impl CentralBase {
             }
             Called::Answered(answer, body) => {
                 match health::sat_code(&answer) {
-                    Some(code) => self.health.down(link, code, &format!("{answer:?}")),
+                    Some(code) => self.health.down(link, code, &answer.to_string()),
                     None => self.health.up(link),
                 }
                 match answer {
@@ -214,7 +214,7 @@ pub fn data_error(answer: &Answer) -> DataError {
             if let Some(c) = health::sat_code(answer) {
                 return DataError {
                     code: c,
-                    description: format!("the central base did not answer usably: {answer:?}"),
+                    description: format!("the central base did not answer usably: {answer}"),
                     transient: c != ErrorCode::SAT_AUTHENTICATION_FAILED,
                 };
             }

@@ -28,6 +28,18 @@ pub enum Answer {
     Link(String),
 }
 
+impl std::fmt::Display for Answer {
+    /// `HTTP 503 (CB_NOT_AVAILABLE)`, `no answer within the time-out`,
+    /// `connection failed: ...`: what a technician reads.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Status { code, detail, .. } => f.write_str(&describe(*code, detail)),
+            Answer::Timeout => f.write_str("no answer within the time-out"),
+            Answer::Link(e) => write!(f, "connection failed: {e}"),
+        }
+    }
+}
+
 /// What to do with the delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {

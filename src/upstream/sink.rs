@@ -328,7 +328,7 @@ impl Sink {
 
     fn note(&self, answer: &Answer) {
         match health::sat_code(answer) {
-            Some(code) => self.health.down(&self.name, code, &format!("{answer:?}")),
+            Some(code) => self.health.down(&self.name, code, &answer.to_string()),
             None => self.health.up(&self.name),
         }
     }
