@@ -363,7 +363,9 @@ mod tests {
     fn a_kiosk_id_too_long_for_d1_needs_a_production_site() {
         // The example without its upstream part (which names D1).
         let full = include_str!("../docs/satellite.example.toml");
-        let base = &full[..full.find("\n[upstream]").expect("the example has [upstream]")];
+        let base = &full[..full
+            .find("\n[upstream]")
+            .expect("the example has [upstream]")];
         let long = "K".repeat(51);
         let d1 = "\n[upstream.d1]\nurl = \"https://d1.example.com/\"\nissuer_id = \"B\"\n\
                   [upstream.d1.auth]\ntoken_url = \"https://d1.example.com/t\"\n\
