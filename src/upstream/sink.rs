@@ -45,7 +45,7 @@ enum Kind {
         form: Form,
     },
     D1 {
-        tokens: TokenSource,
+        tokens: Box<TokenSource>,
         base: String,
         issuer_id: String,
         site: String,
@@ -116,7 +116,7 @@ impl Sink {
             sinks.push(Sink {
                 name: config::D1_SINK.into(),
                 kind: Kind::D1 {
-                    tokens: TokenSource::new("upstream.d1", client.clone(), &d.auth)?,
+                    tokens: Box::new(TokenSource::new("upstream.d1", client.clone(), &d.auth)?),
                     base: d.url.trim_end_matches('/').to_string(),
                     issuer_id: d.issuer_id.clone(),
                     site: d
