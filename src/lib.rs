@@ -15,6 +15,8 @@ pub mod api;
 pub mod bench;
 #[cfg(feature = "simulator")]
 pub mod bench_link;
+#[cfg(feature = "simulator")]
+pub mod bench_upstream;
 pub mod bundled_sim;
 pub mod chip;
 pub mod cli;

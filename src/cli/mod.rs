@@ -42,8 +42,9 @@ pub enum Command {
     /// Drive N cards through the simulator (speed 0) and print throughput, CPU, step times, peak RSS.
     #[cfg_attr(not(feature = "simulator"), command(hide = true))]
     Bench {
-        #[arg(long, default_value_t = 500)]
-        cards: usize,
+        /// Cards produced: 500 unless given (200 with --upstream).
+        #[arg(long)]
+        cards: Option<usize>,
         #[arg(long)]
         json: bool,
         /// Instead: recovery time after link outages, and submission latency
@@ -56,6 +57,14 @@ pub enum Command {
         /// With --link: the longest outage, in seconds.
         #[arg(long, default_value_t = 60.0)]
         max_outage_s: f64,
+        /// Instead: delivery upstream against the reference central base on
+        /// loopback: latency of each status change per sink (--cards, 200
+        /// unless given), and the time to drain a backlog (--events).
+        #[arg(long, conflicts_with = "link")]
+        upstream: bool,
+        /// With --upstream: status changes queued while the upstream is down.
+        #[arg(long, default_value_t = 10_000)]
+        events: usize,
     },
     /// Talk to a printer directly (technicians).
     #[command(subcommand)]
@@ -104,13 +113,29 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         },
         #[cfg(feature = "simulator")]
-        Command::Bench { cards, json, .. } => match crate::bench::run(cards, json).await {
+        Command::Bench {
+            upstream: true,
+            cards,
+            events,
+            json,
+            ..
+        } => match crate::bench_upstream::run(cards.unwrap_or(200), events, json).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("satellite bench: {e}");
+                eprintln!("satellite bench --upstream: {e}");
                 ExitCode::from(1)
             }
         },
+        #[cfg(feature = "simulator")]
+        Command::Bench { cards, json, .. } => {
+            match crate::bench::run(cards.unwrap_or(500), json).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("satellite bench: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Keygen { file } => match crate::store::Keys::generate(&file) {
             Ok(_) => {
                 println!("card-data key written to {} (keep it readable by the agent only, and back it up: without it the stored card data cannot be read)", file.display());

@@ -71,7 +71,9 @@ pub async fn run(sink: Sink, store: Arc<Store>, backoff: Backoff, stop: Cancella
         let mut why_retry = String::new();
         let mut not_before = None;
         let mut operations = Vec::new();
+        // `None`: not attempted this round; it stays as it was.
         for (d, o) in due.iter().zip(outcomes) {
+            let Some(o) = o else { continue };
             match o.verdict {
                 Verdict::Delivered => {
                     delivered.push(d.ord);

@@ -57,10 +57,17 @@ pub struct Sink {
     pub name: String,
     http: reqwest::Client,
     kind: Kind,
-    /// Deliveries taken per round.
+    /// Deliveries taken per round (one store transaction records them).
     pub batch: usize,
+    /// Requests in flight at once (webhook, D1).
+    in_flight: usize,
     health: Health,
 }
+
+/// A webhook's or D1's round: this many deliveries per request in flight,
+/// so that recording outcomes (one transaction, one fsync) is not paid per
+/// handful of requests.
+const ROUND_PER_REQUEST_IN_FLIGHT: usize = 8;
 
 impl Sink {
     /// Every sink the configuration names. The central base's token source
@@ -86,6 +93,7 @@ impl Sink {
                         ),
                     },
                     batch: c.batch,
+                    in_flight: 1,
                     health: health.clone(),
                 });
             }
@@ -107,7 +115,8 @@ impl Sink {
                     signer,
                     form: w.form,
                 },
-                batch: w.concurrency,
+                batch: w.concurrency * ROUND_PER_REQUEST_IN_FLIGHT,
+                in_flight: w.concurrency,
                 health: health.clone(),
             });
         }
@@ -125,7 +134,8 @@ impl Sink {
                         .unwrap_or_else(|| kiosk_id.to_string()),
                 },
                 http: client,
-                batch: d.concurrency,
+                batch: d.concurrency * ROUND_PER_REQUEST_IN_FLIGHT,
+                in_flight: d.concurrency,
                 health: health.clone(),
             });
         }
@@ -150,8 +160,11 @@ impl Sink {
         }
     }
 
-    /// Sends `items` (at most one per card); one outcome per item, in order.
-    pub async fn send(&self, items: &[Due]) -> Vec<Outcome> {
+    /// Sends `items` (at most one per card); one outcome per item, in order,
+    /// `None` for an item not attempted: after a failure that calls for a
+    /// retry, no further request of the round is started (the link or the
+    /// receiver is failing; the rest wait, untouched, for the next round).
+    pub async fn send(&self, items: &[Due]) -> Vec<Option<Outcome>> {
         match &self.kind {
             Kind::CentralBase { tokens, events_url } => {
                 let out = self.cb_batch(tokens, events_url, items).await;
@@ -161,19 +174,17 @@ impl Sink {
                     let mut each = Vec::with_capacity(items.len());
                     for it in items {
                         let one = std::slice::from_ref(it);
-                        each.push(Outcome::of(
+                        each.push(Some(Outcome::of(
                             self.cb_batch(tokens, events_url, one).await.verdict,
-                        ));
+                        )));
                     }
                     return each;
                 }
-                vec![out; items.len()]
+                vec![Some(out); items.len()]
             }
             Kind::Webhook { url, signer, form } => {
-                futures::future::join_all(
-                    items.iter().map(|it| self.webhook(url, signer, *form, it)),
-                )
-                .await
+                self.bounded(items, |it| self.webhook(url, signer, *form, it))
+                    .await
             }
             Kind::D1 {
                 tokens,
@@ -181,13 +192,34 @@ impl Sink {
                 issuer_id,
                 site,
             } => {
-                futures::future::join_all(
-                    items
-                        .iter()
-                        .map(|it| self.d1(tokens, base, issuer_id, site, it)),
-                )
-                .await
+                self.bounded(items, |it| self.d1(tokens, base, issuer_id, site, it))
+                    .await
             }
+        }
+    }
+
+    /// `send` of one item each, at most `in_flight` at once; none started
+    /// after a verdict to retry.
+    async fn bounded<'a, F, Fut>(&self, items: &'a [Due], send: F) -> Vec<Option<Outcome>>
+    where
+        F: Fn(&'a Due) -> Fut,
+        Fut: std::future::Future<Output = Outcome>,
+    {
+        use futures::stream::{FuturesUnordered, StreamExt};
+        let mut out: Vec<Option<Outcome>> = vec![None; items.len()];
+        let mut running = FuturesUnordered::new();
+        let (mut next, mut failing) = (0, false);
+        loop {
+            while !failing && running.len() < self.in_flight.max(1) && next < items.len() {
+                let (i, sent) = (next, send(&items[next]));
+                running.push(async move { (i, sent.await) });
+                next += 1;
+            }
+            let Some((i, o)) = running.next().await else {
+                return out;
+            };
+            failing |= matches!(o.verdict, Verdict::Retry { .. });
+            out[i] = Some(o);
         }
     }
 
