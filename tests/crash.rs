@@ -8,6 +8,8 @@
 //! printed as a table, and the run fails unless enough kills caught a card
 //! in production: it cannot pass without exercising recovery.
 
+mod common;
+
 use printer_sim::{Customer, Place, SimConfig, Simulator};
 use satellite::api::client::Client;
 use satellite::store::{Keys, Phase, Status, Store};
@@ -123,39 +125,7 @@ async fn killing_the_daemon_at_random_moments_never_produces_a_card_twice() {
         .unwrap();
     let socket = dir.path().join("api.sock");
     let config = dir.path().join("satellite.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-kiosk_id = "KIOSK01"
-[printer]
-device = "{link}"
-model = "evolis-km500b"
-[printer.timeouts]
-take = 3000
-[chip]
-enabled = false
-[store]
-path = "{db}"
-key_file = "{key}"
-[api]
-socket = "{sock}"
-[production]
-queue_limit = 50
-[[card_type]]
-id = "debit"
-magnetic = true
-chip = false
-emboss = false
-colour = false
-"#,
-            link = link.display(),
-            db = dir.path().join("s.db").display(),
-            key = dir.path().join("card.key").display(),
-            sock = socket.display(),
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, common::daemon_toml("KIOSK01", &link, dir.path())).unwrap();
 
     let mut daemon = start(&config, &socket).await;
     let client = Client::new(&socket);

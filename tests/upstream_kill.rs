@@ -69,29 +69,9 @@ fn write_config(dir: &Path, link: &Path, stub: &StubHandle) -> std::path::PathBu
     let config = dir.join("satellite.toml");
     std::fs::write(
         &config,
-        format!(
-            r#"
-kiosk_id = "{kiosk}"
-[printer]
-device = "{link}"
-model = "evolis-km500b"
-[printer.timeouts]
-take = 3000
-[chip]
-enabled = false
-[store]
-path = "{db}"
-key_file = "{key}"
-[api]
-socket = "{sock}"
-[production]
-queue_limit = 50
-[[card_type]]
-id = "debit"
-magnetic = true
-chip = false
-emboss = false
-colour = false
+        common::daemon_toml(up::KIOSK, link, dir)
+            + &format!(
+                r#"
 [upstream]
 backoff_first_ms = 100
 backoff_cap_ms = 500
@@ -111,17 +91,12 @@ url = "{webhook}"
 secret_file = "{wh_secret}"
 timeout_ms = 5000
 "#,
-            kiosk = up::KIOSK,
-            link = link.display(),
-            db = dir.join("s.db").display(),
-            key = dir.join("card.key").display(),
-            sock = dir.join("api.sock").display(),
-            base = stub.base_url(),
-            token = stub.token_url(),
-            cb_secret = cb_secret.display(),
-            webhook = stub.webhook_url(),
-            wh_secret = wh_secret.display(),
-        ),
+                base = stub.base_url(),
+                token = stub.token_url(),
+                cb_secret = cb_secret.display(),
+                webhook = stub.webhook_url(),
+                wh_secret = wh_secret.display(),
+            ),
     )
     .unwrap();
     config

@@ -291,3 +291,38 @@ pub fn require_pcscd() {
         panic!("pcscd with the vpcd virtual reader is not listening on {VPCD}: run `bash scripts/pcscd-up.sh` (installs nothing; .ci/run installs pcscd and vsmartcard-vpcd)");
     }
 }
+
+/// The configuration file of a daemon run as a process: kiosk KIOSK01 (or
+/// `kiosk`), the printer on `link` (a simulator's pty), no chip, the store,
+/// key and socket in `dir`, one card type `debit` (magnetic stripe).
+pub fn daemon_toml(kiosk: &str, link: &std::path::Path, dir: &std::path::Path) -> String {
+    format!(
+        r#"
+kiosk_id = "{kiosk}"
+[printer]
+device = "{link}"
+model = "evolis-km500b"
+[printer.timeouts]
+take = 3000
+[chip]
+enabled = false
+[store]
+path = "{db}"
+key_file = "{key}"
+[api]
+socket = "{sock}"
+[production]
+queue_limit = 50
+[[card_type]]
+id = "debit"
+magnetic = true
+chip = false
+emboss = false
+colour = false
+"#,
+        link = link.display(),
+        db = dir.join("s.db").display(),
+        key = dir.join("card.key").display(),
+        sock = dir.join("api.sock").display(),
+    )
+}
