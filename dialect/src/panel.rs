@@ -148,6 +148,26 @@ impl fmt::Debug for Bitmap {
     }
 }
 
+impl Geometry {
+    /// Where the card's point (`x`, `y`) goes in a panel, as drivers that
+    /// print on real printers send it: the card's front seen landscape, as
+    /// the cardholder holds it, `x` from the left edge (0 to `height`, the
+    /// line count), `y` from the top edge (0 to `width`, the line width).
+    /// Line n of the data is the card's column n; within a line, pixel p is
+    /// the card's row `width - 1 - p`: each line starts at the card's bottom
+    /// edge and runs up. Gives (pixel, line), the order [`Bitmap::get`]
+    /// takes them in.
+    pub fn card_to_panel(&self, x: usize, y: usize) -> (usize, usize) {
+        (self.width - 1 - y.min(self.width - 1), x)
+    }
+
+    /// The card's point (`x`, `y`) shown by a panel's `pixel` of `line`:
+    /// the inverse of [`Geometry::card_to_panel`].
+    pub fn panel_to_card(&self, pixel: usize, line: usize) -> (usize, usize) {
+        (line, self.width - 1 - pixel.min(self.width - 1))
+    }
+}
+
 impl Bitmap {
     pub fn blank(geometry: Geometry, levels: Levels) -> Self {
         Bitmap {
@@ -421,6 +441,26 @@ pub fn decompress(data: &[u8], geometry: Geometry, levels: Levels) -> Result<Bit
                 });
             }
             Ok(bm)
+        }
+    }
+}
+
+#[cfg(test)]
+mod orientation_tests {
+    use super::*;
+
+    /// The fact sheet's words: line n is the image's column n; pixel p is
+    /// the image's row 647 - p (the line starts at the bottom edge).
+    #[test]
+    fn line_n_is_column_n_and_pixel_p_is_row_647_minus_p() {
+        let g = Geometry::default();
+        assert_eq!(g.card_to_panel(0, 0), (647, 0), "top-left corner");
+        assert_eq!(g.card_to_panel(0, 647), (0, 0), "bottom-left corner");
+        assert_eq!(g.card_to_panel(1015, 0), (647, 1015), "top-right corner");
+        assert_eq!(g.card_to_panel(10, 600), (47, 10));
+        for (x, y) in [(0, 0), (5, 9), (1015, 647), (300, 20)] {
+            let (p, l) = g.card_to_panel(x, y);
+            assert_eq!(g.panel_to_card(p, l), (x, y));
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Printed panels as PNG images, so a person can see what a card got.
 //! K and O are black on white; Y, M and C are drawn in their colour, the
 //! pixel value giving the strength. The image shows the card landscape, as a
-//! person holds it: a panel line is one column of the card (see `font`).
+//! person holds it: a panel line is one column of the card, each line
+//! running from the card's bottom edge up (`Geometry::card_to_panel`).
 
 use crate::model::PanelImage;
 use dialect::panel::{self, Panel};
@@ -36,7 +37,9 @@ pub fn write_images(
         let mut rgb = Vec::with_capacity(bm.pixels.len() * 3);
         for row in 0..img_h {
             for col in 0..img_w {
-                let a = (bm.get(row, col) as u32).min(max);
+                // The card's (col, row), decoded by the printer's convention.
+                let (pixel, line) = geometry.card_to_panel(col, row);
+                let a = (bm.get(pixel, line) as u32).min(max);
                 for &c in &ink {
                     // White blended towards the ink by the pixel's strength.
                     rgb.push((255 - (255 - c as u32) * a / max) as u8);

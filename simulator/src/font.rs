@@ -99,8 +99,9 @@ pub fn scale_for_height(height_pt: u32) -> usize {
 /// Draws `text` at card coordinates: `x` along the card's long edge (0 to
 /// the panel's line count), `y` along its short edge (0 to the line width),
 /// origin at the top left of the front seen landscape. A panel line runs
-/// across the short edge, so card column `x` is line `x` of the bitmap and
-/// card row `y` is pixel `y` of that line.
+/// across the short edge from the bottom up, so card column `x` is line `x`
+/// of the bitmap and card row `y` is pixel `width - 1 - y` of that line
+/// (`Geometry::card_to_panel`).
 pub fn draw_text(bm: &mut Bitmap, x: usize, y: usize, scale: usize, text: &str) {
     let scale = scale.max(1);
     let (card_w, card_h) = (bm.geometry.height, bm.geometry.width);
@@ -116,8 +117,11 @@ pub fn draw_text(bm: &mut Bitmap, x: usize, y: usize, scale: usize, text: &str) 
                 }
                 for dy in 0..scale {
                     for dx in 0..scale {
-                        // Card (column, row) is bitmap (pixel = row, line = column).
-                        bm.set(y + row * scale + dy, cx + col * scale + dx, 1);
+                        let (cx, cy) = (cx + col * scale + dx, y + row * scale + dy);
+                        if cy < card_h {
+                            let (pixel, line) = bm.geometry.card_to_panel(cx, cy);
+                            bm.set(pixel, line, 1);
+                        }
                     }
                 }
             }

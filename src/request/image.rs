@@ -7,9 +7,10 @@
 //!
 //! The image is the card's front seen landscape, exactly as many pixels as the
 //! printer has dots: `geometry.height` wide (the long edge, 1016 at 300 dpi)
-//! and `geometry.width` high (648). Pixel (x, y) is card column x, row y, so
-//! it lands on panel line x, pixel y (`hardware/DIALECT.md`, card
-//! coordinates). Colour goes to ink by plain subtraction (Y = 255 - blue,
+//! and `geometry.width` high (648). Pixel (x, y) is card column x, row y
+//! from the top left; it lands on panel line x, pixel `width - 1 - y`, as
+//! drivers that print on real printers send it
+//! (`dialect::panel::Geometry::card_to_panel`, `hardware/DIALECT.md`). Colour goes to ink by plain subtraction (Y = 255 - blue,
 //! M = 255 - green, C = 255 - red, transparency over white card stock), with
 //! no colour profile; the printer's ribbon and driver settings do the rest.
 //!
@@ -199,8 +200,11 @@ pub(crate) fn png_to_panels(
         for y in 0..card_h {
             let row = &frame[y * stride..y * stride + card_w * channels];
             for (x, px) in row.chunks_exact(channels).enumerate() {
-                // Card column x is panel line x; card row y is pixel y.
-                bm.pixels[x * geometry.width + y] = ((ink(px, panel) * max + 127) / 255) as u8;
+                // The printer's convention: card column x is line x, card
+                // row y is pixel width - 1 - y (each line runs bottom up).
+                let (pixel, line) = geometry.card_to_panel(x, y);
+                bm.pixels[line * geometry.width + pixel] =
+                    ((ink(px, panel) * max + 127) / 255) as u8;
             }
         }
         out.push(panel::compress(&bm));
@@ -276,9 +280,10 @@ pub(crate) mod tests {
         let (p, y) = &bms[0];
         assert_eq!(*p, Panel::Y);
         // Red = no cyan ink... but full yellow and magenta.
-        assert_eq!(y.get(3, 10), 63, "yellow at line 10, pixel 3");
+        // Row 3 of 8 runs bottom up: pixel 8 - 1 - 3.
+        assert_eq!(y.get(4, 10), 63, "yellow at line 10, pixel 4");
         assert_eq!(y.inked(), 1);
-        assert_eq!(bms[1].1.get(3, 10), 63);
+        assert_eq!(bms[1].1.get(4, 10), 63);
         assert_eq!(bms[2].0, Panel::C);
         assert_eq!(bms[2].1.inked(), 0);
     }
