@@ -796,9 +796,9 @@ fn a_valid_request_comes_out_in_printer_terms() {
     assert_eq!(
         c.text,
         vec![
-            line(80, 380, 1, 16, "4000 0012 3456 7899"),
-            line(80, 500, 0, 10, "JANE DOE"),
-            line(80, 550, 0, 10, "Member since 2024"),
+            line(80, 370, 1, 42, "4000 0012 3456 7899"),
+            line(80, 490, 0, 32, "JANE DOE"),
+            line(80, 545, 0, 30, "Member since 2024"),
         ]
     );
     assert!(c.emboss.is_empty());

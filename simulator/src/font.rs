@@ -87,11 +87,10 @@ fn glyph(c: char) -> &'static [u8; 7] {
     }
 }
 
-/// The scale for a `Wt` height in points at 300 dpi (a point is 300/72 dots),
-/// the 5x7 glyph filling the cell's 8 rows.
-pub fn scale_for_height(height_pt: u32) -> usize {
-    let dots = height_pt as usize * 300 / 72;
-    (dots / CELL_H).clamp(1, 40)
+/// The scale for a `Wt` height, in dots as real printers take it (1 mm is
+/// 11.8 dots at 300 dpi), the 5x7 glyph filling the cell's 8 rows.
+pub fn scale_for_height(height_dots: u32) -> usize {
+    (height_dots as usize / CELL_H).clamp(1, 40)
 }
 
 /// Draws `text` with its top-left corner at (x, y), each font pixel a
@@ -156,7 +155,8 @@ mod tests {
             "x beyond the card's long edge draws nothing"
         );
         draw_text(&mut bm, usize::MAX, usize::MAX, 40, "X");
-        assert_eq!(scale_for_height(12), 6);
+        // 42 dots (3.6 mm): the 8-row cell at scale 5.
+        assert_eq!(scale_for_height(42), 5);
         assert_eq!(scale_for_height(1), 1);
     }
 }

@@ -10,15 +10,17 @@
 //!
 //! # Optional: the defaults are shown. Card coordinates, landscape, from the
 //! # top left of the front: x along the long edge (0..1015), y along the short
-//! # edge (0..647); height in points; font is the printer's resident font.
+//! # edge (0..647); everything in dots of the printer (300 dpi: 1 mm is
+//! # 11.8 dots), the text height as `Wt` takes it; font is the printer's
+//! # resident font. A card number is usually 3 to 4 mm tall, a name 2.5 to 3.
 //! [card_type.layout.slots]
-//! pan = { x = 80, y = 380, height = 16, font = 1 }
-//! name = { x = 80, y = 500, height = 10, font = 0 }
-//! expiry = { x = 400, y = 450, height = 10, font = 0 }
+//! pan = { x = 80, y = 370, height = 42, font = 1 }
+//! name = { x = 80, y = 490, height = 32, font = 0 }
+//! expiry = { x = 400, y = 430, height = 32, font = 0 }
 //! [card_type.layout.lines]        # printed lines without a slot, top down
 //! x = 80
-//! y = 550
-//! height = 10
+//! y = 545
+//! height = 30
 //! font = 0
 //! spacing = 45
 //! ```
@@ -32,12 +34,16 @@ use dialect::panel::Geometry;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 
-/// The printer's resolution, for turning point heights into dots.
+/// The printer's resolution: 1 mm is 11.8 dots.
 pub const DOTS_PER_INCH: u32 = 300;
 
-/// The highest resident font number and text height `Wt` takes.
+/// The highest resident font number `Wt` takes.
 pub const MAX_FONT: u8 = 9;
-pub const MAX_HEIGHT_PT: u32 = 200;
+/// Text heights, in dots as `Wt` takes them: below 1.7 mm text is not
+/// readable on a card (a height meant in points, 10 to 16, is refused here
+/// rather than printed 1 mm tall); above 20 mm it is not card text.
+pub const MIN_HEIGHT_DOTS: u32 = 20;
+pub const MAX_HEIGHT_DOTS: u32 = 236;
 
 /// The emboss fonts of the dialect's extension: 0 and 1.
 pub const MAX_EMBOSS_FONT: u8 = 1;
@@ -86,7 +92,7 @@ pub struct Layout {
 pub struct TextPosition {
     pub x: u32,
     pub y: u32,
-    /// Text height in points.
+    /// Text height in dots (`Wt`'s height; 1 mm is 11.8 dots).
     pub height: u32,
     #[serde(default)]
     pub font: u8,
@@ -108,8 +114,8 @@ impl Default for FreeLines {
     fn default() -> Self {
         FreeLines {
             x: 80,
-            y: 550,
-            height: 10,
+            y: 545,
+            height: 30,
             font: 0,
             spacing: 45,
         }
@@ -129,9 +135,10 @@ impl Default for Layout {
 fn default_slots() -> BTreeMap<String, TextPosition> {
     let at = |x, y, height, font| TextPosition { x, y, height, font };
     BTreeMap::from([
-        ("pan".to_string(), at(80, 380, 16, 1)),
-        ("name".to_string(), at(80, 500, 10, 0)),
-        ("expiry".to_string(), at(400, 450, 10, 0)),
+        // 3.6 mm, 2.7 mm, 2.7 mm.
+        ("pan".to_string(), at(80, 370, 42, 1)),
+        ("name".to_string(), at(80, 490, 32, 0)),
+        ("expiry".to_string(), at(400, 430, 32, 0)),
     ])
 }
 
@@ -148,9 +155,9 @@ fn default_emboss_fonts() -> Vec<u8> {
     vec![0, 1, 1, 1]
 }
 
-/// A text height in points as dots of the printer.
-pub fn points_to_dots(points: u32) -> u32 {
-    points.saturating_mul(DOTS_PER_INCH) / 72
+/// Dots as millimetres, for messages.
+pub fn dots_to_mm(dots: u32) -> f64 {
+    f64::from(dots) * 25.4 / f64::from(DOTS_PER_INCH)
 }
 
 /// The card seen landscape: (long edge, short edge) in dots. A panel line runs
@@ -165,23 +172,26 @@ impl TextPosition {
     /// above its bottom edge?
     pub fn fits(&self, geometry: Geometry) -> bool {
         let (long, short) = card_size(geometry);
-        self.x < long && self.y.saturating_add(points_to_dots(self.height)) <= short
+        self.x < long && self.y.saturating_add(self.height) <= short
     }
 
     fn check(&self, what: &str, geometry: Geometry) -> Result<(), String> {
         if self.font > MAX_FONT {
             return Err(format!("{what}: font {} is above {MAX_FONT}", self.font));
         }
-        if self.height == 0 || self.height > MAX_HEIGHT_PT {
+        if !(MIN_HEIGHT_DOTS..=MAX_HEIGHT_DOTS).contains(&self.height) {
             return Err(format!(
-                "{what}: height {} is not 1 to {MAX_HEIGHT_PT} points",
-                self.height
+                "{what}: height {} dots ({:.1} mm) is not {MIN_HEIGHT_DOTS} to {MAX_HEIGHT_DOTS} \
+                 dots: heights are in dots of the printer (1 mm = 11.8 dots; card text is \
+                 usually 30 to 50)",
+                self.height,
+                dots_to_mm(self.height)
             ));
         }
         if !self.fits(geometry) {
             let (long, short) = card_size(geometry);
             return Err(format!(
-                "{what}: a {} pt line at x {} y {} does not fit on the {long}x{short} card",
+                "{what}: a {}-dot line at x {} y {} does not fit on the {long}x{short} card",
                 self.height, self.x, self.y
             ));
         }
@@ -215,7 +225,7 @@ impl Layout {
         if !first.fits(geometry) || self.lines.spacing == 0 {
             return usize::from(first.fits(geometry));
         }
-        let room = short - self.lines.y - points_to_dots(self.lines.height);
+        let room = short - self.lines.y - self.lines.height;
         (room / self.lines.spacing) as usize + 1
     }
 
@@ -352,9 +362,15 @@ mod tests {
         let t = &c.card_type[0];
         assert!(!t.magnetic && !t.chip && !t.emboss && !t.colour);
         let pan = t.layout.slots["pan"];
-        assert_eq!((pan.x, pan.y, pan.height, pan.font), (80, 380, 16, 1));
+        // Readable on a real printer: heights are dots (1 mm = 11.8 dots).
+        assert_eq!((pan.x, pan.y, pan.height, pan.font), (80, 370, 42, 1));
+        assert!(
+            (3.0..=4.0).contains(&dots_to_mm(pan.height)),
+            "a PAN 3 to 4 mm tall"
+        );
         let name = t.layout.slots["name"];
-        assert_eq!((name.x, name.y, name.height, name.font), (80, 500, 10, 0));
+        assert_eq!((name.x, name.y, name.height, name.font), (80, 490, 32, 0));
+        assert!(dots_to_mm(name.height) >= 2.5);
         assert_eq!(t.layout.emboss_font(1), 0);
         assert_eq!(t.layout.emboss_font(2), 1);
         assert_eq!(t.layout.emboss_font(9), 1);
@@ -369,12 +385,12 @@ mod tests {
             id = "branded"
             magnetic = true
             [card_type.layout.slots]
-            name = { x = 90, y = 510, height = 11 }
-            bank = { x = 60, y = 40, height = 14, font = 2 }
+            name = { x = 90, y = 510, height = 32 }
+            bank = { x = 60, y = 40, height = 36, font = 2 }
             [card_type.layout.lines]
             x = 60
             y = 100
-            height = 8
+            height = 30
             spacing = 40
             "#,
         )
@@ -383,7 +399,7 @@ mod tests {
         assert_eq!(t.layout.slots.len(), 4);
         assert_eq!(t.layout.slots["name"].x, 90);
         assert_eq!(t.layout.slots["name"].font, 0);
-        assert_eq!(t.layout.slots["pan"].y, 380);
+        assert_eq!(t.layout.slots["pan"].y, 370);
         assert_eq!(t.layout.slots["bank"].font, 2);
         assert_eq!(t.layout.lines.font, 0);
         assert_eq!(t.check(Geometry::default()), Ok(()));
@@ -401,9 +417,9 @@ mod tests {
     fn free_lines_stop_at_the_card_edge() {
         let l = Layout::default();
         let g = Geometry::default();
-        // 10 pt is 41 dots: 550..591 and 595..636 fit in 648, 640..681 does not.
-        assert_eq!(l.free_line(0, g).unwrap().y, 550);
-        assert_eq!(l.free_line(1, g).unwrap().y, 595);
+        // 30 dots high, 45 apart: 545..575 and 590..620 fit in 648, 635..665 does not.
+        assert_eq!(l.free_line(0, g).unwrap().y, 545);
+        assert_eq!(l.free_line(1, g).unwrap().y, 590);
         assert_eq!(l.free_line(2, g), None);
         assert_eq!(l.free_line_capacity(g), 2);
         assert_eq!(l.free_line(usize::MAX, g), None);
@@ -426,11 +442,19 @@ mod tests {
             TextPosition {
                 x: 1016,
                 y: 0,
-                height: 10,
+                height: 30,
                 font: 0,
             },
         );
         assert!(t.check(g).unwrap_err().contains("does not fit"));
+        // A height meant in points (1.4 mm in dots) is refused, naming the unit.
+        t.layout.slots.get_mut("off").unwrap().x = 10;
+        t.layout.slots.get_mut("off").unwrap().height = 16;
+        let e = t.check(g).unwrap_err();
+        assert!(
+            e.contains("16 dots (1.4 mm)") && e.contains("11.8 dots"),
+            "{e}"
+        );
         t.layout.slots.remove("off");
         t.layout.slots.get_mut("pan").unwrap().font = 10;
         assert!(t.check(g).unwrap_err().contains("font 10"));

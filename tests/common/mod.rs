@@ -155,16 +155,16 @@ pub fn test_card() -> TestCard {
         text: vec![
             TextLine {
                 x: 80,
-                y: 380,
+                y: 370,
                 font: 1,
-                height: 16,
+                height: 42,
                 text: "4000 0012 3456 7899".into(),
             },
             TextLine {
                 x: 80,
-                y: 500,
+                y: 490,
                 font: 0,
-                height: 10,
+                height: 32,
                 text: "JANE DOE".into(),
             },
         ],
