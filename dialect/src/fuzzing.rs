@@ -155,7 +155,8 @@ mod tests {
     #[test]
     fn harnesses_hold_on_the_seed_corpora() {
         let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds");
-        let targets: [(&str, fn(&[u8])); 3] = [
+        type Harness = fn(&[u8]);
+        let targets: [(&str, Harness); 3] = [
             ("reply_decoder", super::reply_decoder),
             ("command_decoder", super::command_decoder),
             ("panel_decompress", super::panel_decompress),
