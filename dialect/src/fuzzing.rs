@@ -1,7 +1,8 @@
 //! Invariants the decoders keep on any input, shared by the libFuzzer targets
 //! (`fuzz/`) and a deterministic smoke test that runs in every CI build.
 
-use crate::inbound::{CommandCodec, Inbound, MAX_TEXT_FRAME};
+use crate::frame::Command;
+use crate::inbound::{strict_number, CommandCodec, Inbound, MAX_TEXT_FRAME};
 use crate::panel::{self, Geometry, Levels};
 use crate::reply::{Reply, ReplyCodec, Terminator};
 use bytes::BytesMut;
@@ -72,7 +73,9 @@ fn check_reply(r: &Reply, max: usize) {
 }
 
 /// The device-side decoder on a small panel geometry: nothing panics, payloads
-/// have the announced sizes, text frames stay within the bound.
+/// have the announced sizes, text frames stay within the bound, and every
+/// command decoded re-encodes to a frame that decodes to the same command
+/// (numbers are read strictly, so `Dbc;c;2;02;..` is malformed, never `2`).
 pub fn command_decoder(data: &[u8]) {
     let g = Geometry {
         width: 24,
@@ -91,12 +94,11 @@ pub fn command_decoder(data: &[u8]) {
                 Inbound::Command(c) => {
                     assert!(!c.mnemonic.is_empty() && c.mnemonic.len() <= 8);
                     if let Some(p) = &c.payload {
+                        let levels = strict_number(&c.params[1], 128)
+                            .and_then(|n| Levels::from_number(n as u32))
+                            .expect("checked by the decoder");
+                        assert_eq!(levels.number().to_string(), c.params[1]);
                         if c.mnemonic == "Db" {
-                            let levels = c.params[1]
-                                .parse()
-                                .ok()
-                                .and_then(Levels::from_number)
-                                .expect("checked by the decoder");
                             assert_eq!(p.len(), g.raw_len(levels));
                         } else {
                             assert_eq!(p.len().to_string(), c.params[2]);
@@ -105,11 +107,24 @@ pub fn command_decoder(data: &[u8]) {
                         let text: usize = c.params.iter().map(|p| p.len() + 1).sum();
                         assert!(text <= MAX_TEXT_FRAME);
                     }
+                    round_trip(&c, g);
                 }
                 Inbound::Malformed { raw, .. } => assert!(raw.len() <= 64),
             }
         }
     }
+}
+
+/// A decoded command encodes, and its frame decodes to the same command, whole.
+fn round_trip(c: &Command, g: Geometry) {
+    let frame = c.to_bytes().expect("a decoded command encodes");
+    let mut codec = CommandCodec::new(g);
+    let mut again = BytesMut::from(&frame[..]);
+    let item = codec
+        .decode(&mut again)
+        .expect("the command decoder never fails");
+    assert_eq!(item.as_ref(), Some(&Inbound::Command(c.clone())));
+    assert!(again.is_empty(), "the frame is read whole");
 }
 
 /// Panel decompression on any payload: an error or a bitmap of the right
@@ -135,6 +150,50 @@ pub fn panel_decompress(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    /// Every input kept in the repository's fuzz corpora (`fuzz/seeds/`) holds
+    /// in every build, not only in the coverage-guided runs.
+    #[test]
+    fn harnesses_hold_on_the_seed_corpora() {
+        let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds");
+        type Harness = fn(&[u8]);
+        let targets: [(&str, Harness); 3] = [
+            ("reply_decoder", super::reply_decoder),
+            ("command_decoder", super::command_decoder),
+            ("panel_decompress", super::panel_decompress),
+        ];
+        for (target, harness) in targets {
+            let dir = seeds.join(target);
+            let mut n = 0;
+            for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}")) {
+                let path = entry.unwrap().path();
+                let data = std::fs::read(&path).unwrap();
+                harness(&data);
+                n += 1;
+            }
+            assert!(n > 0, "{target}: the seed corpus is empty");
+        }
+    }
+
+    /// The fuzzer's find: a byte count with a leading zero is malformed, and the
+    /// command after it (past NUL padding) is read.
+    #[test]
+    fn leading_zero_count_is_malformed_not_rewritten() {
+        use crate::inbound::{CommandCodec, Inbound};
+        use crate::panel::Geometry;
+        use bytes::BytesMut;
+        use tokio_util::codec::Decoder;
+        let input = b"\x1bDbc;c;2;02;\x01\x02\r\x00\x00\x1bRsn\r";
+        super::command_decoder(input);
+        let mut codec = CommandCodec::new(Geometry::default());
+        let mut buf = BytesMut::from(&input[..]);
+        let first = codec.decode(&mut buf).unwrap().unwrap();
+        assert!(matches!(first, Inbound::Malformed { .. }), "{first:?}");
+        let Some(Inbound::Command(c)) = codec.decode(&mut buf).unwrap() else {
+            panic!("Rsn is lost")
+        };
+        assert_eq!(c.mnemonic, "Rsn");
+    }
+
     /// A deterministic run of the fuzz harnesses, so every build exercises them
     /// (the coverage-guided runs live in `fuzz/`).
     #[test]

@@ -4,8 +4,11 @@
 //! that may hold any byte, CR included, so their length is known before the data
 //! is read: `Db;panel;levels;` is followed by exactly the uncompressed size of the
 //! panel, `Dbc;panel;levels;count;` by `count` bytes. The leading ESC is optional
-//! right after a CR, as the printers accept. Like the reply decoder, this one
-//! never fails: what it cannot read becomes [`Inbound::Malformed`].
+//! right after a CR, as the printers accept. NUL bytes outside a frame are
+//! padding (real drivers send runs of them after a download and at the end of a
+//! job) and are skipped. Numbers in the frame (level count, byte count) are read
+//! strictly, see [`strict_number`]. Like the reply decoder, this one never
+//! fails: what it cannot read becomes [`Inbound::Malformed`].
 
 use crate::frame::{Command, CR, ESC, SEP};
 use crate::panel::{Geometry, Levels, Panel};
@@ -14,6 +17,25 @@ use tokio_util::codec::Decoder;
 
 /// Upper bound of a text command (everything but panel downloads).
 pub const MAX_TEXT_FRAME: usize = 1024;
+
+/// Padding between frames, skipped by the decoder.
+pub const NUL: u8 = 0x00;
+
+/// A number as a strict printer reads it: one or more ASCII decimal digits,
+/// no sign, no space, no leading zero (except `0` itself), and at most `max`.
+/// Anything else is `None`. So a number read from a frame is always written
+/// back the same way (`n.to_string()` gives the text it came from).
+pub fn strict_number(text: &str, max: u64) -> Option<u64> {
+    let b = text.as_bytes();
+    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) || (b[0] == b'0' && b.len() > 1) {
+        return None;
+    }
+    b.iter()
+        .try_fold(0u64, |n, &d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
+        .filter(|&n| n <= max)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound {
@@ -129,7 +151,7 @@ impl CommandCodec {
 
     fn payload(&self, mnemonic: String, params: Vec<String>, rest: &[u8], offset: usize) -> Parse {
         let panel_ok = Panel::from_letter(&params[0]).is_some();
-        let levels = params[1].parse::<u32>().ok().and_then(Levels::from_number);
+        let levels = strict_number(&params[1], 128).and_then(|n| Levels::from_number(n as u32));
         let (Some(levels), true) = (levels, panel_ok) else {
             return Parse::Bad(format!(
                 "{mnemonic}: bad panel or level count {:?};{:?}",
@@ -139,11 +161,11 @@ impl CommandCodec {
         let len = if mnemonic == "Db" {
             self.geometry.raw_len(levels)
         } else {
-            match params[2].parse::<usize>() {
-                Ok(n) if n <= self.max_payload() => n,
-                _ => {
+            match strict_number(&params[2], self.max_payload() as u64) {
+                Some(n) => n as usize,
+                None => {
                     return Parse::Bad(format!(
-                        "Dbc: byte count {:?} is not a number up to {}",
+                        "Dbc: byte count {:?} is not a plain decimal number up to {}",
                         params[2],
                         self.max_payload()
                     ))
@@ -183,8 +205,8 @@ impl Decoder for CommandCodec {
             src.advance(i + 1);
             self.discarding = false;
         }
-        // Blank separators between frames are harmless.
-        while matches!(src.first(), Some(&CR) | Some(&b'\n')) {
+        // Blank separators and NUL padding between frames are harmless.
+        while matches!(src.first(), Some(&CR) | Some(&b'\n') | Some(&NUL)) {
             src.advance(1);
         }
         if src.is_empty() {
@@ -309,6 +331,159 @@ mod tests {
         );
         assert!(matches!(out[0], Inbound::Malformed { .. }), "{out:?}");
         assert_eq!(out[1], cmd("Rsn", &[]));
+    }
+
+    #[test]
+    fn nul_padding_outside_frames_is_skipped() {
+        let g = Geometry {
+            width: 16,
+            height: 2,
+        };
+        let pad = |n: usize| vec![NUL; n];
+        let mut input = pad(16);
+        input.extend_from_slice(b"\x1bSs\r");
+        input.extend(pad(64));
+        input.extend_from_slice(b"\x1bDb;k;2;\x00\x0d\x00\x1b\r");
+        // After a download, as the vendor's driver sends it; then a frame
+        // without its optional ESC.
+        input.extend(pad(33));
+        input.extend_from_slice(b"Sr\r");
+        input.extend(pad(1));
+        input.extend_from_slice(b"\x1bSe;1\r");
+        input.extend(pad(64));
+        // Whole, and byte by byte: the same commands, nothing malformed.
+        for cut in [input.len(), 1, 7] {
+            let mut c = CommandCodec::new(g);
+            let mut buf = BytesMut::new();
+            let mut out = Vec::new();
+            for piece in input.chunks(cut) {
+                buf.extend_from_slice(piece);
+                while let Some(x) = c.decode(&mut buf).unwrap() {
+                    out.push(x);
+                }
+            }
+            assert!(buf.is_empty(), "trailing padding is consumed");
+            assert_eq!(out.len(), 4, "{out:?}");
+            assert_eq!(out[0], cmd("Ss", &[]));
+            let Inbound::Command(db) = &out[1] else {
+                panic!("{out:?}")
+            };
+            assert_eq!(db.payload.as_deref(), Some(&[0, 0x0D, 0, 0x1B][..]));
+            assert_eq!(out[2], cmd("Sr", &[]));
+            assert_eq!(out[3], cmd("Se", &["1"]));
+        }
+    }
+
+    #[test]
+    fn nul_inside_a_frame_is_not_padding() {
+        let out = decode_all(b"\x1bR\x00sn\r\x00\x00\x1bRsn\r", Geometry::default());
+        assert!(matches!(out[0], Inbound::Malformed { .. }), "{out:?}");
+        assert_eq!(out[1], cmd("Rsn", &[]));
+        let out = decode_all(b"\x1bRse;\x00o\r\x1bRsn\r", Geometry::default());
+        assert!(matches!(out[0], Inbound::Malformed { .. }), "{out:?}");
+        assert_eq!(out[1], cmd("Rsn", &[]));
+    }
+
+    #[test]
+    fn strict_numbers() {
+        assert_eq!(strict_number("0", 10), Some(0));
+        assert_eq!(strict_number("2", 10), Some(2));
+        assert_eq!(strict_number("10", 10), Some(10));
+        assert_eq!(strict_number("11", 10), None, "over the bound");
+        assert_eq!(
+            strict_number("18446744073709551615", u64::MAX),
+            Some(u64::MAX)
+        );
+        for bad in [
+            "",
+            "02",
+            "00",
+            "007",
+            "+2",
+            "-2",
+            "-0",
+            " 2",
+            "2 ",
+            "2 0",
+            "2a",
+            "0x10",
+            "1e3",
+            "2.0",
+            "\u{0662}",
+            "18446744073709551616",
+            "99999999999999999999999999",
+        ] {
+            assert_eq!(strict_number(bad, u64::MAX), None, "{bad:?}");
+        }
+    }
+
+    /// Every number the decoder reads: the level count of `Db` and `Dbc`,
+    /// and the byte count of `Dbc`.
+    #[test]
+    fn numbers_in_downloads_are_read_strictly() {
+        let g = Geometry {
+            width: 16,
+            height: 2,
+        };
+        let ok = |input: &[u8]| {
+            let out = decode_all(input, g);
+            assert!(
+                matches!(&out[..], [Inbound::Command(_), ..]),
+                "{:?}: {out:?}",
+                String::from_utf8_lossy(input)
+            );
+            out
+        };
+        let bad = |input: &[u8]| {
+            let mut whole = input.to_vec();
+            whole.extend_from_slice(b"\x1bRsn\r");
+            let out = decode_all(&whole, g);
+            assert!(
+                matches!(out[0], Inbound::Malformed { .. }),
+                "{:?}: {out:?}",
+                String::from_utf8_lossy(input)
+            );
+            assert_eq!(out.last(), Some(&cmd("Rsn", &[])), "{out:?}");
+        };
+        // The byte count of Dbc.
+        ok(b"\x1bDbc;c;32;2;ab\r");
+        let out = ok(b"\x1bDbc;k;2;0;\r");
+        let Inbound::Command(c) = &out[0] else {
+            unreachable!()
+        };
+        assert_eq!(c.payload.as_deref(), Some(&[][..]));
+        bad(b"\x1bDbc;c;32;02;ab\r"); // leading zero: the fuzzer's find
+        bad(b"\x1bDbc;c;32;00;\r");
+        bad(b"\x1bDbc;c;32;+2;ab\r");
+        bad(b"\x1bDbc;c;32;-2;ab\r");
+        bad(b"\x1bDbc;c;32; 2;ab\r");
+        bad(b"\x1bDbc;c;32;2 ;ab\r");
+        bad(b"\x1bDbc;c;32;;ab\r");
+        bad(b"\x1bDbc;c;32;2x;ab\r");
+        bad(b"\x1bDbc;c;32;18446744073709551617;ab\r");
+        bad(b"\x1bDbc;c;32;99999999999999999999999;ab\r");
+        // The level count of Db and Dbc.
+        ok(b"\x1bDb;k;2;abcd\r");
+        for levels in [
+            "02",
+            "+2",
+            "-2",
+            " 2",
+            "2 ",
+            "",
+            "0",
+            "4294967298",
+            "99999999999999999999",
+        ] {
+            for frame in [
+                format!("\x1bDb;k;{levels};abcd\r"),
+                format!("\x1bDbc;k;{levels};2;ab\r"),
+            ] {
+                bad(frame.as_bytes());
+            }
+        }
+        ok(b"\x1bDbc;c;128;1;a\r");
+        bad(b"\x1bDbc;c;0128;1;a\r");
     }
 
     #[test]
