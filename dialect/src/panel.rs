@@ -13,9 +13,10 @@
 //! * 32/64/128 levels, per line: a byte with the top bit clear is one pixel value;
 //!   a byte with the top bit set carries a value in its low bits and is followed
 //!   by a repeat count; in the 5- and 6-bit modes the spare bits between the flag
-//!   and the value add 256 to the count each. A count of 0 fills the rest of the
-//!   line with the value (a blank line when the value is 0). A run never crosses
-//!   a line end.
+//!   and the value add 256 to the count each. A count of 0 means the line is
+//!   blank (the rest of it, whatever value the byte carries): the encoder uses
+//!   it for an all-blank line only and gives every other run an explicit count.
+//!   A run never crosses a line end.
 
 use std::fmt;
 
@@ -305,9 +306,12 @@ pub fn compress(bitmap: &Bitmap) -> Vec<u8> {
                 while x < row.len() {
                     let v = row[x];
                     let run = row[x..].iter().take_while(|&&p| p == v).count();
-                    if x + run == row.len() && run > 1 {
-                        // The rest of the line has one value: count 0 says so in two bytes.
-                        out.push(0x80 | v);
+                    if x == 0 && v == 0 && run == row.len() {
+                        // A blank line: the only use of a count of 0 the
+                        // vendor defines. A non-zero value to the end of a
+                        // line gets explicit counts (a real printer leaves
+                        // the tail of a count-0 run blank).
+                        out.push(0x80);
                         out.push(0);
                         break;
                     }
@@ -422,7 +426,9 @@ pub fn decompress(data: &[u8], geometry: Geometry, levels: Levels) -> Result<Bit
                     i += 1;
                     let count = ext * 256 + c as usize;
                     if count == 0 {
-                        row[x..].fill(v);
+                        // "This line is blank", as the vendor defines it,
+                        // whatever value the byte carries.
+                        row[x..].fill(0);
                         x = row.len();
                     } else if x + count > row.len() {
                         return Err(PanelError::Line {
@@ -442,6 +448,54 @@ pub fn decompress(data: &[u8], geometry: Geometry, levels: Levels) -> Result<Bit
             }
             Ok(bm)
         }
+    }
+}
+
+#[cfg(test)]
+mod count_zero_tests {
+    use super::*;
+
+    /// The vendor defines a count of 0 as "this line is blank", nothing
+    /// else: runs to the end of a line carry explicit counts, and a count of
+    /// 0 decodes as blank whatever value it carries.
+    #[test]
+    fn a_count_of_zero_is_a_blank_line_only() {
+        let g = Geometry {
+            width: 300,
+            height: 3,
+        };
+        let mut bm = Bitmap::blank(g, Levels::L64);
+        for x in 10..300 {
+            bm.set(x, 0, 40); // a value to the end of line 0
+        }
+        bm.set(5, 2, 7); // line 2: one dot, then blank to the end
+        let data = compress(&bm);
+        // Every run byte's count, walked as the decoder does.
+        let (mut i, mut zero_counts) = (0, Vec::new());
+        while i < data.len() {
+            if data[i] & 0x80 != 0 {
+                // 64 levels: bit 6 extends the count by 256, bits 0-5 the value.
+                if data[i + 1] == 0 && (data[i] & 0x40) == 0 {
+                    zero_counts.push(data[i] & 0x3F);
+                }
+                i += 2;
+            } else {
+                i += 1;
+            }
+        }
+        assert_eq!(
+            zero_counts,
+            vec![0],
+            "count 0 only for the blank line 1: {data:?}"
+        );
+        assert_eq!(decompress(&data, g, Levels::L64).unwrap(), bm);
+        // A count of 0 with a value prints nothing, as on a real printer.
+        let one_line = Geometry {
+            width: 8,
+            height: 1,
+        };
+        let d = decompress(&[3, 0x80 | 9, 0], one_line, Levels::L64).unwrap();
+        assert_eq!(d.pixels, vec![3, 0, 0, 0, 0, 0, 0, 0]);
     }
 }
 
