@@ -35,8 +35,8 @@ pub struct Profile {
     pub emboss_line_chars: Vec<usize>,
     #[serde(skip)]
     pub geometry: Geometry,
-    /// Value added to `Pem` for ACK/NACK mode (16: `Pem;2+16` = `Pem;18`).
-    pub ack_nack_bit: u32,
+    /// The `Pem` value that adds ACK/NACK on top of the current mode.
+    pub ack_nack_mode: u32,
 }
 
 pub use dialect::profiles::ProfileError;
@@ -135,10 +135,10 @@ impl Profile {
             .and_then(Value::as_table)
             .cloned()
             .unwrap_or_default();
-        let ack_nack_bit = link
-            .get("ack_nack_bit")
+        let ack_nack_mode = link
+            .get("ack_nack_mode")
             .and_then(Value::as_integer)
-            .unwrap_or(16)
+            .unwrap_or(4)
             .clamp(0, u32::MAX as i64) as u32;
         Ok(Profile {
             name: s(model, "name").unwrap_or_else(|| id.clone()),
@@ -156,7 +156,7 @@ impl Profile {
             emboss_lines: emboss_lines as u8,
             emboss_line_chars,
             geometry,
-            ack_nack_bit,
+            ack_nack_mode,
         })
     }
 }
@@ -178,7 +178,7 @@ mod tests {
                 height: 1016
             }
         );
-        assert_eq!(km.ack_nack_bit, 16);
+        assert_eq!(km.ack_nack_mode, 4);
         let ie = Profile::embedded("instant-embosser-ie4").unwrap();
         assert_eq!(ie.model_reply, "IE4-EMB");
         assert_eq!(ie.feeders, 4);

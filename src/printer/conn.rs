@@ -177,12 +177,9 @@ impl Connection {
             error_mode: 0,
             last_status: None,
         };
-        let mode = c.profile.link.host_error_mode
-            | if settings.ack_nack {
-                c.profile.link.ack_nack_bit
-            } else {
-                0
-            };
+        // Host error management first; ACK/NACK is a second `Pem` on top of
+        // it (the guide's list of values, not its bit table).
+        let mode = c.profile.link.host_error_mode;
         c.error_mode = mode;
         // A silent line (printer off) fails this first command quickly.
         let command_timeout = c.timeouts.command;
@@ -206,6 +203,19 @@ impl Connection {
                     f.description
                 ),
             )));
+        }
+        if settings.ack_nack {
+            let ack = c.profile.link.ack_nack_mode;
+            if let Err(f) = c.run(&Op::SetErrorMode(ack)).await? {
+                return Ok(Err(Fault::new(
+                    ErrorCode::PRT_SETUP_ERROR,
+                    "setup",
+                    format!(
+                        "the printer refused the ACK/NACK protocol (Pem;{ack}): {}",
+                        f.description
+                    ),
+                )));
+            }
         }
         let model = match c.run(&Op::ReadModel).await? {
             Ok(m) => m,

@@ -73,7 +73,8 @@ pub struct LinkDefaults {
     pub reply_terminator: TerminatorName,
     pub max_reply_bytes: usize,
     pub host_error_mode: u32,
-    pub ack_nack_bit: u32,
+    /// The `Pem` value that adds ACK/NACK on top of the current mode.
+    pub ack_nack_mode: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

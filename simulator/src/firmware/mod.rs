@@ -160,6 +160,9 @@ pub struct Printer {
     error_mode: u32,
     /// `Pem;mode;s`: the mode a power cycle falls back to.
     saved_error_mode: u32,
+    /// `Pem;4` received: replies are ACK / NACK+code.
+    ack_nack: bool,
+    saved_ack_nack: bool,
     latched: Latched,
     busy_until: u64,
     customer: Customer,
@@ -240,6 +243,8 @@ impl Printer {
             emboss_loaded: BTreeMap::new(),
             error_mode: 0,
             saved_error_mode: 0,
+            ack_nack: false,
+            saved_ack_nack: false,
             latched: Latched::default(),
             busy_until: 0,
             customer: cfg.customer,
@@ -357,18 +362,43 @@ impl Printer {
             "Rco" => self.read_counter(&p[0]),
             "Rr" => self.read_ribbon(),
             "Rcr" => self.read_colour_ribbon(),
-            "Rem" => Ok(Answer::Text(self.error_mode.to_string())),
+            // The current mode and the saved one.
+            "Rem" => Ok(Answer::Text(format!(
+                "{};{}",
+                self.error_mode, self.saved_error_mode
+            ))),
             "Pem" => {
-                let mode = p[0].parse().map_err(|_| ERROR_PARAMETRES)?;
+                let mode: u32 =
+                    dialect::inbound::strict_number(&p[0], 255).ok_or(ERROR_PARAMETRES)? as u32;
                 let save = match p.get(1).map(String::as_str) {
                     None => false,
                     Some("s") => true,
                     Some(_) => return Err(ERROR_PARAMETRES),
                 };
-                self.error_mode = mode;
-                if save {
-                    // Survives a power cycle; without `s` the mode lasts until one.
-                    self.saved_error_mode = mode;
+                // The guide's list of values (not its bit table).
+                match mode {
+                    // A mode replaces the current one, back on the standard
+                    // protocol (`Pem;4` adds ACK/NACK on top of it again).
+                    0..=3 | 16 | 18 => {
+                        self.error_mode = mode;
+                        self.ack_nack = false;
+                        if save {
+                            // Survives a power cycle; without `s` the mode
+                            // lasts until one.
+                            self.saved_error_mode = mode;
+                            self.saved_ack_nack = false;
+                        }
+                    }
+                    // Keeps the mode and adds the ACK/NACK protocol.
+                    m if m == self.cfg.profile.ack_nack_mode => {
+                        self.ack_nack = true;
+                        if save {
+                            self.saved_ack_nack = true;
+                        }
+                    }
+                    // Keeps the mode; a magnetic error does not stop the job.
+                    5 => {}
+                    _ => return Err(ERROR_PARAMETRES),
                 }
                 Ok(Answer::Ok)
             }
@@ -513,10 +543,10 @@ impl Printer {
         }
     }
 
-    /// The profile's `ack_nack_bit` is the value added to `Pem` (`Pem;2+16`
-    /// is `Pem;18` in DIALECT.md), not a bit index.
+    /// ACK/NACK is on once `Pem;4` (the profile's `ack_nack_mode`) was
+    /// received, until a power cycle (unless saved).
     fn ack_nack(&self) -> bool {
-        self.error_mode & self.cfg.profile.ack_nack_bit != 0
+        self.ack_nack
     }
 }
 

@@ -91,6 +91,7 @@ impl Printer {
         self.alarm_seq += 1;
         self.boot_alarm = self.alarm_seq;
         self.error_mode = self.saved_error_mode;
+        self.ack_nack = self.saved_ack_nack;
         self.pending_tracks = Stripe::default();
         self.loaded.clear();
         self.emboss_loaded.clear();

@@ -485,8 +485,10 @@ fn unreachable_raises_a_link_effect() {
 #[test]
 fn ack_nack_mode() {
     let mut p = km();
-    // The reply to Pem follows the mode it arrived in.
-    assert_eq!(send(&mut p, "Pem;18"), Reply::Text("OK".into()));
+    // The guide's list: 2 is host mode, 4 adds ACK/NACK on top of it. The
+    // reply to Pem follows the mode it arrived in.
+    assert_eq!(send(&mut p, "Pem;2"), Reply::Text("OK".into()));
+    assert_eq!(send(&mut p, "Pem;4"), Reply::Text("OK".into()));
     assert_eq!(send(&mut p, "Pmi;F"), Reply::Ack);
     assert_eq!(send(&mut p, "Zz"), Reply::Nack(b'1'));
     assert_eq!(send(&mut p, "Si;x"), Reply::Nack(b'2'));
@@ -495,7 +497,8 @@ fn ack_nack_mode() {
         Reply::Text("KM500B".into()),
         "reads answer text"
     );
-    assert_eq!(send(&mut p, "Rem"), Reply::Text("18".into()));
+    // The current mode and the saved one.
+    assert_eq!(send(&mut p, "Rem"), Reply::Text("2;0".into()));
     assert_eq!(
         send(&mut p, "Rlr;p"),
         Reply::Text("OK".into()),
@@ -524,7 +527,8 @@ fn ack_nack_mode() {
     assert_eq!(send(&mut p, "Pem;2"), Reply::Ack);
     assert_eq!(send(&mut p, "Pmi;F"), Reply::Text("OK".into()));
     let mut e = ie4();
-    ok(&mut e, "Pem;18");
+    ok(&mut e, "Pem;2");
+    ok(&mut e, "Pem;4");
     assert_eq!(send(&mut e, "Si"), Reply::Ack);
     e.raise(Condition::EmbossFail, 0);
     assert_eq!(send(&mut e, "Xee"), Reply::Nack(b'E'));
@@ -1088,7 +1092,7 @@ fn silent_swallows_every_frame_and_moves_nothing() {
     // Cleared: the printer carries on where it was, nothing lost.
     assert_eq!(p.clear(Some("silent"), 30).unwrap(), vec![]);
     assert_eq!(p.power(), crate::state::Power::On);
-    assert_eq!(t(&mut p, "Rem"), "2");
+    assert_eq!(t(&mut p, "Rem"), "2;0");
     assert_eq!(t(&mut p, "Rlr;p"), "CARD");
     ok(&mut p, "Smw");
     assert_eq!(
@@ -1178,7 +1182,8 @@ fn power_cycle_boots_silent_then_answers_with_unsaved_settings_lost() {
     c.customer = Customer::Never;
     let mut p = Printer::new(&c);
     // Host error management with ACK/NACK, not saved.
-    assert_eq!(at(&mut p, "Pem;18", 0), Some(Reply::Text("OK".into())));
+    assert_eq!(at(&mut p, "Pem;2", 0), Some(Reply::Text("OK".into())));
+    assert_eq!(at(&mut p, "Pem;4", 0), Some(Reply::Text("OK".into())));
     assert_eq!(at(&mut p, "Pmi;F", 0), Some(Reply::Ack));
     assert_eq!(at(&mut p, "Piem;2;0", 0), Some(Reply::Ack));
     assert_eq!(at(&mut p, "Si", 0), Some(Reply::Ack));
@@ -1216,7 +1221,7 @@ fn power_cycle_boots_silent_then_answers_with_unsaved_settings_lost() {
     assert!(s.conditions.is_empty());
     assert!(s.events.iter().any(|e| e.what.starts_with("booted")));
     // Text words again, not ACK/NACK; Rem answers the saved mode.
-    assert_eq!(at(&mut p, "Rem", 151), Some(Reply::Text("0".into())));
+    assert_eq!(at(&mut p, "Rem", 151), Some(Reply::Text("0;0".into())));
     assert_eq!(at(&mut p, "Pmi;F", 151), Some(Reply::Text("OK".into())));
     assert_eq!(at(&mut p, "Zz", 151), Some(Reply::Text(ERROR_CDE.into())));
     // The card is still under the contacts and reported there.
@@ -1257,20 +1262,22 @@ fn a_saved_error_mode_survives_a_power_cycle() {
     assert_eq!(p.snapshot(0).saved_error_mode, 2);
     // Not saved on top of it: lost at the cycle, the saved one comes back.
     ok(&mut p, "Pem;18");
-    assert_eq!(t(&mut p, "Rem"), "18");
+    assert_eq!(t(&mut p, "Rem"), "18;2");
     let (_, alarm) = wake(&p.raise(Condition::PowerCycle(None), 0));
     p.alarm(alarm, 60);
-    assert_eq!(t(&mut p, "Rem"), "2");
+    assert_eq!(t(&mut p, "Rem"), "2;2");
     assert_eq!(send(&mut p, "Pmi;F"), Reply::Text("OK".into()));
-    // Saved with ACK/NACK: it answers ACK after the cycle.
-    assert_eq!(send(&mut p, "Pem;18;s"), Reply::Text("OK".into()));
+    // ACK/NACK saved on top of host mode: it answers ACK after the cycle.
+    assert_eq!(send(&mut p, "Pem;4;s"), Reply::Text("OK".into()));
     p.raise(Condition::PowerCycle(None), 100);
     p.clear(Some("power-cycle"), 110).unwrap();
-    assert_eq!(t(&mut p, "Rem"), "18");
+    assert_eq!(t(&mut p, "Rem"), "2;2");
     assert_eq!(send(&mut p, "Pmi;F"), Reply::Ack);
-    // A bad save flag changes nothing.
+    // A bad save flag or a value outside the guide's list changes nothing.
     assert_eq!(send(&mut p, "Pem;2;x"), Reply::Nack(b'2'));
-    assert_eq!(t(&mut p, "Rem"), "18");
+    assert_eq!(send(&mut p, "Pem;6"), Reply::Nack(b'2'));
+    assert_eq!(send(&mut p, "Pem;02"), Reply::Nack(b'2'));
+    assert_eq!(t(&mut p, "Rem"), "2;2");
 }
 
 #[test]
