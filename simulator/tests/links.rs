@@ -159,7 +159,7 @@ async fn usb_node_replies_end_with_nul() {
 async fn ack_nack_over_a_link() {
     let sim = Simulator::new(fast_config("evolis-km500b"));
     let mut c = Client::new(sim.connect());
-    assert_eq!(c.ask("Pem;18").await, Reply::Text("OK".into()));
+    assert_eq!(c.ask("Pem;4").await, Reply::Text("OK".into()));
     assert_eq!(c.ask("Si").await, Reply::Ack);
     sim.raise(Condition::CoverOpen);
     assert_eq!(c.ask("Sp;k").await, Reply::Nack(b'C'));

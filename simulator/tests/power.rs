@@ -136,7 +136,9 @@ async fn silent_and_power_cycle_over_a_pty_and_the_control_socket() {
         assert_eq!(text(&mut c, &probe, "Rlr;p"), "CARD");
 
         // power-cycle with a long boot: silent until it ends (here, cleared).
-        assert_eq!(text(&mut c, &probe, "Pem;18"), "OK");
+        // Host mode, then ACK/NACK on top of it (the guide's list), unsaved.
+        assert_eq!(text(&mut c, &probe, "Pem;2"), "OK");
+        assert_eq!(text(&mut c, &probe, "Pem;4"), "OK");
         assert_eq!(ask(&mut c, &probe, "Pmi;F"), Reply::Ack);
         ctl_ok(&sock, &["raise", "power-cycle:60000"]);
         let s = ctl_state(&sock);
@@ -150,7 +152,7 @@ async fn silent_and_power_cycle_over_a_pty_and_the_control_socket() {
         );
         ctl_ok(&sock, &["clear", "power-cycle"]);
         // Text words again, the saved mode (0), the card still inside.
-        assert_eq!(text(&mut c, &probe, "Rem"), "0");
+        assert_eq!(text(&mut c, &probe, "Rem"), "0;0");
         assert_eq!(ask(&mut c, &probe, "Pmi;F"), Reply::Text("OK".into()));
         assert_eq!(text(&mut c, &probe, "Rlr;p"), "CARD");
         let st = text(&mut c, &probe, "Rst");
@@ -165,7 +167,8 @@ async fn silent_and_power_cycle_over_a_pty_and_the_control_socket() {
         assert!(!rebooted(&st), "reported once only: {st}");
 
         // A saved mode survives; this time the boot ends by itself.
-        assert_eq!(text(&mut c, &probe, "Pem;18;s"), "OK");
+        assert_eq!(text(&mut c, &probe, "Pem;2;s"), "OK");
+        assert_eq!(text(&mut c, &probe, "Pem;4;s"), "OK");
         assert_eq!(
             ask(&mut c, &probe, "Pem;2"),
             Reply::Ack,
@@ -175,13 +178,14 @@ async fn silent_and_power_cycle_over_a_pty_and_the_control_socket() {
         wait_for(&sim, "the end of the boot", |s| {
             s.power == printer_sim::state::Power::On
         });
-        assert_eq!(text(&mut c, &probe, "Rem"), "18");
+        // The saved mode with its saved ACK/NACK.
+        assert_eq!(text(&mut c, &probe, "Rem"), "2;2");
         assert_eq!(ask(&mut c, &probe, "Pmi;F"), Reply::Ack);
         assert!(rebooted(&text(&mut c, &probe, "Rst")));
 
         // The whole story is in the state.
         let s = ctl_state(&sock);
-        assert_eq!(s["saved_error_mode"], 18);
+        assert_eq!(s["saved_error_mode"], 2);
         let log: Vec<String> = s["events"]
             .as_array()
             .unwrap()

@@ -41,7 +41,7 @@ async fn record(path: &std::path::Path) -> Vec<Reply> {
     replies.push(c.reply().await.unwrap());
     sim.raise(Condition::Garbage(Some(1)));
     replies.push(c.ask("Rsn").await);
-    replies.push(c.ask("Pem;18").await);
+    replies.push(c.ask("Pem;4").await);
     replies.push(c.ask("Sp;k").await);
     replies
 }
@@ -73,7 +73,7 @@ async fn play_back<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     c.send(&dbc).await;
     replies.push(c.reply().await.unwrap());
     replies.push(c.ask("Rsn").await);
-    replies.push(c.ask("Pem;18").await);
+    replies.push(c.ask("Pem;4").await);
     replies.push(c.ask("Sp;k").await);
     replies
 }
