@@ -158,10 +158,7 @@ impl CentralBase {
                 Ok(Zeroizing::new(Vec::from(body)))
             }
             Called::Answered(answer, _) => {
-                match health::sat_code(&answer) {
-                    Some(code) => self.health.down(API_LINK, code, &answer.to_string()),
-                    None => self.health.up(API_LINK),
-                }
+                self.health.observe(API_LINK, &answer);
                 Err(data_error(&answer))
             }
         }
@@ -171,15 +168,11 @@ impl CentralBase {
     fn expect_ok(&self, link: &str, called: Called) -> Result<Option<bytes::Bytes>, String> {
         match called {
             Called::NoToken(e) => {
-                self.health
-                    .down(link, health::auth_code(&e), &e.to_string());
+                self.health.no_token(link, &e);
                 Err(e.to_string())
             }
             Called::Answered(answer, body) => {
-                match health::sat_code(&answer) {
-                    Some(code) => self.health.down(link, code, &answer.to_string()),
-                    None => self.health.up(link),
-                }
+                self.health.observe(link, &answer);
                 match answer {
                     Answer::Status { code, .. } if (200..300).contains(&code) => Ok(body),
                     Answer::Status { code, detail, .. } => {

@@ -110,6 +110,22 @@ impl Health {
     }
 }
 
+impl Health {
+    /// Records what a call came to: down with its SAT_ code when the fault
+    /// is on the way there, up when the upstream's application answered.
+    pub fn observe(&self, link: &str, answer: &Answer) {
+        match sat_code(answer) {
+            Some(code) => self.down(link, code, &answer.to_string()),
+            None => self.up(link),
+        }
+    }
+
+    /// Records a call that got no token.
+    pub fn no_token(&self, link: &str, e: &AuthError) {
+        self.down(link, auth_code(e), &e.to_string());
+    }
+}
+
 /// The satellite's code for a call that did not get through, if the fault
 /// is on the way to the upstream (not an answer of its application).
 pub fn sat_code(answer: &Answer) -> Option<ErrorCode> {

@@ -9,7 +9,7 @@
 use super::auth::{self, Called, TokenSource};
 use super::config::{self, UpstreamConfig};
 use super::forms::{self, Form};
-use super::health::{self, Health};
+use super::health::Health;
 use super::http;
 use super::policy::{self, Answer, Verdict};
 use super::signing::Signer;
@@ -265,7 +265,7 @@ impl Sink {
             .await;
         let (answer, _) = http::answer(result).await;
         let verdict = policy::classify(&answer);
-        self.note(&answer);
+        self.health.observe(&self.name, &answer);
         Outcome::of(match (&answer, verdict) {
             // A webhook endpoint answering 401 refuses our signature: the
             // secret is wrong on one side; the event is fine and waits.
@@ -336,15 +336,14 @@ impl Sink {
     fn judge(&self, called: Called, classify: fn(&Answer) -> Verdict) -> Verdict {
         match called {
             Called::NoToken(e) => {
-                self.health
-                    .down(&self.name, health::auth_code(&e), &e.to_string());
+                self.health.no_token(&self.name, &e);
                 Verdict::Retry {
                     why: e.to_string(),
                     not_before: None,
                 }
             }
             Called::Answered(answer, _) => {
-                self.note(&answer);
+                self.health.observe(&self.name, &answer);
                 match (&answer, classify(&answer)) {
                     // Still refused after a renewed token: our credentials,
                     // not the event. It waits until they are fixed.
@@ -355,13 +354,6 @@ impl Sink {
                     (_, v) => v,
                 }
             }
-        }
-    }
-
-    fn note(&self, answer: &Answer) {
-        match health::sat_code(answer) {
-            Some(code) => self.health.down(&self.name, code, &answer.to_string()),
-            None => self.health.up(&self.name),
         }
     }
 }
