@@ -118,6 +118,10 @@ pub struct SimConfig {
     pub serial: String,
     /// What `Rfv` answers.
     pub firmware: String,
+    /// What `Rkn` (head kit number) answers.
+    pub kit_number: String,
+    /// What `Rck` (firmware checksum) answers.
+    pub firmware_checksum: String,
     /// One entry per feeder of the profile; missing entries take the defaults,
     /// extra entries are ignored.
     pub feeders: Vec<FeederConfig>,
@@ -168,6 +172,8 @@ impl SimConfig {
             speed: 1.0,
             serial: "SIM000001".into(),
             firmware: format!("SIM-{}", env!("CARGO_PKG_VERSION")),
+            kit_number: "KIT-SIM-0001".into(),
+            firmware_checksum: "5A3C".into(),
             feeders,
             hopper_capacity: 100,
             reject_capacity: 20,

@@ -18,7 +18,8 @@ fn rgb_of(panel: Panel) -> [u8; 3] {
     }
 }
 
-/// Writes one PNG per image as `card-<seq>-<n>-<panel>.png` in `dir`.
+/// Writes one PNG per image as `card-<seq>-<n>-<side>-<panel>.png` in `dir`
+/// (`n` counts the card's printed panels in order, `side` is front or back).
 pub fn write_images(
     seq: u64,
     images: &[PanelImage],
@@ -46,7 +47,12 @@ pub fn write_images(
                 }
             }
         }
-        let path = dir.join(format!("card-{seq}-{}-{}.png", n + 1, img.panel.letter()));
+        let path = dir.join(format!(
+            "card-{seq}-{}-{}-{}.png",
+            n + 1,
+            img.side,
+            img.panel.letter()
+        ));
         let file = std::io::BufWriter::new(std::fs::File::create(&path)?);
         let mut enc = png::Encoder::new(file, img_w as u32, img_h as u32);
         enc.set_color(png::ColorType::Rgb);

@@ -136,6 +136,8 @@ impl std::fmt::Debug for Stripe {
 #[derive(Clone)]
 pub struct PanelImage {
     pub panel: Panel,
+    /// `front` or `back`, as in [`PanelPrint`].
+    pub side: &'static str,
     pub levels: Levels,
     pub data: Vec<u8>,
 }

@@ -96,7 +96,7 @@ async fn ctl_round_trip() {
     let (ok, out, err) = ctl(&sock, &["dump", "1", images.to_str().unwrap()]).await;
     assert!(ok, "{err}");
     let file = out.lines().next().unwrap().to_string();
-    assert!(file.ends_with("card-1-1-k.png"), "{out}");
+    assert!(file.ends_with("card-1-1-front-k.png"), "{out}");
     let png = std::fs::read(&file).unwrap();
     assert_eq!(&png[1..4], b"PNG");
     let (ok, _, _) = ctl(&sock, &["dump", "99", images.to_str().unwrap()]).await;

@@ -37,8 +37,9 @@ use std::collections::BTreeMap;
 /// The printer's resolution: 1 mm is 11.8 dots.
 pub const DOTS_PER_INCH: u32 = 300;
 
-/// The highest resident font number `Wt` takes.
-pub const MAX_FONT: u8 = 9;
+/// The highest resident font number `Wt` takes: 0 Arial, 1 Arial bold
+/// (the reference fact sheet lists no other).
+pub const MAX_FONT: u8 = 1;
 /// Text heights, in dots as `Wt` takes them: below 1.7 mm text is not
 /// readable on a card (a height meant in points, 10 to 16, is refused here
 /// rather than printed 1 mm tall); above 20 mm it is not card text.
@@ -177,7 +178,10 @@ impl TextPosition {
 
     fn check(&self, what: &str, geometry: Geometry) -> Result<(), String> {
         if self.font > MAX_FONT {
-            return Err(format!("{what}: font {} is above {MAX_FONT}", self.font));
+            return Err(format!(
+                "{what}: font {} is not a resident font of the printer (0 Arial, 1 Arial bold)",
+                self.font
+            ));
         }
         if !(MIN_HEIGHT_DOTS..=MAX_HEIGHT_DOTS).contains(&self.height) {
             return Err(format!(
@@ -386,7 +390,7 @@ mod tests {
             magnetic = true
             [card_type.layout.slots]
             name = { x = 90, y = 510, height = 32 }
-            bank = { x = 60, y = 40, height = 36, font = 2 }
+            bank = { x = 60, y = 40, height = 36, font = 1 }
             [card_type.layout.lines]
             x = 60
             y = 100
@@ -400,7 +404,7 @@ mod tests {
         assert_eq!(t.layout.slots["name"].x, 90);
         assert_eq!(t.layout.slots["name"].font, 0);
         assert_eq!(t.layout.slots["pan"].y, 370);
-        assert_eq!(t.layout.slots["bank"].font, 2);
+        assert_eq!(t.layout.slots["bank"].font, 1);
         assert_eq!(t.layout.lines.font, 0);
         assert_eq!(t.check(Geometry::default()), Ok(()));
     }
@@ -456,8 +460,12 @@ mod tests {
             "{e}"
         );
         t.layout.slots.remove("off");
-        t.layout.slots.get_mut("pan").unwrap().font = 10;
-        assert!(t.check(g).unwrap_err().contains("font 10"));
+        // Only the resident fonts 0 and 1 exist.
+        t.layout.slots.get_mut("pan").unwrap().font = 2;
+        assert!(t
+            .check(g)
+            .unwrap_err()
+            .contains("font 2 is not a resident font"));
         t.layout.slots.get_mut("pan").unwrap().font = 1;
         t.layout.emboss_fonts = vec![0, 2];
         assert!(t.check(g).unwrap_err().contains("emboss font 2"));

@@ -54,6 +54,12 @@ impl Printer {
                 ERROR_CDE
             });
         }
+        self.take_card(cx).map(|_| Answer::Ok)
+    }
+
+    /// Takes a card from the feeder onto the empty path: `Si`, and a print
+    /// sequence that needs a card.
+    pub(super) fn take_card(&mut self, cx: &mut Cx) -> Result<usize, &'static str> {
         let f = self.pick_feeder()?;
         let i = self.feed(f, cx);
         cx.work += INSERT_MS;
@@ -71,7 +77,7 @@ impl Printer {
         self.counters.inserted += 1;
         self.cards_since_cleaning = self.cards_since_cleaning.saturating_add(1);
         self.cards[i].event(cx.now, "inserted");
-        Ok(Answer::Ok)
+        Ok(i)
     }
 
     /// `Sis`: under the contacts; the chip reaches the reader unless the
@@ -199,6 +205,7 @@ impl Printer {
         let inked = bm.inked() as u64;
         self.cards[i].images.push(PanelImage {
             panel: Panel::K,
+            side: "front",
             levels: Levels::Two,
             data: panel::compress(&bm),
         });

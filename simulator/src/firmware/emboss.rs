@@ -3,7 +3,7 @@
 //! clear number, and the emboss buffer is not the magnetic encoder.
 
 use super::words::*;
-use super::{Answer, Cx, Printer, Res};
+use super::{number, Answer, Cx, Printer, Res};
 use crate::condition::Condition;
 use crate::model::{EmbossLine, Place};
 use dialect::redact::mask_text;
@@ -21,8 +21,8 @@ impl Printer {
     pub(super) fn emboss_load(&mut self, p: &[String]) -> Res {
         let emboss = self.available().emboss;
         self.need(emboss)?;
-        let line: u8 = p[0].parse().map_err(|_| ERROR_PARAMETRES)?;
-        let font: u8 = p[1].parse().map_err(|_| ERROR_PARAMETRES)?;
+        let line = number(&p[0], 255)? as u8;
+        let font = number(&p[1], 255)? as u8;
         let prof = &self.cfg.profile;
         if line == 0 || line > prof.emboss_lines || font > 1 {
             return Err(ERROR_PARAMETRES);

@@ -20,6 +20,9 @@ mod magnetic;
 mod operator;
 mod power;
 mod printing;
+mod sequence;
+#[cfg(test)]
+mod sequence_tests;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -155,6 +158,9 @@ pub struct Printer {
     /// `Dm` data waiting for `Smw`: the encoder's memory, never shown.
     pending_tracks: Stripe,
     loaded: BTreeMap<Panel, Loaded>,
+    /// Between `Ss` and `Se`: downloads print at once, a card is taken
+    /// without `Si` (see `sequence.rs`).
+    sequence: bool,
     back_side: bool,
     emboss_loaded: BTreeMap<u8, EmbossLine>,
     error_mode: u32,
@@ -239,6 +245,7 @@ impl Printer {
             cards: Vec::new(),
             pending_tracks: Stripe::default(),
             loaded: BTreeMap::new(),
+            sequence: false,
             back_side: false,
             emboss_loaded: BTreeMap::new(),
             error_mode: 0,
@@ -368,8 +375,7 @@ impl Printer {
                 self.error_mode, self.saved_error_mode
             ))),
             "Pem" => {
-                let mode: u32 =
-                    dialect::inbound::strict_number(&p[0], 255).ok_or(ERROR_PARAMETRES)? as u32;
+                let mode = number(&p[0], 255)? as u32;
                 let save = match p.get(1).map(String::as_str) {
                     None => false,
                     Some("s") => true,
@@ -402,17 +408,9 @@ impl Printer {
                 }
                 Ok(Answer::Ok)
             }
-            "Pmi" => match p[0].as_str() {
-                "F" | "B" => Ok(Answer::Ok),
-                // Kiosk printers have no manual slot.
-                "M" => self.need(false).map(|_| Answer::Ok),
-                _ => Err(ERROR_PARAMETRES),
-            },
+            "Pmi" => self.insertion_mode(p),
             "Piem" => {
-                let n: u8 = p[0].parse().map_err(|_| ERROR_PARAMETRES)?;
-                if n > self.cfg.profile.feeders {
-                    return Err(ERROR_PARAMETRES);
-                }
+                let n = number(&p[0], u64::from(self.cfg.profile.feeders))? as u8;
                 if p.len() == 2 && !matches!(p[1].as_str(), "0" | "1" | "2" | "3") {
                     return Err(ERROR_PARAMETRES);
                 }
@@ -427,8 +425,14 @@ impl Printer {
                 self.ribbon.ribbon_type = t;
                 Ok(Answer::Ok)
             }
-            // Print and encoding settings: accepted, no effect on the simulation.
-            "Pc" | "Pl" | "Ps" | "Pmc" | "Pmt" | "Pmd" | "Pmtc" | "Pos" => Ok(Answer::Ok),
+            "Pc" | "Pl" | "Ps" => self.print_setting(p),
+            "Pdt" | "Mr" | "Ppws" => self.driver_setting(p),
+            // Encoding settings: accepted, no effect on the simulation.
+            "Pmc" | "Pmt" | "Pmd" | "Pmtc" | "Pos" => Ok(Answer::Ok),
+            "Rkn" => self.read_kit_number(),
+            "Rck" => self.read_checksum(),
+            "Sie" => self.insert_eject(cx),
+            "Ssd" => self.print_without_download(&p[0], cx),
             "Sk" => self.read_feeders(p),
             "Si" => self.insert(cx),
             "Sis" => self.move_to_smart_station(cx),
@@ -436,7 +440,8 @@ impl Printer {
             "Dm" => self.load_track(&p[0], &p[1]),
             "Smw" => self.write_magnetic(cx),
             "Smr" => self.read_track(&p[0], cx),
-            "Ss" | "Sr" => {
+            "Ss" => self.start_sequence(),
+            "Sr" => {
                 self.back_side = false;
                 Ok(Answer::Ok)
             }
@@ -446,9 +451,9 @@ impl Printer {
             }
             "Wcb" => self.clear_bitmap(&p[0]),
             "Wt" => self.write_text(p),
-            "Db" | "Dbc" => self.download(cmd),
+            "Db" | "Dbc" => self.download(cmd, cx),
             "Sp" => self.print_panel(&p[0], cx),
-            "Se" => self.eject(cx),
+            "Se" => self.end_sequence(p, cx),
             "Ser" => self.reject_card(cx),
             "Scp" => {
                 self.counters.cleanings += 1;
@@ -461,6 +466,7 @@ impl Printer {
                 self.pending_tracks = Stripe::default();
                 self.loaded.clear();
                 self.emboss_loaded.clear();
+                self.sequence = false;
                 self.back_side = false;
                 self.selected_feeder = 0;
                 self.latched = Latched {
@@ -475,11 +481,7 @@ impl Printer {
                 Ok(Answer::Ok)
             }
             "Sdm" => {
-                let ms: u64 = p[0].parse().map_err(|_| ERROR_PARAMETRES)?;
-                if ms > 600_000 {
-                    return Err(ERROR_PARAMETRES);
-                }
-                cx.work += ms;
+                cx.work += number(&p[0], 600_000)?;
                 Ok(Answer::Ok)
             }
             "Xel" => self.emboss_load(p),
@@ -579,17 +581,17 @@ fn is_read(m: &str) -> bool {
 /// Known mnemonics and their parameter counts (min, max).
 fn arity(m: &str) -> Option<(usize, usize)> {
     Some(match m {
-        "Rtp" | "Rsn" | "Rfv" | "Rst" | "Rr" | "Rcr" | "Rem" => (0, 0),
+        "Rtp" | "Rsn" | "Rfv" | "Rkn" | "Rck" | "Rst" | "Rr" | "Rcr" | "Rem" => (0, 0),
         "Rse" | "Rlr" | "Rco" => (1, 1),
-        "Pem" | "Piem" | "Pmt" | "Pmd" | "Pos" => (1, 2),
-        "Pmi" | "Pr" | "Pmc" => (1, 1),
+        "Pem" | "Piem" | "Pmt" | "Pmd" | "Pos" | "Pmi" => (1, 2),
+        "Pr" | "Pmc" | "Pdt" | "Mr" | "Ppws" => (1, 1),
         "Pc" | "Pl" | "Ps" => (1, 3),
         "Pmtc" => (1, 4),
-        "Si" | "Sis" | "Sic" | "Smw" | "Ss" | "Sr" | "Sv" | "Se" | "Ser" | "Scp" | "Srs"
+        "Si" | "Sie" | "Sis" | "Sic" | "Smw" | "Ss" | "Sr" | "Sv" | "Ser" | "Scp" | "Srs"
         | "Scs" | "Xec" | "Xee" => (0, 0),
-        "St" => (0, 1),
+        "St" | "Se" => (0, 1),
         "Sk" | "Wcb" => (1, 2),
-        "Smr" | "Sp" | "Sdm" => (1, 1),
+        "Smr" | "Sp" | "Ssd" | "Sdm" => (1, 1),
         "Dm" | "Db" => (2, 2),
         "Dbc" | "Xel" => (3, 3),
         "Wt" => (5, 5),
@@ -606,6 +608,12 @@ fn malformed_word(raw: &[u8]) -> &'static str {
         Ok(m) if arity(m).is_some() => ERROR_PARAMETRES,
         _ => ERROR_CDE,
     }
+}
+
+/// A number parameter as a strict printer reads it (no sign, no space, no
+/// leading zero, at most `max`: `dialect::inbound::strict_number`).
+pub(crate) fn number(text: &str, max: u64) -> Result<u64, &'static str> {
+    dialect::inbound::strict_number(text, max).ok_or(ERROR_PARAMETRES)
 }
 
 fn shape(result: Res, read: bool, ack: bool) -> Reply {

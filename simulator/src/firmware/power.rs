@@ -95,6 +95,7 @@ impl Printer {
         self.pending_tracks = Stripe::default();
         self.loaded.clear();
         self.emboss_loaded.clear();
+        self.sequence = false;
         self.back_side = false;
         self.selected_feeder = 0;
         self.latched = Latched::default();

@@ -6,7 +6,7 @@
 //! bitmap, an image dump or a record in clear.
 
 use super::words::*;
-use super::{Answer, Cx, Loaded, Printer, Res};
+use super::{number, Answer, Cx, Loaded, Printer, Res};
 use crate::condition::Condition;
 use crate::font;
 use crate::model::{PanelImage, PanelPrint, Place, TextLine};
@@ -31,13 +31,18 @@ impl Printer {
 
     /// `Wt;x;y;font;height;text` into the K bitmap.
     pub(super) fn write_text(&mut self, p: &[String]) -> Res {
-        let num = |s: &String| s.parse::<u32>().map_err(|_| ERROR_PARAMETRES);
-        let (x, y, font_no, height) = (num(&p[0])?, num(&p[1])?, num(&p[2])?, num(&p[3])?);
-        if font_no > 9 || height == 0 || height > 200 {
+        let g = self.cfg.profile.geometry;
+        // Card coordinates: x along the long edge, y along the short one.
+        let x = number(&p[0], g.height as u64 - 1)? as u32;
+        let y = number(&p[1], g.width as u64 - 1)? as u32;
+        // Resident fonts 0 (Arial) and 1 (Arial bold).
+        let font_no = number(&p[2], 1)? as u32;
+        // A height in dots: at most the card's short edge.
+        let height = number(&p[3], g.width as u64)? as u32;
+        if height == 0 {
             return Err(ERROR_PARAMETRES);
         }
         let text = mask_text(&p[4]);
-        let g = self.cfg.profile.geometry;
         let loaded = self.loaded.entry(Panel::K).or_insert_with(|| Loaded {
             bitmap: Bitmap::blank(g, Levels::Two),
             texts: Vec::new(),
@@ -59,13 +64,13 @@ impl Printer {
         Ok(Answer::Ok)
     }
 
-    /// `Db;panel;levels;data` and `Dbc;panel;levels;count;data`.
-    pub(super) fn download(&mut self, cmd: &Command) -> Res {
+    /// `Db;panel;levels;data` and `Dbc;panel;levels;count;data`; in a
+    /// sequence (`Ss`) the panel prints at once.
+    pub(super) fn download(&mut self, cmd: &Command, cx: &mut Cx) -> Res {
         let panel = panel_param(&cmd.params[0])?;
-        let levels = cmd.params[1]
-            .parse::<u32>()
+        let levels = number(&cmd.params[1], 128)
             .ok()
-            .and_then(Levels::from_number)
+            .and_then(|n| Levels::from_number(n as u32))
             .ok_or(ERROR_PARAMETRES)?;
         // K and O are one bit a pixel; Y, M, C carry levels.
         if panel.is_mono() != (levels == Levels::Two) {
@@ -74,7 +79,7 @@ impl Printer {
         let data = cmd.payload.as_deref().ok_or(ERROR_PARAMETRES)?;
         let g = self.cfg.profile.geometry;
         let bitmap = if cmd.mnemonic == "Dbc" {
-            if cmd.params[2].parse::<usize>() != Ok(data.len()) {
+            if number(&cmd.params[2], u64::MAX) != Ok(data.len() as u64) {
                 return Err(ERROR_PARAMETRES);
             }
             panel::decompress(data, g, levels)
@@ -92,6 +97,10 @@ impl Printer {
                 texts: Vec::new(),
             },
         );
+        if self.sequence {
+            let i = self.card_for_print(panel, cx)?;
+            return self.print_on(i, panel, cx);
+        }
         Ok(Answer::Ok)
     }
 
@@ -116,8 +125,13 @@ impl Printer {
     /// `Sp;panel`.
     pub(super) fn print_panel(&mut self, p: &str, cx: &mut Cx) -> Res {
         let panel = panel_param(p)?;
-        let i = self.working_card()?;
-        self.ribbon_ready(panel)?;
+        let i = self.card_for_print(panel, cx)?;
+        self.print_on(i, panel, cx)
+    }
+
+    /// Prints the loaded bitmap of `panel` on card `i` (checked by
+    /// [`Printer::card_for_print`]) and uses one ribbon panel.
+    fn print_on(&mut self, i: usize, panel: Panel, cx: &mut Cx) -> Res {
         self.move_card(i, Place::Inside, cx);
         let side = if self.back_side { "back" } else { "front" };
         let (inked, image, texts) = match self.loaded.get(&panel) {
@@ -125,6 +139,7 @@ impl Printer {
                 l.bitmap.inked() as u64,
                 Some(PanelImage {
                     panel,
+                    side,
                     levels: l.bitmap.levels,
                     data: panel::compress(&l.bitmap),
                 }),

@@ -238,6 +238,8 @@ impl Printer {
         let test: fn(&Printer, usize) -> bool = match p[0].as_str() {
             "f" => Printer::feeder_empty,
             "w" => Printer::feeder_near_empty,
+            // Is the feeder there to answer? It always is in the simulation.
+            "s" if p.len() == 1 => return Ok(Answer::Ok),
             _ => return Err(ERROR_PARAMETRES),
         };
         if p.len() == 2 && p[1] != "1" {

@@ -9,13 +9,13 @@ use dialect::panel::{self, Geometry, Levels};
 
 const PAN: &str = "4000001234567899";
 
-fn config(model: &str) -> SimConfig {
+pub(super) fn config(model: &str) -> SimConfig {
     let mut c = SimConfig::for_model(model).unwrap();
     c.speed = 0.0;
     c
 }
 
-fn km() -> Printer {
+pub(super) fn km() -> Printer {
     Printer::new(&config("evolis-km500b"))
 }
 
@@ -23,7 +23,7 @@ fn ie4() -> Printer {
     Printer::new(&config("instant-embosser-ie4"))
 }
 
-fn cmd(frame: &str) -> Command {
+pub(super) fn cmd(frame: &str) -> Command {
     let mut parts = frame.split(';');
     let mut c = Command::new(parts.next().unwrap());
     for p in parts {
@@ -32,23 +32,23 @@ fn cmd(frame: &str) -> Command {
     c
 }
 
-fn outcome(p: &mut Printer, frame: &str) -> Outcome {
+pub(super) fn outcome(p: &mut Printer, frame: &str) -> Outcome {
     p.handle(&Inbound::Command(cmd(frame)), 0)
 }
 
-fn send(p: &mut Printer, frame: &str) -> Reply {
+pub(super) fn send(p: &mut Printer, frame: &str) -> Reply {
     outcome(p, frame).reply.expect("a reply")
 }
 
 /// The text reply to a frame.
-fn t(p: &mut Printer, frame: &str) -> String {
+pub(super) fn t(p: &mut Printer, frame: &str) -> String {
     match send(p, frame) {
         Reply::Text(s) => s,
         other => panic!("{frame}: {other:?}"),
     }
 }
 
-fn ok(p: &mut Printer, frame: &str) {
+pub(super) fn ok(p: &mut Printer, frame: &str) {
     assert_eq!(t(p, frame), "OK", "{frame}");
 }
 
@@ -61,14 +61,14 @@ fn has(word: u32, bit: u32) -> bool {
 }
 
 /// Inserts a card from the feeders.
-fn insert(p: &mut Printer) {
+pub(super) fn insert(p: &mut Printer) {
     ok(p, "Pmi;F");
     ok(p, "Si");
 }
 
 /// Checks the physical rules after every step: one card on the path at
 /// most, one in the bezel at most, and no card lost or made up.
-fn check_invariants(p: &Printer, initial_cards: u32) {
+pub(super) fn check_invariants(p: &Printer, initial_cards: u32) {
     let path = p.cards.iter().filter(|c| c.record.place.in_path()).count();
     let bezel = p
         .cards
