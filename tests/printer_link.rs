@@ -44,6 +44,45 @@ async fn ack_nack_mode_runs_a_card_and_maps_nack_codes() {
     assert!(f.description.contains("NACK"), "{f}");
 }
 
+/// ACK/NACK on the USB printer node, where the printer may end ACK and NACK
+/// with the node's NUL or not: either way every command gets its own answer
+/// (a NUL left over must not read as the next command's empty reply).
+#[tokio::test]
+async fn ack_nack_over_a_usb_node_with_and_without_a_nul_after_ack() {
+    for ack_terminated in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let transcript = dir.path().join("session.jsonl");
+        let rig = rig(Options {
+            via: Via::UsbNode,
+            ack_nack: true,
+            ack_terminated,
+            record: Some(transcript.clone()),
+            ..no_chip()
+        })
+        .await;
+        for _ in 0..2 {
+            produce_one(&rig, &test_card(), |_| {})
+                .await
+                .unwrap_or_else(|f| panic!("NUL after ACK: {ack_terminated}: {f}"));
+        }
+        assert_eq!(rig.sim.state().counters.taken, 2);
+        rig.sim.raise("cover-open".parse::<Condition>().unwrap());
+        let f = rig.printer.insert().await.unwrap_err();
+        assert_eq!(f.code, ErrorCode::PRT_COVER_OPEN, "{f}");
+        rig.sim.clear(Some("cover-open"));
+        let model = rig.printer.run(Op::ReadModel).await.unwrap();
+        assert_eq!(model, "KM500B", "the answer after a NACK is its own");
+        // No NUL was left over as stale bytes: the driver never had to
+        // resynchronise (which probes the serial number again).
+        let text = std::fs::read_to_string(&transcript).unwrap();
+        let probes = text
+            .lines()
+            .filter(|l| l.contains(r#""frame":"Rsn""#))
+            .count();
+        assert_eq!(probes, 1, "serial number asked once, at connection");
+    }
+}
+
 #[tokio::test]
 async fn the_link_comes_back_by_itself_and_a_new_serial_is_reported() {
     let rig = rig(Options {

@@ -79,6 +79,8 @@ pub struct ReplyCodec {
     max_reply: usize,
     /// Skipping the rest of an oversized or broken reply up to its terminator.
     discarding: bool,
+    /// The last reply was ACK or NACK: a terminator that follows belongs to it.
+    after_control: bool,
 }
 
 impl ReplyCodec {
@@ -90,6 +92,7 @@ impl ReplyCodec {
             ack_nack,
             max_reply: max_reply.max(8),
             discarding: false,
+            after_control: false,
         }
     }
 
@@ -103,6 +106,18 @@ impl ReplyCodec {
 
     fn is_term(&self, b: u8) -> bool {
         b == self.terminator.byte()
+    }
+
+    /// Consumes the terminator after an ACK or NACK if it is already here,
+    /// so that it is not left over as stale bytes for the next command.
+    fn skip_control_tail(&mut self, src: &mut BytesMut) {
+        if src.first() == Some(&CR) {
+            src.advance(1);
+        }
+        if src.first() == Some(&NUL) {
+            src.advance(1);
+            self.after_control = false;
+        }
     }
 
     /// Skip bytes up to and including the next terminator.
@@ -129,14 +144,21 @@ impl Decoder for ReplyCodec {
         if self.discarding && !self.skip_to_terminator(src) {
             return Ok(None);
         }
-        // Tolerate the second half of a CR LF or CR NUL pair between replies.
+        // Tolerate the second half of a CR LF or CR NUL pair between replies,
+        // and the terminator some links send after ACK or NACK: none, a CR, a
+        // NUL or CR NUL (hardware/DIALECT.md, "ACK and NACK on the USB node").
+        // A terminator arriving later than its ACK is still recognised, as long
+        // as nothing else came first: a reply never starts with CR or NUL.
         while let Some(&b) = src.first() {
             let tolerated = match self.terminator {
                 Terminator::Cr => b == LF,
                 Terminator::Nul => false,
-            };
+            } || (self.after_control && (b == CR || b == NUL));
             if tolerated {
                 src.advance(1);
+                if b == NUL {
+                    self.after_control = false;
+                }
             } else {
                 break;
             }
@@ -144,6 +166,7 @@ impl Decoder for ReplyCodec {
         let Some(&first) = src.first() else {
             return Ok(None);
         };
+        self.after_control = false;
         if first == ACK || first == NACK {
             if !self.ack_nack {
                 src.advance(1);
@@ -154,6 +177,8 @@ impl Decoder for ReplyCodec {
             }
             if first == ACK {
                 src.advance(1);
+                self.after_control = true;
+                self.skip_control_tail(src);
                 return Ok(Some(Reply::Ack));
             }
             if src.len() < 2 {
@@ -162,6 +187,8 @@ impl Decoder for ReplyCodec {
             let code = src[1];
             src.advance(2);
             if code.is_ascii_graphic() {
+                self.after_control = true;
+                self.skip_control_tail(src);
                 return Ok(Some(Reply::Nack(code)));
             }
             return Ok(Some(Reply::Malformed {
@@ -329,6 +356,44 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// After ACK or NACK a link may send nothing, a CR, a NUL or CR NUL:
+    /// each is part of that reply, whether it comes with it or later, and
+    /// the next reply decodes as itself (never as an empty text).
+    #[test]
+    fn a_terminator_after_ack_or_nack_belongs_to_it() {
+        for t in [Terminator::Nul, Terminator::Cr] {
+            let text = |s: &str| {
+                let mut v = s.as_bytes().to_vec();
+                v.push(t.byte());
+                v
+            };
+            for tail in [&b""[..], b"\0", b"\r", b"\r\0"] {
+                // All in one chunk.
+                let mut c = ReplyCodec::new(t, true, 64);
+                let input = [&[ACK][..], tail, &[NACK, b'F'], tail, &text("CARD")].concat();
+                assert_eq!(
+                    decode_all(&mut c, &input),
+                    vec![Reply::Ack, Reply::Nack(b'F'), Reply::Text("CARD".into())],
+                    "{t:?} tail {tail:?}"
+                );
+                // The ACK, then its tail and the next reply in later chunks:
+                // nothing is left over after the ACK's own chunk.
+                let mut c = ReplyCodec::new(t, true, 64);
+                let mut buf = BytesMut::from(&[ACK][..]);
+                assert_eq!(c.decode(&mut buf).unwrap(), Some(Reply::Ack));
+                assert!(buf.is_empty());
+                buf.extend_from_slice(tail);
+                assert_eq!(c.decode(&mut buf).unwrap(), None, "{t:?} tail {tail:?}");
+                buf.extend_from_slice(&text("OK"));
+                assert_eq!(c.decode(&mut buf).unwrap(), Some(Reply::Text("OK".into())));
+                assert!(buf.is_empty());
+            }
+        }
+        // Without an ACK before it, a lone terminator is still an empty reply.
+        let mut c = ReplyCodec::new(Terminator::Nul, true, 64);
+        assert_eq!(decode_all(&mut c, b"\0"), vec![Reply::Text(String::new())]);
     }
 
     #[test]

@@ -130,6 +130,9 @@ pub struct SimConfig {
     pub reject_capacity: u32,
     pub customer: Customer,
     pub reply_terminator: Terminator,
+    /// ACK and NACK replies are followed by the reply terminator, as a USB
+    /// printer node may send them (replies there are read up to a NUL).
+    pub ack_terminated: bool,
     /// The vpcd socket of pcscd's virtual reader: the chip is played there.
     pub vpcd: Option<SocketAddr>,
     /// Transcript file (JSON lines, redacted).
@@ -179,6 +182,7 @@ impl SimConfig {
             reject_capacity: 20,
             customer: Customer::default(),
             reply_terminator: Terminator::Cr,
+            ack_terminated: false,
             vpcd: None,
             record: None,
             scenario: None,

@@ -110,6 +110,10 @@ struct ServeArgs {
     /// Reply terminator: cr (serial, TCP) or nul (USB node).
     #[arg(long, value_enum, default_value = "cr")]
     reply_end: ReplyEnd,
+    /// Follow ACK and NACK replies with the reply terminator too (some USB
+    /// nodes do).
+    #[arg(long)]
+    ack_terminated: bool,
 }
 
 #[derive(Subcommand)]
@@ -286,6 +290,7 @@ async fn serve(a: ServeArgs) -> Result<ExitCode, String> {
     }
     cfg.record = a.record;
     cfg.reply_terminator = a.reply_end.into();
+    cfg.ack_terminated = a.ack_terminated;
     let sim = Simulator::try_new(cfg).map_err(|e| format!("--record: {e}"))?;
 
     let want_pty = a.pty || a.link.is_some() || a.tcp.is_none();

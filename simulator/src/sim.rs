@@ -18,7 +18,7 @@ use crate::state::{Links, State};
 use crate::transcript::{reply_is_card_data, show_frame, show_reply_of, Entry, Recorder};
 use dialect::panel::Geometry;
 use dialect::reply::encode_reply;
-use dialect::{Inbound, Terminator};
+use dialect::{Inbound, Reply, Terminator};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +40,7 @@ struct Inner {
     chip: Option<VpcdCard>,
     start: Instant,
     terminator: Terminator,
+    ack_terminated: bool,
     geometry: Geometry,
     /// `true` while the links are reachable.
     gate: watch::Sender<bool>,
@@ -87,6 +88,7 @@ impl Simulator {
                 chip: config.vpcd.map(VpcdCard::new),
                 start: Instant::now(),
                 terminator: config.reply_terminator,
+                ack_terminated: config.ack_terminated,
                 geometry: config.profile.geometry,
                 gate,
                 outage: AtomicU64::new(0),
@@ -189,7 +191,10 @@ impl Simulator {
             tracing::debug!(frame = %shown, "the printer went off while working: no reply");
             return None;
         }
-        let bytes = encode_reply(&reply, self.inner.terminator);
+        let mut bytes = encode_reply(&reply, self.inner.terminator);
+        if self.inner.ack_terminated && matches!(reply, Reply::Ack | Reply::Nack(_)) {
+            bytes.push(self.inner.terminator.byte());
+        }
         let (shown_reply, _) = show_reply_of(&reply, card_data);
         tracing::debug!(frame = %shown, reply = %shown_reply, "reply out");
         if let Some(r) = &self.inner.recorder {

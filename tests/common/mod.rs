@@ -49,6 +49,8 @@ pub struct Options {
     pub serial: Option<String>,
     /// Record the session as a transcript.
     pub record: Option<PathBuf>,
+    /// The simulator ends ACK and NACK with the reply terminator too.
+    pub ack_terminated: bool,
 }
 
 impl Default for Options {
@@ -60,6 +62,7 @@ impl Default for Options {
             chip: true,
             serial: None,
             record: None,
+            ack_terminated: false,
         }
     }
 }
@@ -92,6 +95,7 @@ pub async fn rig(opts: Options) -> Rig {
     if matches!(opts.via, Via::UsbNode) {
         config.reply_terminator = dialect::Terminator::Nul;
     }
+    config.ack_terminated = opts.ack_terminated;
     let sim = Simulator::new(config);
     let endpoint = match opts.via {
         Via::Pty => Endpoint::Serial(
