@@ -9,11 +9,14 @@ use std::process::ExitCode;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = match cli.command {
-        Command::Printer(_) | Command::Jobs(_) | Command::Outbox(_) | Command::Keygen { .. } => {
-            Quiet::Warnings
-        }
+        Command::Status { .. }
+        | Command::Printer(_)
+        | Command::Jobs(_)
+        | Command::Outbox(_)
+        | Command::Inventory(_)
+        | Command::Keygen { .. } => Quiet::Warnings,
         Command::Demo | Command::Bench { .. } => Quiet::Errors,
-        Command::Run { .. } => Quiet::No,
+        Command::Run => Quiet::No,
     };
     satellite::logging::init(cli.verbose, quiet);
     satellite::cli::run(cli).await

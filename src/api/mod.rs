@@ -24,6 +24,7 @@
 //! arrive within `body_read_timeout_ms` is answered 408 and closed.
 
 pub mod client;
+mod technician;
 
 use crate::codes::ErrorCode;
 use crate::engine::{CardError, Engine, Refused, Resolution, SubmitError};
@@ -107,6 +108,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/v1/printer", get(printer))
         .route("/v1/inventory", get(inventory))
         .route("/v1/inventory/{feeder}", put(set_inventory))
+        .merge(technician::routes())
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,

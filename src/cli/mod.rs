@@ -1,12 +1,18 @@
-//! Command line: one binary, subcommands. The daemon joins in a later issue;
-//! today the field tools talk straight to a printer.
+//! Command line: one binary, subcommands: the daemon (`run`), and the
+//! technicians' commands, which go through the running agent's local API
+//! (docs/CLI.md: every command, its `--json` shape and its exit statuses).
 
+mod agent;
+mod inventory;
 mod jobs;
 mod outbox;
+mod output;
 mod printer;
-mod render;
+pub(crate) mod render;
+mod status;
 
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -19,17 +25,35 @@ pub struct Cli {
     /// More log output (-v, -vv); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// The configuration file (the agent's; the technicians' commands read
+    /// its socket and printer from it).
+    #[arg(long, short = 'c', global = true, env = "SATELLITE_CONFIG", default_value = agent::DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// The agent's local API socket (default: the configuration's
+    /// `[api] socket`, else /run/satellite/api.sock).
+    #[arg(long, global = true, env = "SATELLITE_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// Print JSON (the shapes are in docs/CLI.md) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the agent (the daemon): production engine and local API.
-    Run {
-        /// The configuration file (see README.md).
-        #[arg(long, short = 'c', default_value = "/etc/satellite/satellite.toml")]
-        config: std::path::PathBuf,
+    /// Run the agent (the daemon): production engine and local API, with
+    /// the configuration given by --config (see README.md).
+    Run,
+    /// One screen: what the agent does, the printer, supplies, queue, cards
+    /// in doubt, upstream links and their backlog. Exit 0 when a card could
+    /// be produced now, 2 when production is stopped.
+    Status {
+        /// Redraw every --every seconds until interrupted.
+        #[arg(long)]
+        watch: bool,
+        #[arg(long, default_value_t = 2.0, requires = "watch")]
+        every: f64,
     },
     /// The main job on the bundled simulator: a handful of cards, some with faults.
     #[cfg_attr(not(feature = "simulator"), command(hide = true))]
@@ -66,23 +90,63 @@ pub enum Command {
         #[arg(long, default_value_t = 10_000)]
         events: usize,
     },
-    /// Talk to a printer directly (technicians).
+    /// The printer: info, status, clean, test card, reset, raw, trace.
     #[command(subcommand)]
     Printer(printer::PrinterCommand),
-    /// Cards, through the running agent (technicians).
+    /// Cards: list, show, cancel, resolve a card in doubt.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
-    /// Status changes waiting to go upstream, and dead letters (technicians).
+    /// Status changes waiting to go upstream, and dead letters.
     #[command(subcommand)]
     Outbox(outbox::OutboxCommand),
+    /// What each feeder holds (after loading cards: `inventory set`).
+    #[command(subcommand)]
+    Inventory(inventory::InventoryCommand),
+}
+
+/// Runs a technician's command and turns its outcome into an exit status.
+async fn technician(cli: Cli) -> ExitCode {
+    let agent = agent::Agent::new(agent::socket(cli.socket.as_deref(), &cli.config));
+    let json = cli.json;
+    let result = match cli.command {
+        Command::Status { watch, every } => {
+            status::run(
+                &agent,
+                watch,
+                std::time::Duration::from_secs_f64(every.clamp(0.2, 3600.0)),
+                json,
+            )
+            .await
+        }
+        Command::Printer(p) => printer::run(p, &agent, &cli.config, json).await,
+        Command::Jobs(j) => jobs::run(&agent, j, json).await,
+        Command::Outbox(o) => outbox::run(&agent, o, json).await,
+        Command::Inventory(i) => inventory::run(&agent, i, json).await,
+        _ => unreachable!("only technicians' commands come here"),
+    };
+    match result {
+        Ok(code) => output::code(code),
+        Err(e) => {
+            if json {
+                output::json(
+                    &serde_json::json!({ "error": { "message": e.message, "next": e.next } }),
+                );
+            } else {
+                output::problem(&e.message, &e.next);
+            }
+            output::code(e.exit)
+        }
+    }
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Printer(p) => printer::run(p).await,
-        Command::Jobs(j) => jobs::run(j).await,
-        Command::Outbox(o) => outbox::run(o).await,
-        Command::Run { config } => match crate::daemon::run(&config).await {
+        Command::Status { .. }
+        | Command::Printer(_)
+        | Command::Jobs(_)
+        | Command::Outbox(_)
+        | Command::Inventory(_) => technician(cli).await,
+        Command::Run => match crate::daemon::run(&cli.config).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "satellite cannot run");

@@ -1,20 +1,21 @@
 //! `satellite outbox ...`: what waits to go upstream, and the dead letters,
-//! through the running daemon's local API.
+//! through the running agent's local API.
 
-use crate::api::client::Client;
+use super::agent::{Agent, CliError};
+use super::jobs::encode;
+use super::output::{self, bad, dim, exit};
 use clap::Subcommand;
-use std::path::PathBuf;
-use std::process::ExitCode;
+use serde_json::json;
 
 #[derive(Debug, Subcommand)]
 pub enum OutboxCommand {
     /// Each sink's backlog (pending, oldest, last error) and its dead letters.
-    List {
-        /// Print the API's JSON.
-        #[arg(long)]
-        json: bool,
-        #[arg(long, default_value = "/run/satellite/api.sock")]
-        socket: PathBuf,
+    List,
+    /// Send a sink's pending deliveries now, without waiting for their
+    /// back-off (after the receiver was fixed).
+    Retry {
+        /// The sink: central-base, d1, or a webhook's name.
+        sink: String,
     },
     /// Send a sink's dead letters again (after the receiver was fixed).
     Replay {
@@ -23,94 +24,104 @@ pub enum OutboxCommand {
         /// Only this dead letter (its `ord`, as `list` shows it).
         #[arg(long)]
         ord: Option<i64>,
-        #[arg(long, default_value = "/run/satellite/api.sock")]
-        socket: PathBuf,
     },
 }
 
-pub async fn run(cmd: OutboxCommand) -> ExitCode {
+pub async fn run(agent: &Agent, cmd: OutboxCommand, json_out: bool) -> Result<u8, CliError> {
     match cmd {
-        OutboxCommand::List { json, socket } => {
-            let a = match Client::new(&socket).get("/v1/outbox").await {
-                Ok(a) if a.status == 200 => a,
-                Ok(a) => return failed(&a.body),
-                Err(e) => return unreachable(&socket, &e),
-            };
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&a.body).unwrap_or_default()
-                );
-                return ExitCode::SUCCESS;
+        OutboxCommand::List => {
+            let body = agent.get("/v1/outbox").await?;
+            if json_out {
+                output::json(&body);
+                return Ok(exit::OK);
             }
-            println!(
-                "{:<16} {:>8} {:>6} {:<26} LAST ERROR",
-                "SINK", "PENDING", "DEAD", "OLDEST PENDING"
-            );
-            for s in a.body["sinks"].as_array().into_iter().flatten() {
-                println!(
-                    "{:<16} {:>8} {:>6} {:<26} {}{}",
-                    s["sink"].as_str().unwrap_or("?"),
-                    s["pending"],
-                    s["dead"],
-                    s["oldestPendingAt"].as_str().unwrap_or("-"),
-                    s["lastError"].as_str().unwrap_or("-"),
-                    if s["active"] == false {
-                        " (no longer configured)"
-                    } else {
-                        ""
-                    },
-                );
-            }
-            let dead = a.body["deadLetters"]
+            let rows = body["sinks"]
                 .as_array()
-                .cloned()
-                .unwrap_or_default();
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    let dead = s["dead"].as_u64().unwrap_or(0);
+                    vec![
+                        format!(
+                            "{}{}",
+                            s["sink"].as_str().unwrap_or("?"),
+                            if s["active"] == false {
+                                dim(" (no longer configured)")
+                            } else {
+                                String::new()
+                            }
+                        ),
+                        s["pending"].to_string(),
+                        if dead > 0 {
+                            bad(&dead.to_string())
+                        } else {
+                            "0".into()
+                        },
+                        s["oldestPendingAt"].as_str().unwrap_or("-").to_string(),
+                        s["lastError"].as_str().unwrap_or("-").to_string(),
+                    ]
+                })
+                .collect();
+            output::line(output::table(
+                &["SINK", "PENDING", "DEAD", "OLDEST PENDING", "LAST ERROR"],
+                rows,
+            ));
+            let dead = body["deadLetters"].as_array().cloned().unwrap_or_default();
             if !dead.is_empty() {
-                println!("\ndead letters (replay with: satellite outbox replay SINK [--ord N]):");
-                for d in dead {
-                    println!(
-                        "  {} ord {} card {} {} ({} attempts): {}",
-                        d["sink"].as_str().unwrap_or("?"),
-                        d["ord"],
-                        d["event"]["cardToken"].as_str().unwrap_or("?"),
-                        d["event"]["status"].as_str().unwrap_or("?"),
-                        d["attempts"],
-                        d["error"].as_str().unwrap_or("-"),
-                    );
-                }
+                output::line("");
+                output::line(
+                    "Dead letters (send again with: satellite outbox replay SINK [--ord N])",
+                );
+                let rows = dead
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            d["sink"].as_str().unwrap_or("?").to_string(),
+                            d["ord"].to_string(),
+                            d["event"]["cardToken"].as_str().unwrap_or("?").to_string(),
+                            d["event"]["status"].as_str().unwrap_or("?").to_string(),
+                            d["attempts"].to_string(),
+                            d["error"].as_str().unwrap_or("-").to_string(),
+                        ]
+                    })
+                    .collect();
+                output::line(output::table(
+                    &["SINK", "ORD", "CARD", "STATUS", "ATTEMPTS", "ERROR"],
+                    rows,
+                ));
             }
-            ExitCode::SUCCESS
+            Ok(exit::OK)
         }
-        OutboxCommand::Replay { sink, ord, socket } => {
-            let body = serde_json::json!({ "ord": ord }).to_string();
-            let path = format!("/v1/outbox/{sink}/replay");
-            match Client::new(&socket).post(&path, body.as_bytes()).await {
-                Ok(a) if a.status == 200 => {
-                    println!("{sink}: {} dead letter(s) queued again", a.body["replayed"]);
-                    ExitCode::SUCCESS
-                }
-                Ok(a) => failed(&a.body),
-                Err(e) => unreachable(&socket, &e),
+        OutboxCommand::Retry { sink } => {
+            let r = agent
+                .post(&format!("/v1/outbox/{}/retry", encode(&sink)), &json!({}))
+                .await?;
+            if json_out {
+                output::json(&r);
+            } else {
+                output::line(format!(
+                    "{sink}: {} pending delivery(ies) due now",
+                    r["retried"]
+                ));
             }
+            Ok(exit::OK)
+        }
+        OutboxCommand::Replay { sink, ord } => {
+            let r = agent
+                .post(
+                    &format!("/v1/outbox/{}/replay", encode(&sink)),
+                    &json!({ "ord": ord }),
+                )
+                .await?;
+            if json_out {
+                output::json(&r);
+            } else {
+                output::line(format!(
+                    "{sink}: {} dead letter(s) queued again",
+                    r["replayed"]
+                ));
+            }
+            Ok(exit::OK)
         }
     }
-}
-
-fn failed(body: &serde_json::Value) -> ExitCode {
-    eprintln!(
-        "satellite outbox: {}",
-        body["error"]["message"]
-            .as_str()
-            .unwrap_or("unexpected answer")
-    );
-    ExitCode::FAILURE
-}
-
-fn unreachable(socket: &std::path::Path, e: &str) -> ExitCode {
-    eprintln!(
-        "satellite outbox: the agent does not answer on {} ({e}); is it running?",
-        socket.display()
-    );
-    ExitCode::from(69)
 }

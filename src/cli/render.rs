@@ -1,237 +1,273 @@
-//! How the field tools print: text for people, `--json` for scripts.
+//! How the printer commands print, from one JSON shape whether the answer
+//! came through the agent or straight from the device (`--direct`): text
+//! for people, the same JSON with `--json` (docs/CLI.md).
 
+use super::output::{self, bad, dim, good, warn};
 use crate::codes::Fault;
-
-/// `println!` that does not panic when the reader has gone (`satellite ... | head`).
-macro_rules! say_err {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
-
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
 use crate::printer::snapshot::Snapshot;
 use crate::printer::{Endpoint, Identity, Profile};
+use serde_json::{json, Value};
 
-pub fn fault_out(f: &Fault, json: bool) {
-    if json {
-        say!(
-            "{}",
-            serde_json::json!({ "error": { "code": f.code, "reason": f.reason, "description": f.description } })
+/// The printer's identity, profile and options, as `printer info` shows them.
+pub fn info_json(id: Option<&Identity>, p: &Profile, endpoint: &Endpoint) -> Value {
+    let c = &p.capabilities;
+    json!({
+        "identity": id,
+        "endpoint": endpoint.to_string(),
+        "profile": { "id": p.model.id, "name": p.model.name, "source": p.source },
+        "capabilities": {
+            "feeders": c.feeders, "magnetic": c.magnetic, "smart_station": c.smart_station,
+            "contactless": c.contactless, "emboss": c.emboss, "bezel": c.bezel,
+            "reject_box": c.reject_box, "lock": c.lock, "ribbons": c.ribbons,
+        },
+        "panel": { "width": p.geometry.width, "height": p.geometry.height },
+    })
+}
+
+/// A reading as `printer status` shows it: the snapshot, whether a card
+/// could be produced, and where the printer is.
+pub fn snapshot_json(s: &Snapshot, endpoint: &Endpoint) -> Value {
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    v["ready"] = Value::Bool(s.ready());
+    v["endpoint"] = Value::String(endpoint.to_string());
+    v
+}
+
+pub fn fault_out(f: &Fault, json_out: bool) {
+    if json_out {
+        output::json(
+            &json!({ "error": { "code": f.code, "reason": f.reason, "description": f.description } }),
         );
-    } else {
-        say_err!(
-            "error: {} ({})\n  {}\n  {}",
+        return;
+    }
+    output::problem(
+        &format!(
+            "{} ({}): {}\n  {}",
             f.code,
             f.reason,
             f.code.description(),
             f.description
-        );
-        if let Some(hint) = hint(f) {
-            say_err!("  hint: {hint}");
-        }
-    }
+        ),
+        hint(f).unwrap_or(""),
+    );
 }
 
 /// A next step for the technician, by code.
 fn hint(f: &Fault) -> Option<&'static str> {
     use crate::codes::ErrorCode::*;
+    if f.reason == "cleaning-required" {
+        return Some("clean the printer: `satellite printer clean` with a cleaning card loaded");
+    }
     Some(match f.code {
         PRT_NOT_REACHABLE => "check the cable and power, the device path (--device), and that no other program holds the port",
         PRT_TIMEOUT => "check the serial speed (--baud) against the printer's Pcom setting, and that the printer is not busy",
         PRT_SETUP_ERROR => "check --model against the printer, and the printer's options",
         PRD_UNEXPECTED_DATA => "noise on the line or a wrong serial speed: check --baud and the cable",
         PRT_COVER_OPEN => "close the printer cover",
-        PRD_FEEDER_EMPTY => "load cards into the feeder",
+        PRD_FEEDER_EMPTY => "load cards into the feeder, then `satellite inventory set`",
+        PRT_RIBBON | PRT_RIBBON_MISSING | PRT_RIBBON_ENDED => "check and replace the ribbon",
         _ => return None,
     })
 }
 
-pub fn info(id: &Identity, p: &Profile, endpoint: &Endpoint, json: bool) {
-    let c = &p.capabilities;
-    if json {
-        let v = serde_json::json!({
-            "identity": id,
-            "endpoint": endpoint.to_string(),
-            "profile": { "id": p.model.id, "name": p.model.name, "source": p.source },
-            "capabilities": {
-                "feeders": c.feeders, "magnetic": c.magnetic, "smart_station": c.smart_station,
-                "contactless": c.contactless, "emboss": c.emboss, "bezel": c.bezel,
-                "reject_box": c.reject_box, "lock": c.lock, "ribbons": c.ribbons,
-            },
-            "panel": { "width": p.geometry.width, "height": p.geometry.height },
-        });
-        say!("{v:#}");
-        return;
-    }
-    say!(
-        "Printer    {}  serial {}  firmware {}",
-        id.model,
-        id.serial,
-        id.firmware
-    );
-    say!("Link       {endpoint}");
-    say!(
-        "Profile    {} ({})  from {}",
-        p.model.id,
-        p.model.name,
-        p.source
-    );
-    let yes = |b: bool| if b { "yes" } else { "no" };
-    say!(
-        "Options    feeders {}, magnetic {}, smart station {}, contactless {}, emboss {}, bezel {}, reject box {}, lock {}",
-        c.feeders,
-        yes(c.magnetic),
-        yes(c.smart_station),
-        yes(c.contactless),
-        yes(c.emboss),
-        yes(c.bezel),
-        yes(c.reject_box),
-        yes(c.lock)
-    );
-    say!("Ribbons    {}", c.ribbons.join(", "));
-    say!(
-        "Panel      {} x {} pixels",
-        p.geometry.width,
-        p.geometry.height
-    );
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v[k].as_str().unwrap_or("")
 }
 
-pub fn snapshot(s: &Snapshot, endpoint: &Endpoint, json: bool) {
-    if json {
-        let mut v = serde_json::to_value(s).unwrap_or_default();
-        v["ready"] = serde_json::Value::Bool(s.ready());
-        v["endpoint"] = serde_json::Value::String(endpoint.to_string());
-        say!("{v:#}");
-        return;
-    }
-    if let Some(id) = &s.identity {
-        say!(
-            "Printer    {}  serial {}  ({})",
-            id.model,
-            id.serial,
-            endpoint
-        );
-    }
-    if s.ready() {
-        say!("Ready      yes");
+pub fn info(v: &Value) {
+    let id = &v["identity"];
+    if id.is_object() {
+        output::line(format!(
+            "Printer    {}  serial {}  firmware {}",
+            s(id, "model"),
+            s(id, "serial"),
+            s(id, "firmware")
+        ));
     } else {
-        say!("Ready      NO");
-        for f in &s.faults {
-            say!(
+        output::line(format!("Printer    {}", warn("not connected")));
+    }
+    output::line(format!("Link       {}", s(v, "endpoint")));
+    let p = &v["profile"];
+    output::line(format!(
+        "Profile    {} ({})  from {}",
+        s(p, "id"),
+        s(p, "name"),
+        s(p, "source")
+    ));
+    let c = &v["capabilities"];
+    let yes = |k: &str| if c[k] == true { "yes" } else { "no" };
+    output::line(format!(
+        "Options    feeders {}, magnetic {}, smart station {}, contactless {}, emboss {}, bezel {}, reject box {}, lock {}",
+        c["feeders"],
+        yes("magnetic"),
+        yes("smart_station"),
+        yes("contactless"),
+        yes("emboss"),
+        yes("bezel"),
+        yes("reject_box"),
+        yes("lock")
+    ));
+    let ribbons: Vec<&str> = c["ribbons"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    output::line(format!("Ribbons    {}", ribbons.join(", ")));
+    output::line(format!(
+        "Panel      {} x {} pixels",
+        v["panel"]["width"], v["panel"]["height"]
+    ));
+}
+
+/// A snapshot (with `ready` and `endpoint`) as text.
+pub fn snapshot(v: &Value) {
+    let id = &v["identity"];
+    if id.is_object() {
+        output::line(format!(
+            "Printer    {}  serial {}  ({})",
+            s(id, "model"),
+            s(id, "serial"),
+            s(v, "endpoint")
+        ));
+    }
+    if v["ready"] == true {
+        output::line(format!("Ready      {}", good("yes")));
+    } else {
+        output::line(format!("Ready      {}", bad("NO")));
+        for f in v["faults"].as_array().into_iter().flatten() {
+            let code = s(f, "code");
+            let described = code
+                .parse::<crate::codes::ErrorCode>()
+                .map(|c| c.description())
+                .unwrap_or("");
+            output::line(format!(
                 "  {:<32} {} ({})",
-                f.code.as_str(),
-                f.code.description(),
-                f.reason
-            );
+                bad(code),
+                described,
+                s(f, "reason")
+            ));
         }
     }
-    let warnings: Vec<_> = s
-        .flags
-        .iter()
-        .filter(|f| f.severity == crate::codes::Severity::Warning)
-        .map(|f| format!("{} ({})", f.name, f.reason))
+    let warnings: Vec<String> = v["flags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| s(f, "severity") == "warning")
+        .map(|f| format!("{} ({})", s(f, "name"), s(f, "reason")))
         .collect();
     if !warnings.is_empty() {
-        say!("Warnings   {}", warnings.join(", "));
+        output::line(format!("Warnings   {}", warn(&warnings.join(", "))));
     }
-    let feeders: Vec<_> = s
-        .feeders
-        .iter()
+    let feeders: Vec<String> = v["feeders"]
+        .as_array()
+        .into_iter()
+        .flatten()
         .map(|f| {
             format!(
                 "{}: {}",
-                f.feeder,
-                if f.empty {
-                    "empty"
-                } else if f.near_empty {
-                    "near empty"
+                f["feeder"],
+                if f["empty"] == true {
+                    bad("empty")
+                } else if f["near_empty"] == true {
+                    warn("near empty")
                 } else {
-                    "ok"
+                    good("ok")
                 }
             )
         })
         .collect();
-    say!("Feeders    {}", feeders.join(", "));
-    say!(
+    output::line(format!("Feeders    {}", feeders.join(", ")));
+    output::line(format!(
         "Card       {}",
-        s.card_position
-            .as_deref()
-            .map(describe_position)
-            .unwrap_or("unknown")
-    );
-    say!(
+        describe_position(v["card_position"].as_str())
+    ));
+    output::line(format!(
         "Ribbon     {}{}",
-        s.ribbon.as_deref().unwrap_or("unknown"),
-        s.ribbon_cards_left
+        v["ribbon"].as_str().unwrap_or("unknown"),
+        v["ribbon_cards_left"]
+            .as_u64()
             .map(|n| format!(", about {n} cards left"))
             .unwrap_or_default()
-    );
-    say!(
+    ));
+    output::line(format!(
         "Cleaning   {}",
-        match s.cleaning_due {
-            Some(true) => "due",
-            Some(false) => "not due",
-            None => "unknown",
+        match v["cleaning_due"].as_bool() {
+            Some(true) => warn("due"),
+            Some(false) => good("not due"),
+            None => dim("unknown"),
         }
-    );
-    say!(
+    ));
+    output::line(format!(
         "Reject box {}",
-        match s.reject_box_full {
-            Some(true) => "FULL",
-            Some(false) => "ok",
-            None => "unknown",
+        match v["reject_box_full"].as_bool() {
+            Some(true) => bad("FULL"),
+            Some(false) => good("ok"),
+            None => dim("unknown"),
         }
-    );
-    if let Some(w) = &s.status_words {
-        say!("Status     {w}");
+    ));
+    if let Some(w) = v["status_words"].as_str() {
+        output::line(format!("Status     {w}"));
     }
-    if !s.unknown_bits.is_empty() {
-        say!(
-            "Unknown    {} (not in the profile)",
-            s.unknown_bits.join(", ")
-        );
-    }
-    let sensors: Vec<_> = s
-        .sensors
-        .iter()
-        .map(|(k, v)| format!("{k} {v:.2} V"))
+    let unknown: Vec<&str> = v["unknown_bits"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
         .collect();
-    say!("Sensors    {}", sensors.join(", "));
-    let counters: Vec<_> = s.counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    say!("Counters   {}", counters.join(", "));
-    for (k, why) in &s.unavailable {
-        say!("  ({k} unavailable: {why})");
+    if !unknown.is_empty() {
+        output::line(format!(
+            "Unknown    {} (not in the profile)",
+            unknown.join(", ")
+        ));
+    }
+    let sensors: Vec<String> = v["sensors"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, x)| format!("{k} {:.2} V", x.as_f64().unwrap_or(0.0)))
+        .collect();
+    output::line(format!("Sensors    {}", sensors.join(", ")));
+    let counters: Vec<String> = v["counters"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, x)| format!("{k} {x}"))
+        .collect();
+    output::line(format!("Counters   {}", counters.join(", ")));
+    for (k, why) in v["unavailable"].as_object().into_iter().flatten() {
+        output::line(dim(&format!(
+            "  ({k} unavailable: {})",
+            why.as_str().unwrap_or("")
+        )));
     }
 }
 
-fn describe_position(p: &str) -> &'static str {
+fn describe_position(p: Option<&str>) -> &'static str {
     match p {
-        "OK" | "NO CARD" => "none inside",
-        "CARD" => "inside",
-        "SMART CARD" => "at the smart-card station",
-        "CONTACTLESS CARD" => "at the contactless station",
+        Some("OK" | "NO CARD") => "none inside",
+        Some("CARD" | "ERR CARD") => "inside",
+        Some("SMART CARD") => "at the smart-card station",
+        Some("CONTACTLESS CARD") => "at the contactless station",
         _ => "unknown",
     }
 }
 
-pub fn raw(sent: &str, reply: &str, fault: Option<&Fault>, json: bool) {
-    if json {
-        say!(
-            "{}",
-            serde_json::json!({ "sent": sent, "reply": dialect::redact::mask_text(reply), "fault": fault })
-        );
-        return;
-    }
-    say!("> {sent}");
-    say!("< {}", dialect::redact::mask_text(reply));
-    if let Some(f) = fault {
-        say!("  = {} ({}): {}", f.code, f.reason, f.code.description());
+/// A raw command's exchange.
+pub fn raw_json(sent: &str, reply: &str, fault: Option<&Fault>) -> Value {
+    json!({ "sent": sent, "reply": dialect::redact::mask_text(reply), "fault": fault })
+}
+
+pub fn raw(v: &Value) {
+    output::line(format!("> {}", s(v, "sent")));
+    output::line(format!("< {}", s(v, "reply")));
+    let f = &v["fault"];
+    if f.is_object() {
+        output::line(format!(
+            "  = {} ({}): {}",
+            bad(s(f, "code")),
+            s(f, "reason"),
+            s(f, "description")
+        ));
     }
 }

@@ -9,6 +9,7 @@
 //! Every status change goes through the store, which writes its event in the
 //! same transaction: the delivery of events upstream reads that outbox.
 
+pub mod maintenance;
 pub mod plan;
 pub mod recovery;
 pub mod report;
@@ -62,6 +63,9 @@ struct Inner {
     central: std::sync::OnceLock<Arc<crate::upstream::central::CentralBase>>,
     /// The upstream links' health, published (empty when none is configured).
     upstream: crate::upstream::Health,
+    /// The printer's turn: held by the production loop for a whole card and
+    /// by a technician's operation, so that neither cuts into the other.
+    printer_turn: tokio::sync::Mutex<()>,
     /// How long each step took (the most recent [`TIMINGS_KEPT`] of each), for
     /// the benchmark and, later, metrics.
     timings: Mutex<HashMap<plan::Step, std::collections::VecDeque<std::time::Duration>>>,
@@ -155,6 +159,7 @@ impl Engine {
                 printer,
                 chip,
                 wake: Notify::new(),
+                printer_turn: tokio::sync::Mutex::new(()),
                 verdicts: Mutex::new(HashMap::new()),
                 timings: Mutex::new(HashMap::new()),
                 producing: std::sync::atomic::AtomicBool::new(false),

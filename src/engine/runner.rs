@@ -76,6 +76,12 @@ impl Engine {
                 self.check_store(&shutdown).await;
                 continue;
             }
+            if self.inner.printer_turn.try_lock().is_err() {
+                // A technician's operation holds the printer (and publishes
+                // its own activity): wait for it to end.
+                self.wait_turn(&shutdown).await;
+                continue;
+            }
             let next = match self.db(|s| s.next_queued()).await {
                 Ok(j) => j,
                 Err(e) => {
@@ -118,9 +124,23 @@ impl Engine {
             ) {
                 tracing::info!("printer ready again");
             }
+            // A technician's operation may hold the printer: the card waits
+            // for it (and the queue is read again after, the card may be gone).
+            let Ok(_turn) = self.inner.printer_turn.try_lock() else {
+                self.wait_turn(&shutdown).await;
+                continue;
+            };
             self.produce(job, &shutdown).await;
         }
         self.set_activity(Activity::Stopping);
+    }
+
+    /// Waits until a technician's operation gives the printer back.
+    async fn wait_turn(&self, shutdown: &CancellationToken) {
+        tokio::select! {
+            _ = self.inner.printer_turn.lock() => {}
+            _ = shutdown.cancelled() => {}
+        }
     }
 
     pub(super) fn set_activity(&self, a: Activity) {

@@ -32,6 +32,9 @@ pub enum Activity {
     /// The store could not say whether a write landed: it is being reopened
     /// and read; nothing is accepted meanwhile.
     CheckingStore { reason: String },
+    /// A technician's printer operation (cleaning, test card, reset, a raw
+    /// command) runs between cards; production waits for it.
+    Maintenance { operation: String },
     /// Finishing the card in production, then stopping.
     Stopping,
 }

@@ -97,3 +97,29 @@ impl CardView {
         }
     }
 }
+
+/// One line of `GET /v1/cards`: a card without its history.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CardSummary {
+    pub card_token: String,
+    pub production: Production,
+    pub step: Option<String>,
+    pub card_type: String,
+    /// Masked: first six and last four at most.
+    pub pan: String,
+    pub created_at: String,
+}
+
+impl CardSummary {
+    pub fn of(job: &Job) -> CardSummary {
+        CardSummary {
+            card_token: job.meta.card_token.clone(),
+            production: Production::of(job),
+            step: job.step.clone(),
+            card_type: job.meta.card_type.clone(),
+            pan: job.meta.pan_masked.clone(),
+            created_at: job.created_at.clone(),
+        }
+    }
+}

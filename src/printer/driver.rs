@@ -186,6 +186,11 @@ impl Printer {
         &self.inner.profile
     }
 
+    /// Where the printer is (the configuration's device).
+    pub fn endpoint(&self) -> &super::Endpoint {
+        &self.inner.settings.endpoint
+    }
+
     pub fn status(&self) -> watch::Receiver<LinkStatus> {
         self.inner.status.subscribe()
     }

@@ -5,6 +5,7 @@ pub mod driver;
 pub mod faults;
 pub mod monitor;
 pub mod profile;
+pub mod raw;
 pub mod snapshot;
 pub mod steps;
 pub mod transport;

@@ -22,12 +22,14 @@
 
 mod error;
 mod keys;
+mod listing;
 mod outbox;
 mod schema;
 mod types;
 
 pub use error::StoreError;
 pub use keys::Keys;
+pub use listing::StoreStats;
 pub use outbox::{DeadLetter, Due, SinkDepth, SinkSpec};
 pub use schema::SCHEMA_VERSION;
 pub use types::{Event, FeederStock, Job, JobMeta, JournalEntry, NewJob, Phase, Status};

@@ -255,6 +255,20 @@ impl Store {
         })
     }
 
+    /// Makes a sink's pending deliveries due now, past their back-off (a
+    /// technician fixed the receiver and does not want to wait). Returns
+    /// how many were waiting.
+    pub fn retry_now(&self, sink: &str) -> Result<usize, StoreError> {
+        self.write("retry_now", |tx| {
+            tx.execute(
+                "UPDATE deliveries SET due_ms = 0 WHERE sink = ?1 AND state = 'PENDING' \
+                 AND due_ms > 0",
+                [sink],
+            )
+            .ctx("retry_now")
+        })
+    }
+
     /// Forgets delivered history older than `before` (RFC 3339): events all
     /// of whose deliveries are done, of final jobs, except each job's last
     /// event (its final status stays, as does the job row). Returns how many
