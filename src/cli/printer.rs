@@ -24,7 +24,8 @@ pub struct Target {
         conflicts_with = "sim"
     )]
     device: Option<String>,
-    /// Printer model profile: an id (evolis-km500b, instant-embosser-ie4) or a .toml path.
+    /// Printer model profile: an id (evolis-km500b, evolis-km500b-older,
+    /// instant-embosser-ie4) or a .toml path.
     #[arg(long, short = 'm', default_value = "evolis-km500b")]
     model: String,
     /// Directory of extra profiles (id.toml).

@@ -66,6 +66,11 @@ pub fn info(id: &Identity, p: &Profile, endpoint: &Endpoint, json: bool) {
                 "reject_box": c.reject_box, "lock": c.lock, "ribbons": c.ribbons,
             },
             "panel": { "width": p.geometry.width, "height": p.geometry.height },
+            "commands": {
+                "status_words": p.commands.status_words,
+                "sensors": p.commands.sensors.iter().map(|s| s.letter()).collect::<Vec<_>>(),
+                "card_position": p.commands.card_position.name(),
+            },
         });
         say!("{v:#}");
         return;
@@ -96,6 +101,13 @@ pub fn info(id: &Identity, p: &Profile, endpoint: &Endpoint, json: bool) {
         yes(c.lock)
     );
     say!("Ribbons    {}", c.ribbons.join(", "));
+    let sensors: Vec<_> = p.commands.sensors.iter().map(|s| s.letter()).collect();
+    say!(
+        "Commands   status words (Rst) {}, sensors Rse;{}, card position words {}",
+        yes(p.commands.status_words),
+        sensors.join("|"),
+        p.commands.card_position.name()
+    );
     say!(
         "Panel      {} x {} pixels",
         p.geometry.width,
@@ -119,7 +131,13 @@ pub fn snapshot(s: &Snapshot, endpoint: &Endpoint, json: bool) {
             endpoint
         );
     }
-    if s.ready() {
+    if s.ready() && s.status_words.is_none() {
+        // Readiness comes from the status words: without them nothing is
+        // known to be wrong, which is not the same as all being well.
+        say!(
+            "Ready      no fault known (no status words: a fault shows at the step that meets it)"
+        );
+    } else if s.ready() {
         say!("Ready      yes");
     } else {
         say!("Ready      NO");
@@ -215,6 +233,8 @@ fn describe_position(p: &str) -> &'static str {
     match p {
         "OK" | "NO CARD" => "none inside",
         "CARD" => "inside",
+        // The older firmware's word: a card is there, its position not given.
+        "ERR CARD" => "inside (the firmware does not say where)",
         "SMART CARD" => "at the smart-card station",
         "CONTACTLESS CARD" => "at the contactless station",
         _ => "unknown",
