@@ -260,9 +260,11 @@ fn cli_status_info_and_raw_against_the_bundled_simulator() {
 
     let out = satellite_bin()
         .args(["printer", "status", "--device", "tcp://127.0.0.1:1"])
+        .env("SATELLITE_SOCKET", "/nonexistent/api.sock")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    // 69: the printer cannot be reached (docs/CLI.md's exit statuses).
+    assert_eq!(out.status.code(), Some(69));
     assert!(String::from_utf8_lossy(&out.stderr).contains("PRT_NOT_REACHABLE"));
 }
 

@@ -9,9 +9,11 @@
 //! * [`inbound`]: the device-side decoder of command frames, binary payloads included.
 //! * [`panel`]: panel geometry, bit packing and the `Dbc` compression.
 //! * [`ops`]: the typed operations the agent sends, so command strings live in one place.
+//! * [`commands`]: a profile's `[commands]` table: what a firmware answers beyond the guide.
 //! * [`status`]: parsers for structured read replies (status words, card position, feeders).
 //! * [`redact`]: masking of card numbers for anything a person or a log will read.
 
+pub mod commands;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;

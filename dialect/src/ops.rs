@@ -8,7 +8,10 @@ use crate::frame::Command;
 use crate::panel::{self, Bitmap, Panel};
 use bytes::Bytes;
 
-/// The documented sensors of `Rse`.
+/// The sensors of `Rse` named in public material. The guide lists c, m, o,
+/// p and r; f, n and b come from other sources and a real firmware may
+/// refuse them (`ERROR CDE`): profiles say which a firmware answers
+/// (`[commands] sensors`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sensor {
     Cover,
@@ -32,6 +35,19 @@ impl Sensor {
         Sensor::Colour,
         Sensor::CodedDisc,
     ];
+    /// The letters the programming guide lists.
+    pub const GUIDE: [Sensor; 5] = [
+        Sensor::Colour,
+        Sensor::MagFeederStop,
+        Sensor::Cover,
+        Sensor::CardPresent,
+        Sensor::CodedDisc,
+    ];
+
+    pub fn from_letter(letter: &str) -> Option<Sensor> {
+        Sensor::ALL.into_iter().find(|s| s.letter() == letter)
+    }
+
     pub fn letter(self) -> &'static str {
         match self {
             Sensor::Cover => "o",

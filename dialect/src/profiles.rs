@@ -19,6 +19,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../hardware/evolis-km500b.toml"),
     ),
     (
+        "evolis-km500b-older",
+        include_str!("../../hardware/evolis-km500b-older.toml"),
+    ),
+    (
         "instant-embosser-ie4",
         include_str!("../../hardware/instant-embosser-ie4.toml"),
     ),

@@ -63,16 +63,56 @@ pub enum CardPosition {
     Inside,
     SmartStation,
     ContactlessStation,
+    /// A card is in the printer; the firmware does not say where (the older
+    /// firmware's `ERR CARD`).
+    Somewhere,
 }
 
-pub fn parse_card_position(text: &str) -> Result<CardPosition, String> {
-    match text {
-        "OK" | "NO CARD" => Ok(CardPosition::None),
-        "CARD" => Ok(CardPosition::Inside),
-        "SMART CARD" => Ok(CardPosition::SmartStation),
-        "CONTACTLESS CARD" => Ok(CardPosition::ContactlessStation),
-        other => Err(format!(
-            "card position reply {other:?} is not one of OK, CARD, SMART CARD, CONTACTLESS CARD"
+/// The two sets of words `Rlr;p` is answered with (the reference fact
+/// sheet, "Commands by family"); a profile says which one its firmware
+/// speaks (`[commands] card_position`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PositionWords {
+    /// `OK` (no card), `CARD`, `SMART CARD`, `CONTACTLESS CARD`.
+    Newer,
+    /// `NO CARD`, `ERR CARD`.
+    Older,
+}
+
+impl PositionWords {
+    pub fn name(self) -> &'static str {
+        match self {
+            PositionWords::Newer => "newer",
+            PositionWords::Older => "older",
+        }
+    }
+
+    fn words(self) -> &'static str {
+        match self {
+            PositionWords::Newer => "OK, CARD, SMART CARD, CONTACTLESS CARD",
+            PositionWords::Older => "NO CARD, ERR CARD",
+        }
+    }
+}
+
+/// Reads an `Rlr;p` answer in the firmware's words. `ERR CARD` is a card in
+/// the printer whose position the firmware does not give (this project's
+/// reading, the conservative one: a card that may be there is looked for and
+/// rejected). A word of the other set is refused rather than guessed at: the
+/// profile does not describe this firmware, and the error says which key to
+/// look at.
+pub fn parse_card_position(text: &str, words: PositionWords) -> Result<CardPosition, String> {
+    use PositionWords::*;
+    match (words, text) {
+        (Newer, "OK") | (Older, "NO CARD") => Ok(CardPosition::None),
+        (Newer, "CARD") => Ok(CardPosition::Inside),
+        (Newer, "SMART CARD") => Ok(CardPosition::SmartStation),
+        (Newer, "CONTACTLESS CARD") => Ok(CardPosition::ContactlessStation),
+        (Older, "ERR CARD") => Ok(CardPosition::Somewhere),
+        (_, other) => Err(format!(
+            "card position reply {other:?} is not one of {} (the profile's commands.card_position is {:?})",
+            words.words(),
+            words.name()
         )),
     }
 }
@@ -152,11 +192,29 @@ mod tests {
 
     #[test]
     fn positions_and_voltages() {
+        use PositionWords::*;
         assert_eq!(
-            parse_card_position("SMART CARD").unwrap(),
+            parse_card_position("SMART CARD", Newer).unwrap(),
             CardPosition::SmartStation
         );
-        assert!(parse_card_position("MAYBE").is_err());
+        assert_eq!(
+            parse_card_position("OK", Newer).unwrap(),
+            CardPosition::None
+        );
+        assert!(parse_card_position("MAYBE", Newer).is_err());
+        // The older firmware's words, and only with its vocabulary.
+        assert_eq!(
+            parse_card_position("NO CARD", Older).unwrap(),
+            CardPosition::None
+        );
+        assert_eq!(
+            parse_card_position("ERR CARD", Older).unwrap(),
+            CardPosition::Somewhere
+        );
+        let e = parse_card_position("ERR CARD", Newer).unwrap_err();
+        assert!(e.contains("commands.card_position"), "{e}");
+        assert!(parse_card_position("CARD", Older).is_err());
+        assert!(parse_card_position("OK", Older).is_err());
         assert_eq!(parse_voltage("4.98").unwrap(), 4.98);
         assert!(parse_voltage("NaN").is_err() || parse_voltage("NaN").is_ok_and(|v| !v.is_nan()));
         assert!(parse_voltage("abc").is_err());

@@ -150,7 +150,7 @@ pub struct SimConfig {
 
 impl SimConfig {
     /// A configuration for one of the embedded profiles (`evolis-km500b`,
-    /// `instant-embosser-ie4`).
+    /// `evolis-km500b-older`, `instant-embosser-ie4`).
     pub fn for_model(id: &str) -> Result<SimConfig, ConfigError> {
         Ok(SimConfig::for_profile(Profile::embedded(id)?))
     }

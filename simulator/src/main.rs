@@ -49,7 +49,7 @@ impl From<ReplyEnd> for dialect::Terminator {
 
 #[derive(Args, Clone)]
 struct ModelArgs {
-    /// Embedded profile id (evolis-km500b, instant-embosser-ie4).
+    /// Embedded profile id (evolis-km500b, evolis-km500b-older, instant-embosser-ie4).
     #[arg(long, conflicts_with = "profile")]
     model: Option<String>,
     /// A profile file (its `extends` is looked up next to it, then among the embedded ones).

@@ -1,10 +1,13 @@
 //! The part of a hardware profile the simulator reads: `[model]`,
-//! `[capabilities]`, `[panel]`, two `[link]` keys, and `extends`.
+//! `[capabilities]`, `[panel]`, two `[link]` keys, `[commands]` (what the
+//! firmware answers beyond the guide; the agent reads it with the same
+//! parser), and `extends`.
 //!
 //! Profiles live in `hardware/`. The shipped ones are embedded so that the
 //! simulator runs from any directory; a profile given by path may extend
 //! another file in its own directory or one of the embedded profiles.
 
+use dialect::commands::Commands;
 use dialect::panel::Geometry;
 use dialect::profiles;
 use std::path::Path;
@@ -37,6 +40,10 @@ pub struct Profile {
     pub geometry: Geometry,
     /// The `Pem` value that adds ACK/NACK on top of the current mode.
     pub ack_nack_mode: u32,
+    /// Commands outside the guide the firmware answers; the others it
+    /// refuses as a real firmware would (`ERROR CDE`).
+    #[serde(skip)]
+    pub commands: Commands,
 }
 
 pub use dialect::profiles::ProfileError;
@@ -140,6 +147,7 @@ impl Profile {
             .and_then(Value::as_integer)
             .unwrap_or(4)
             .clamp(0, u32::MAX as i64) as u32;
+        let commands = Commands::from_profile(t).map_err(bad)?;
         Ok(Profile {
             name: s(model, "name").unwrap_or_else(|| id.clone()),
             id,
@@ -157,6 +165,7 @@ impl Profile {
             emboss_line_chars,
             geometry,
             ack_nack_mode,
+            commands,
         })
     }
 }
@@ -191,6 +200,18 @@ mod tests {
             Profile::embedded("nope"),
             Err(ProfileError::Unknown { .. })
         ));
+        let old = Profile::embedded("evolis-km500b-older").unwrap();
+        assert_eq!(old.model_reply, "KM500B");
+        assert!(
+            old.bezel && old.reject_box,
+            "inherits the parent's capabilities"
+        );
+        assert!(!old.commands.status_words);
+        assert_eq!(
+            old.commands.card_position,
+            dialect::status::PositionWords::Older
+        );
+        assert!(km.commands.status_words && km.commands.sensors.len() == 8);
     }
 
     #[test]
@@ -201,6 +222,12 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("feeders"), "{e}");
+        let e = Profile::from_toml_str(
+            "x",
+            "[model]\nid='x'\nmodel_reply='X'\n[commands]\nsensors=['q']\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("commands.sensors"), "{e}");
         assert!(Profile::from_toml_str("x", "not toml [").is_err());
         assert!(Profile::from_toml_str("x", "extends='x-missing'\n").is_err());
     }

@@ -27,12 +27,14 @@ pub struct Direct {
     /// (refused while the agent runs: it owns the port).
     #[arg(long)]
     direct: bool,
-    /// With --direct: the printer (/dev/ttyS0, serial://PATH,
-    /// usb:///dev/usb/lp0 or tcp://HOST:PORT); default: the configuration's.
+    /// The printer (/dev/ttyS0, serial://PATH, usb:///dev/usb/lp0 or
+    /// tcp://HOST:PORT), directly (implies --direct); with --direct alone:
+    /// the configuration's.
     #[arg(long, short = 'd', conflicts_with = "sim")]
     device: Option<String>,
-    /// With --direct: the model profile, an id or a .toml path; default: the
-    /// configuration's, else evolis-km500b.
+    /// With --direct: the model profile, an id (evolis-km500b,
+    /// evolis-km500b-older, instant-embosser-ie4) or a .toml path; default:
+    /// the configuration's, else evolis-km500b.
     #[arg(long, short = 'm')]
     model: Option<String>,
     /// Directory of extra profiles (id.toml).
@@ -107,7 +109,8 @@ pub async fn run(
         PrinterCommand::Raw { target, .. } => (target, "raw"),
         PrinterCommand::Trace { last } => return trace(agent, *last, json_out).await,
     };
-    if target.direct || target.sim {
+    // Naming a device (or the simulator) means that device, directly.
+    if target.direct || target.sim || target.device.is_some() {
         return direct(&cmd, target, agent, config, json_out).await;
     }
     let v = match &cmd {

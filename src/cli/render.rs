@@ -21,6 +21,11 @@ pub fn info_json(id: Option<&Identity>, p: &Profile, endpoint: &Endpoint) -> Val
             "reject_box": c.reject_box, "lock": c.lock, "ribbons": c.ribbons,
         },
         "panel": { "width": p.geometry.width, "height": p.geometry.height },
+        "commands": {
+            "status_words": p.commands.status_words,
+            "sensors": p.commands.sensors.iter().map(|s| s.letter()).collect::<Vec<_>>(),
+            "card_position": p.commands.card_position.name(),
+        },
     })
 }
 
@@ -114,6 +119,19 @@ pub fn info(v: &Value) {
         .filter_map(Value::as_str)
         .collect();
     output::line(format!("Ribbons    {}", ribbons.join(", ")));
+    let cmds = &v["commands"];
+    let sensors: Vec<&str> = cmds["sensors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    output::line(format!(
+        "Commands   status words (Rst) {}, sensors Rse;{}, card position words {}",
+        if cmds["status_words"] == true { "yes" } else { "no" },
+        sensors.join("|"),
+        s(cmds, "card_position")
+    ));
     output::line(format!(
         "Panel      {} x {} pixels",
         v["panel"]["width"], v["panel"]["height"]
@@ -131,7 +149,14 @@ pub fn snapshot(v: &Value) {
             s(v, "endpoint")
         ));
     }
-    if v["ready"] == true {
+    if v["ready"] == true && v["status_words"].is_null() {
+        // Readiness comes from the status words: without them nothing is
+        // known to be wrong, which is not the same as all being well.
+        output::line(format!(
+            "Ready      {}",
+            warn("no fault known (no status words: a fault shows at the step that meets it)")
+        ));
+    } else if v["ready"] == true {
         output::line(format!("Ready      {}", good("yes")));
     } else {
         output::line(format!("Ready      {}", bad("NO")));
@@ -246,7 +271,9 @@ pub fn snapshot(v: &Value) {
 fn describe_position(p: Option<&str>) -> &'static str {
     match p {
         Some("OK" | "NO CARD") => "none inside",
-        Some("CARD" | "ERR CARD") => "inside",
+        Some("CARD") => "inside",
+        // The older firmware's word: a card is there, its position not given.
+        Some("ERR CARD") => "inside (the firmware does not say where)",
         Some("SMART CARD") => "at the smart-card station",
         Some("CONTACTLESS CARD") => "at the contactless station",
         _ => "unknown",

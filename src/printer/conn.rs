@@ -7,11 +7,12 @@
 //! and refused.
 
 use super::faults::{self, Classified, Native};
+use super::gating;
 use super::profile::{Profile, Timeouts};
 use super::transport::{Endpoint, Link, SerialSettings};
 use crate::codes::{ErrorCode, Fault};
 use bytes::BytesMut;
-use dialect::ops::{Expect, Op};
+use dialect::ops::Op;
 use dialect::reply::{Reply, ReplyCodec};
 use dialect::status::{parse_status_words, StatusWords};
 use std::sync::Arc;
@@ -87,7 +88,9 @@ pub struct Connection {
     /// A late answer or noise may still be on its way: resynchronise first.
     out_of_step: bool,
     identity: Option<Identity>,
-    /// `None` until tried; `Some(false)` when the firmware has no `Rst`.
+    /// `None` until tried; `Some(false)` when the firmware has no `Rst`:
+    /// from the start when the profile says so, else learnt from an
+    /// `ERR` answer (a firmware that turns out to lack it).
     status_supported: Option<bool>,
     /// Commands and probes in a row that got no answer at all: a serial
     /// printer switched off never closes the line, so silence is counted.
@@ -156,6 +159,9 @@ impl Connection {
         } else {
             profile.link.reply_terminator
         };
+        // A profile that says the firmware has no status words is believed
+        // from the start: `Rst` is never sent to it.
+        let status_supported = (!profile.commands.status_words).then_some(false);
         let mut c = Connection {
             link,
             // ACK/NACK decoding is on from the start when asked for: the reply to
@@ -172,7 +178,7 @@ impl Connection {
             // Whatever a previous session left on the line is not ours.
             out_of_step: true,
             identity: None,
-            status_supported: None,
+            status_supported,
             unanswered: 0,
             error_mode: 0,
             last_status: None,
@@ -334,9 +340,14 @@ impl Connection {
     }
 
     /// Runs an operation: its data on success, the mapped fault on refusal.
+    /// An operation the profile says this firmware lacks is refused without
+    /// being sent.
     pub async fn run(&mut self, op: &Op) -> Outcome<String> {
+        if let Some(f) = gating::not_on_this_firmware(&self.profile, op) {
+            return Ok(Err(f));
+        }
         let reply = self.exchange(op).await?;
-        match faults::classify(reply, op.expects(), &self.profile) {
+        match faults::classify(reply, op, &self.profile) {
             Classified::Success(t) => Ok(Ok(t)),
             Classified::Garbled { raw, why } => Err(LinkError::Garbled(faults::garbled(
                 &op.name(),
@@ -379,6 +390,9 @@ impl Connection {
     /// Reads the status words; `Ok(Err)` when the firmware has no `Rst` or
     /// answers it with something that is not status words.
     pub async fn read_status(&mut self) -> Result<Result<StatusWords, Fault>, LinkError> {
+        if let Some(f) = gating::not_on_this_firmware(&self.profile, &Op::ReadStatus) {
+            return Ok(Err(f));
+        }
         if self.status_supported == Some(false) {
             return Ok(Err(Fault::new(
                 ErrorCode::PRT_SETUP_ERROR,
@@ -590,6 +604,9 @@ impl Connection {
     /// Reads one operation's text without mapping it (for replies whose `ERR`
     /// prefix is data, such as `Rlr;r` answering `ERR NEED CLEANING`).
     pub async fn read_text(&mut self, op: &Op) -> Outcome<String> {
+        if let Some(f) = gating::not_on_this_firmware(&self.profile, op) {
+            return Ok(Err(f));
+        }
         match self.exchange(op).await? {
             Reply::Text(t) => Ok(Ok(t)),
             Reply::Ack => Ok(Ok(String::new())),
@@ -612,11 +629,10 @@ impl Connection {
         let op = Op::Raw(command);
         match self.exchange(&op).await? {
             Reply::Text(t) => {
-                let fault =
-                    match faults::classify(Reply::Text(t.clone()), Expect::Text, &self.profile) {
-                        Classified::Failure(n) => Some(self.explain(&op, &n).await?),
-                        _ => None,
-                    };
+                let fault = match faults::classify(Reply::Text(t.clone()), &op, &self.profile) {
+                    Classified::Failure(n) => Some(self.explain(&op, &n).await?),
+                    _ => None,
+                };
                 Ok((t, fault))
             }
             Reply::Ack => Ok(("<ACK>".into(), None)),

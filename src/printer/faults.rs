@@ -3,7 +3,7 @@
 
 use super::profile::Profile;
 use crate::codes::{ErrorCode, Fault, Severity};
-use dialect::ops::Expect;
+use dialect::ops::{Expect, Op};
 use dialect::redact::{mask_text, show_bytes};
 use dialect::reply::{Malformed, Reply};
 use dialect::status::StatusWords;
@@ -27,20 +27,36 @@ pub enum Classified {
 }
 
 /// Sorts a reply by what the operation expects.
-pub fn classify(reply: Reply, expect: Expect, profile: &Profile) -> Classified {
+pub fn classify(reply: Reply, op: &Op, profile: &Profile) -> Classified {
     match reply {
         Reply::Ack => Classified::Success(String::new()),
         Reply::Nack(c) => Classified::Failure(Native::Nack(c)),
         Reply::Malformed { raw, why } => Classified::Garbled { raw, why },
-        Reply::Text(t) => match expect {
+        Reply::Text(t) => match op.expects() {
             Expect::Ok if t == "OK" => Classified::Success(String::new()),
             Expect::Ok => Classified::Failure(Native::Word(t)),
+            // The older firmware's `ERR CARD` to `Rlr;p` is a position, not
+            // a failure, though it starts with `ERR`.
+            Expect::Text if is_position_word(op, &t, profile) => Classified::Success(t),
             Expect::Text if t.starts_with("ERR") || profile.reply_rule(&t).is_some() => {
                 Classified::Failure(Native::Word(t))
             }
             Expect::Text => Classified::Success(t),
         },
     }
+}
+
+/// Whether `text` is one of the words this firmware answers `Rlr;p` with,
+/// for an operation that reads the card position (typed, or a technician's
+/// `Rlr;p` sent as it is).
+fn is_position_word(op: &Op, text: &str, profile: &Profile) -> bool {
+    let reads_position = match op {
+        Op::ReadCardPosition => true,
+        Op::Raw(c) => c.mnemonic == "Rlr" && c.params == ["p"],
+        _ => false,
+    };
+    reads_position
+        && dialect::status::parse_card_position(text, profile.commands.card_position).is_ok()
 }
 
 /// Does this failure want the status words to name it precisely?
@@ -51,9 +67,16 @@ pub fn wants_status(profile: &Profile, native: &Native) -> bool {
     }
 }
 
-/// Maps a failure to a fault. `op` names the operation (never its card data);
-/// `sensitive` withholds the printer's words from the description, as a read-back
-/// of a magnetic track would put card data there.
+/// Maps a failure to a fault. `op` names the operation, its mnemonic first
+/// (`Se`, `Sp;k`; never its card data); `sensitive` withholds the printer's
+/// words from the description, as a read-back of a magnetic track would put
+/// card data there.
+///
+/// A rule's `refine` entries name the fault more precisely: with the status
+/// words (`status`), the first entry whose flag is set; without them (a
+/// firmware that has no `Rst`), the first entry naming the command that
+/// failed. A flag says where the card is; the command only where it was
+/// going, so it is used only when no flag can be read.
 pub fn map_failure(
     profile: &Profile,
     op: &str,
@@ -96,19 +119,37 @@ pub fn map_failure(
             ),
         );
     };
-    if let Some(s) = status {
-        for r in &rule.refine {
-            if let Some(flag) = profile.flag(&r.flag) {
-                if s.bit(&flag.word, flag.bit) {
-                    return Fault::new(
-                        r.code,
-                        r.reason.clone(),
-                        format!(
-                            "{op}: printer answered {said} with status flag {} set",
-                            flag.name
-                        ),
-                    );
+    match status {
+        Some(s) => {
+            for r in &rule.refine {
+                if let Some(flag) = r.flag.as_deref().and_then(|f| profile.flag(f)) {
+                    if s.bit(&flag.word, flag.bit) {
+                        return Fault::new(
+                            r.code,
+                            r.reason.clone(),
+                            format!(
+                                "{op}: printer answered {said} with status flag {} set",
+                                flag.name
+                            ),
+                        );
+                    }
                 }
+            }
+        }
+        None => {
+            let mnemonic = op.split(';').next().unwrap_or(op);
+            if let Some(r) = rule
+                .refine
+                .iter()
+                .find(|r| r.command.as_deref() == Some(mnemonic))
+            {
+                return Fault::new(
+                    r.code,
+                    r.reason.clone(),
+                    format!(
+                        "{op}: printer answered {said}; with no status words to place the card, named by the command that failed"
+                    ),
+                );
             }
         }
     }
@@ -202,29 +243,79 @@ mod tests {
     #[test]
     fn classification_by_expectation() {
         let p = km();
+        let (ok, text) = (Op::Insert, Op::ReadModel);
         assert_eq!(
-            classify(Reply::Text("OK".into()), Expect::Ok, &p),
+            classify(Reply::Text("OK".into()), &ok, &p),
             Classified::Success(String::new())
         );
         assert_eq!(
-            classify(Reply::Text("COVER OPEN".into()), Expect::Ok, &p),
+            classify(Reply::Text("COVER OPEN".into()), &ok, &p),
             Classified::Failure(Native::Word("COVER OPEN".into()))
         );
         assert_eq!(
-            classify(Reply::Text("KM500B".into()), Expect::Text, &p),
+            classify(Reply::Text("KM500B".into()), &text, &p),
             Classified::Success("KM500B".into())
         );
         assert_eq!(
-            classify(Reply::Text("ERROR CDE".into()), Expect::Text, &p),
+            classify(Reply::Text("ERROR CDE".into()), &text, &p),
             Classified::Failure(Native::Word("ERROR CDE".into()))
         );
         assert_eq!(
-            classify(Reply::Text("COVER OPEN".into()), Expect::Text, &p),
+            classify(Reply::Text("COVER OPEN".into()), &text, &p),
             Classified::Failure(Native::Word("COVER OPEN".into()))
         );
         assert_eq!(
-            classify(Reply::Ack, Expect::Ok, &p),
+            classify(Reply::Ack, &ok, &p),
             Classified::Success(String::new())
+        );
+    }
+
+    #[test]
+    fn err_card_is_a_position_only_for_the_older_words() {
+        let older = Profile::load("evolis-km500b-older", None).unwrap();
+        let err_card = || Reply::Text("ERR CARD".into());
+        assert_eq!(
+            classify(err_card(), &Op::ReadCardPosition, &older),
+            Classified::Success("ERR CARD".into())
+        );
+        let raw = Op::Raw(dialect::Command::new("Rlr").param("p"));
+        assert_eq!(
+            classify(err_card(), &raw, &older),
+            Classified::Success("ERR CARD".into())
+        );
+        // Another read answering ERR is still a failure...
+        assert!(matches!(
+            classify(err_card(), &Op::ReadCleaning, &older),
+            Classified::Failure(_)
+        ));
+        // ...and so is ERR CARD from a firmware said to speak the newer words.
+        assert!(matches!(
+            classify(err_card(), &Op::ReadCardPosition, &km()),
+            Classified::Failure(_)
+        ));
+    }
+
+    #[test]
+    fn without_status_words_a_jam_is_placed_by_the_command_that_failed() {
+        let p = km();
+        let jam = Native::Word("CARD JAM".into());
+        assert_eq!(
+            map_failure(&p, "Se", &jam, None, false).code,
+            ErrorCode::PRD_HOPPER_JAM
+        );
+        assert_eq!(
+            map_failure(&p, "Si", &jam, None, false).code,
+            ErrorCode::PRD_FEEDER_JAM
+        );
+        assert_eq!(
+            map_failure(&p, "Sp;k", &jam, None, false).code,
+            ErrorCode::PRD_FEEDER_JAM
+        );
+        // With status words the flags decide, whatever the command: no
+        // position flag set keeps the rule's code.
+        assert_eq!(
+            map_failure(&p, "Se", &jam, Some(&words(1 << 3, 0, 1)), false).code,
+            ErrorCode::PRD_FEEDER_JAM
         );
     }
 

@@ -3,6 +3,7 @@
 pub mod conn;
 pub mod driver;
 pub mod faults;
+pub mod gating;
 pub mod monitor;
 pub mod profile;
 pub mod raw;

@@ -5,9 +5,8 @@
 //! so none waits behind a physical step. The view is refreshed from every
 //! status reading the production engine makes anyway (between its commands),
 //! and, while the link is idle, by a probe every [`IDLE_PROBE`]: the status
-//! words (or the card position on firmware without them) and the error
-//! mode, whose loss shows a printer that restarted without the line
-//! dropping. A full reading (sensors, feeders, ribbon, counters) follows
+//! words (where the firmware has them) and the error mode, whose loss shows
+//! a printer that restarted without the line dropping. A full reading (sensors, feeders, ribbon, counters) follows
 //! every [`FULL_EVERY`], after each connection, and when asked.
 //!
 //! A silent printer is found by the probes too: unanswered probes count
@@ -130,22 +129,27 @@ impl Printer {
             });
             return Ok(());
         }
-        self.with_conn(|c| {
-            Box::pin(async move {
-                if c.status_supported() != Some(false) {
-                    // Published by the driver once the call returns.
-                    let _ = c.read_status().await?;
-                }
-                if c.restarted().await? {
-                    return Err(LinkError::NotReachable(
-                        "the printer restarted (its error-management mode fell back to the saved one): setting it up again".into(),
-                    ));
-                }
-                Ok(Ok(()))
+        let read_words = self
+            .with_conn(|c| {
+                Box::pin(async move {
+                    // Never `Rst` to a firmware without it (the connection
+                    // knows from the profile, or from an earlier answer).
+                    let read = if c.status_supported() != Some(false) {
+                        // Published by the driver once the call returns.
+                        c.read_status().await?.is_ok()
+                    } else {
+                        false
+                    };
+                    if c.restarted().await? {
+                        return Err(LinkError::NotReachable(
+                            "the printer restarted (its error-management mode fell back to the saved one): setting it up again".into(),
+                        ));
+                    }
+                    Ok(Ok(read))
+                })
             })
-        })
-        .await?;
-        if self.inner.profile.flags.is_empty() || self.view().borrow().read_instant.is_none() {
+            .await?;
+        if !read_words {
             // Firmware without status words: the probe's answers are its age.
             self.inner.view.send_modify(|v| {
                 v.read_at = Some(crate::time::now_rfc3339());

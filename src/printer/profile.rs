@@ -7,6 +7,7 @@
 //! new model is a new file, not new code.
 
 use crate::codes::{ErrorCode, Severity};
+use dialect::commands::Commands;
 use dialect::panel::Geometry;
 use dialect::profiles::{self, ProfileError};
 use serde::Deserialize;
@@ -144,11 +145,17 @@ impl Timeouts {
     }
 }
 
-/// A flag that names a fault more precisely than the reply word.
+/// What names a fault more precisely than the reply word: a status flag
+/// that is set, or, when the status words are not at hand, the command
+/// that failed. Exactly one of `flag` and `command` is given.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Refine {
-    pub flag: String,
+    #[serde(default)]
+    pub flag: Option<String>,
+    /// A mnemonic (`Se`): used only without status words.
+    #[serde(default)]
+    pub command: Option<String>,
     pub code: ErrorCode,
     pub reason: String,
 }
@@ -206,6 +213,8 @@ pub struct Profile {
     pub replies: Vec<ReplyRule>,
     pub nacks: Vec<ReplyRule>,
     pub flags: Vec<FlagRule>,
+    /// Commands outside the guide this firmware answers (`[commands]`).
+    pub commands: Commands,
     /// Where it came from, for diagnostics.
     pub source: String,
 }
@@ -224,14 +233,21 @@ impl Profile {
         Profile::from_table(r.table, r.source)
     }
 
-    fn from_table(table: toml::Table, source: String) -> Result<Profile, ProfileError> {
+    fn from_table(mut table: toml::Table, source: String) -> Result<Profile, ProfileError> {
+        // `[commands]` is read by the parser the simulator shares.
+        let commands = Commands::from_profile(&table).map_err(|m| invalid(&source, m))?;
+        table.remove("commands");
         let file: ProfileFile = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| invalid(&source, e.to_string()))?;
-        Profile::check(file, source)
+        Profile::check(file, commands, source)
     }
 
-    fn check(file: ProfileFile, source: String) -> Result<Profile, ProfileError> {
+    fn check(
+        file: ProfileFile,
+        commands: Commands,
+        source: String,
+    ) -> Result<Profile, ProfileError> {
         let bad = |m: String| Err(invalid(&source, m));
         let c = &file.capabilities;
         if !(1..=4).contains(&c.feeders) {
@@ -295,11 +311,31 @@ impl Profile {
                     return bad(format!("nack {:?} is not one character", r.word));
                 }
                 for x in &r.refine {
-                    if !names.contains(&x.flag) {
-                        return bad(format!(
-                            "{kind} {:?} refines by flag {:?}, which no [[flag]] defines",
-                            r.word, x.flag
-                        ));
+                    match (&x.flag, &x.command) {
+                        (Some(flag), None) if !names.contains(flag) => {
+                            return bad(format!(
+                                "{kind} {:?} refines by flag {flag:?}, which no [[flag]] defines",
+                                r.word
+                            ));
+                        }
+                        (Some(_), None) => {}
+                        (None, Some(m))
+                            if m.is_empty()
+                                || m.len() > 8
+                                || !m.bytes().all(|b| b.is_ascii_alphabetic()) =>
+                        {
+                            return bad(format!(
+                                "{kind} {:?} refines by command {m:?}, which is not a mnemonic (1 to 8 letters)",
+                                r.word
+                            ));
+                        }
+                        (None, Some(_)) => {}
+                        _ => {
+                            return bad(format!(
+                                "{kind} {:?}: a refine entry gives either `flag` or `command`",
+                                r.word
+                            ));
+                        }
                     }
                 }
             }
@@ -316,6 +352,7 @@ impl Profile {
             replies: file.reply,
             nacks: file.nack,
             flags: file.flag,
+            commands,
             source,
         })
     }
@@ -388,6 +425,11 @@ mod tests {
             (base.replace("flag = \"no_ribbon\", code = \"PRT_RIBBON_MISSING\"", "flag = \"no_such\", code = \"PRT_RIBBON_MISSING\""), "no_such"),
             (base.replace("bit = 19", "bit = 40"), "beyond"),
             (base.replace("[panel]", "[panel]\ncolour = true"), "colour"),
+            (base.replace("status_words = true", "status_words = 1"), "commands.status_words"),
+            (base.replace("card_position = \"newer\"", "card_position = \"new\""), "commands.card_position"),
+            (base.replace("sensors = [\"o\",", "sensors = [\"x\","), "commands.sensors"),
+            (base.replace("{ command = \"Se\",", "{ command = \"Se;1\","), "Se;1"),
+            (base.replace("{ command = \"Se\",", "{ flag = \"card_eject\", command = \"Se\","), "either"),
         ];
         for (text, needle) in cases {
             let err = Profile::from_toml(&text, "test.toml")
@@ -395,6 +437,32 @@ mod tests {
                 .to_string();
             assert!(err.contains(needle), "{needle}: {err}");
         }
+    }
+
+    #[test]
+    fn the_older_firmware_answers_the_guides_commands_only() {
+        use dialect::ops::Sensor;
+        use dialect::status::PositionWords;
+        let km = Profile::load("evolis-km500b", None).unwrap();
+        assert!(km.commands.status_words);
+        assert_eq!(km.commands.sensors, Sensor::ALL.to_vec());
+        assert_eq!(km.commands.card_position, PositionWords::Newer);
+        let old = Profile::load("evolis-km500b-older", None).unwrap();
+        assert_eq!(old.model.name, "Evolis KM500B (older firmware)");
+        assert_eq!(old.model.model_reply, "KM500B");
+        assert!(!old.commands.status_words);
+        let mut guide = Sensor::GUIDE.to_vec();
+        let mut has = old.commands.sensors.clone();
+        guide.sort_by_key(|s| s.letter());
+        has.sort_by_key(|s| s.letter());
+        assert_eq!(has, guide);
+        assert_eq!(old.commands.card_position, PositionWords::Older);
+        // The rest is inherited: the reply words and their refinements.
+        let jam = old.reply_rule("CARD JAM").unwrap();
+        assert!(jam
+            .refine
+            .iter()
+            .any(|r| r.command.as_deref() == Some("Se") && r.code == ErrorCode::PRD_HOPPER_JAM));
     }
 
     #[test]

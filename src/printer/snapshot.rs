@@ -180,6 +180,11 @@ async fn read_all(c: &mut Connection, profile: &super::Profile) -> Outcome<Snaps
         }
     };
     for sensor in Sensor::ALL {
+        if let Some(f) = super::gating::not_on_this_firmware(profile, &Op::ReadSensor(sensor)) {
+            // Not asked: said so rather than left out.
+            s.unavailable.insert(sensor.name().into(), f.description);
+            continue;
+        }
         if let Some(t) = read(
             c,
             &Op::ReadSensor(sensor),

@@ -340,30 +340,53 @@ impl Printer {
         })
     }
 
-    /// Is a presented card still waiting in the bezel?
+    /// Is a presented card still waiting in the bezel? Asked after `Se`
+    /// only: the card it presented is then the only one the printer holds.
     pub async fn card_waiting_in_bezel(&self) -> Result<bool, Fault> {
-        let flag = self.profile().flag("card_eject").cloned();
+        let profile = self.profile().clone();
         self.with_conn(move |c| {
             Box::pin(async move {
-                if let Some(flag) = flag {
+                // The status words' flag, where the firmware has them (a
+                // profile without them is never sent `Rst`).
+                if let Some(flag) = profile.flag("card_eject") {
                     if let Ok(s) = c.read_status().await? {
                         return Ok(Ok(s.bit(&flag.word, flag.bit)));
                     }
                 }
-                // Firmware without status words: the bezel sensor's voltage.
-                let v = match c.run(&Op::ReadSensor(dialect::ops::Sensor::Bezel)).await? {
-                    Ok(v) => v,
+                // Then the bezel sensor's voltage, where the firmware has it.
+                if profile.commands.has_sensor(dialect::ops::Sensor::Bezel) {
+                    let v = match c.run(&Op::ReadSensor(dialect::ops::Sensor::Bezel)).await? {
+                        Ok(v) => v,
+                        Err(f) => return Ok(Err(f)),
+                    };
+                    return Ok(dialect::status::parse_voltage(&v).map(|v| v > 2.5).map_err(
+                        |why| {
+                            Fault::new(
+                                ErrorCode::PRD_UNEXPECTED_DATA,
+                                "other",
+                                format!("Rse;b: {why}"),
+                            )
+                        },
+                    ));
+                }
+                // The guide's commands alone: the card position. A card
+                // waiting in the bezel is still held by the printer (`CARD`,
+                // or the older `ERR CARD`), and after `Se` no other card is.
+                let t = match c.read_text(&Op::ReadCardPosition).await? {
+                    Ok(t) => t,
                     Err(f) => return Ok(Err(f)),
                 };
-                Ok(dialect::status::parse_voltage(&v)
-                    .map(|v| v > 2.5)
-                    .map_err(|why| {
-                        Fault::new(
+                Ok(
+                    match dialect::status::parse_card_position(&t, profile.commands.card_position) {
+                        Ok(dialect::status::CardPosition::None) => Ok(false),
+                        Ok(_) => Ok(true),
+                        Err(why) => Err(Fault::new(
                             ErrorCode::PRD_UNEXPECTED_DATA,
                             "other",
-                            format!("Rse;b: {why}"),
-                        )
-                    }))
+                            format!("Rlr;p: {}", dialect::redact::mask_text(&why)),
+                        )),
+                    },
+                )
             })
         })
         .await
@@ -458,12 +481,21 @@ impl Printer {
                     }
                     return Ok(Ok(CardWhere::None));
                 }
+                // Without status words, the card position in the firmware's
+                // words. It cannot tell a card in the bezel from one inside,
+                // and the older `ERR CARD` gives no position at all: either
+                // is a card the printer holds, to be rejected.
                 match c.read_text(&Op::ReadCardPosition).await? {
-                    Ok(t) => Ok(Ok(match dialect::status::parse_card_position(&t) {
-                        Ok(dialect::status::CardPosition::None) => CardWhere::None,
-                        Ok(_) => CardWhere::Inside,
-                        Err(_) => CardWhere::Unknown,
-                    })),
+                    Ok(t) => Ok(Ok(
+                        match dialect::status::parse_card_position(&t, profile.commands.card_position) {
+                            Ok(dialect::status::CardPosition::None) => CardWhere::None,
+                            Ok(_) => CardWhere::Inside,
+                            Err(why) => {
+                                tracing::warn!(why = %dialect::redact::mask_text(&why), "the printer's card position is unreadable");
+                                CardWhere::Unknown
+                            }
+                        },
+                    )),
                     Err(f) => Ok(Err(f)),
                 }
             })

@@ -363,7 +363,7 @@ impl Printer {
             "Rtp" => Ok(Answer::Text(self.cfg.profile.model_reply.clone())),
             "Rsn" => Ok(Answer::Text(self.cfg.serial.clone())),
             "Rfv" => Ok(Answer::Text(self.cfg.firmware.clone())),
-            "Rst" => Ok(Answer::Text(self.status_words(cx.now).render())),
+            "Rst" => self.read_status(cx.now),
             "Rse" => self.read_sensor(&p[0]),
             "Rlr" => self.read_lr(&p[0]),
             "Rco" => self.read_counter(&p[0]),

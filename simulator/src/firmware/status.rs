@@ -1,10 +1,16 @@
 //! What the printer reports about itself: the `Rst` status words (bit numbers
 //! exactly as DIALECT.md's table), sensors, positions, counters, feeders.
+//! The profile's `[commands]` says which of these commands outside the guide
+//! the firmware has (`Rst`, `Rse;f|n|b`) and which words `Rlr;p` answers; a
+//! firmware refuses a command it lacks with `ERROR CDE`, as the reference
+//! fact sheet says a real one may.
 
 use super::words::*;
 use super::{Answer, Printer, Res};
 use crate::condition::Condition;
 use crate::model::Place;
+use dialect::ops::Sensor;
+use dialect::status::PositionWords;
 use std::collections::BTreeMap;
 
 /// The `Rst` words. EX1 exists only on printers with the emboss extension.
@@ -156,8 +162,21 @@ impl Printer {
         }
     }
 
-    /// `Rse;x`: a sensor's voltage, 5 V when it sees what it detects.
+    /// `Rst`: the status words, on a firmware that has them.
+    pub(super) fn read_status(&self, now: u64) -> Res {
+        if !self.cfg.profile.commands.status_words {
+            return Err(ERROR_CDE);
+        }
+        Ok(Answer::Text(self.status_words(now).render()))
+    }
+
+    /// `Rse;x`: a sensor's voltage, 5 V when it sees what it detects. A
+    /// sensor letter this firmware does not answer is an unknown command;
+    /// a letter no sensor has is a bad parameter.
     pub(super) fn read_sensor(&self, s: &str) -> Res {
+        if Sensor::from_letter(s).is_some_and(|x| !self.cfg.profile.commands.has_sensor(x)) {
+            return Err(ERROR_CDE);
+        }
         let feeder = match self.selected_feeder {
             0 => (0..self.feeders.len()).find(|&i| !self.feeder_empty(i)),
             n => self.feeders.iter().position(|f| f.number == n),
@@ -180,6 +199,15 @@ impl Printer {
     /// `Rlr;p` card position, `Rlr;r` cleaning, `Rlr;h` reject box.
     pub(super) fn read_lr(&self, what: &str) -> Res {
         let text = match what {
+            // The older firmware: a card anywhere in the printer (path,
+            // station, jammed, or waiting in the bezel) is `ERR CARD`.
+            "p" if self.cfg.profile.commands.card_position == PositionWords::Older => {
+                if self.path_index().is_some() || self.bezel_index().is_some() {
+                    "ERR CARD"
+                } else {
+                    "NO CARD"
+                }
+            }
             "p" => {
                 let place = self.path_index().map(|i| self.cards[i].record.place);
                 match place {

@@ -1372,3 +1372,63 @@ fn a_scenario_step_can_power_cycle_the_printer_under_a_command() {
     p.alarm(alarm, 210);
     assert_eq!(t(&mut p, "Rlr;p"), "CARD");
 }
+
+// ---- commands outside the guide, per profile --------------------------
+
+fn older() -> Printer {
+    Printer::new(&config("evolis-km500b-older"))
+}
+
+#[test]
+fn a_firmware_refuses_the_commands_its_profile_lacks() {
+    let mut p = older();
+    // No status words, and a refused `Rst` clears nothing it would report.
+    assert_eq!(t(&mut p, "Rst"), ERROR_CDE);
+    // The guide's sensors answer; f, n and b are unknown to this firmware.
+    for s in ["c", "m", "o", "p", "r"] {
+        assert!(
+            dialect::status::parse_voltage(&t(&mut p, &format!("Rse;{s}"))).is_ok(),
+            "Rse;{s}"
+        );
+    }
+    for s in ["f", "n", "b"] {
+        assert_eq!(t(&mut p, &format!("Rse;{s}")), ERROR_CDE, "Rse;{s}");
+    }
+    // A letter no sensor has stays a parameter error.
+    assert_eq!(t(&mut p, "Rse;z"), ERROR_PARAMETRES);
+    // Reads keep answering text in ACK/NACK mode.
+    ok(&mut p, "Pem;2");
+    assert_eq!(send(&mut p, "Pem;4"), Reply::Text(OK.into()));
+    assert_eq!(t(&mut p, "Rst"), ERROR_CDE);
+    assert_eq!(t(&mut p, "Rse;b"), ERROR_CDE);
+    // The default profile still answers all of them.
+    let mut km = km();
+    assert!(dialect::status::parse_status_words(&t(&mut km, "Rst")).is_ok());
+    for s in ["f", "n", "b"] {
+        assert!(dialect::status::parse_voltage(&t(&mut km, &format!("Rse;{s}"))).is_ok());
+    }
+}
+
+#[test]
+fn the_older_firmware_answers_rlr_p_with_no_card_or_err_card() {
+    let mut p = older();
+    assert_eq!(t(&mut p, "Rlr;p"), "NO CARD");
+    insert(&mut p);
+    assert_eq!(t(&mut p, "Rlr;p"), "ERR CARD", "inside");
+    ok(&mut p, "Sis");
+    assert_eq!(t(&mut p, "Rlr;p"), "ERR CARD", "at the smart station");
+    ok(&mut p, "Se");
+    assert_eq!(t(&mut p, "Rlr;p"), "ERR CARD", "waiting in the bezel");
+    ok(&mut p, "Ser");
+    assert_eq!(t(&mut p, "Rlr;p"), "NO CARD", "in the reject box");
+    // A card jammed at the feeder is in the printer too.
+    p.raise(Condition::FeederJam, 0);
+    ok(&mut p, "Pmi;F");
+    assert_eq!(t(&mut p, "Si"), CARD_JAM);
+    assert_eq!(t(&mut p, "Rlr;p"), "ERR CARD", "jammed");
+    // The newer words are unchanged on the default profile.
+    let mut km = km();
+    assert_eq!(t(&mut km, "Rlr;p"), "OK");
+    insert(&mut km);
+    assert_eq!(t(&mut km, "Rlr;p"), "CARD");
+}
