@@ -10,10 +10,12 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = match cli.command {
         Command::Status { .. }
+        | Command::Doctor
         | Command::Printer(_)
         | Command::Jobs(_)
         | Command::Outbox(_)
         | Command::Inventory(_)
+        | Command::Diag(_)
         | Command::Keygen { .. } => Quiet::Warnings,
         Command::Demo | Command::Bench { .. } => Quiet::Errors,
         Command::Run => Quiet::No,

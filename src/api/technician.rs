@@ -8,6 +8,7 @@
 //! | `GET /v1/store` | counts by status, deliveries by sink, size, integrity check |
 //! | `POST /v1/outbox/{sink}/retry` | make a sink's pending deliveries due now |
 //! | `GET /v1/printer/info` | identity, profile, options, endpoint (never asks the printer) |
+//! | `GET /v1/printer/trace?last=N` | the last N exchanges on the printer link, redacted (N at most 500) |
 //! | `POST /v1/printer/clean`, `/test-card`, `/reset` | run the operation between cards |
 //! | `POST /v1/printer/raw` | `{"command": "Rse;o"}`: one command, its reply |
 
@@ -34,6 +35,7 @@ pub fn routes() -> Router<Engine> {
         .route("/v1/store", get(store_stats))
         .route("/v1/outbox/{sink}/retry", post(outbox_retry))
         .route("/v1/printer/info", get(printer_info))
+        .route("/v1/printer/trace", get(printer_trace))
         .route("/v1/printer/raw", post(printer_raw))
         .route("/v1/printer/{operation}", post(printer_operation))
 }
@@ -142,6 +144,32 @@ async fn printer_info(State(engine): State<Engine>) -> Response {
         printer.endpoint(),
     ))
     .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraceQuery {
+    last: Option<usize>,
+}
+
+/// The recent exchanges with the printer, oldest first (redacted).
+async fn printer_trace(
+    State(engine): State<Engine>,
+    query: Result<Query<TraceQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let last = match query {
+        Ok(Query(q)) => q.last.unwrap_or(100),
+        Err(_) => 0,
+    };
+    if !(1..=crate::printer::trace::KEPT).contains(&last) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD_VALUE",
+            Some("last"),
+            &format!("last is 1 to {}", crate::printer::trace::KEPT),
+        );
+    }
+    Json(json!({ "exchanges": engine.printer().trace().last(last) })).into_response()
 }
 
 #[derive(Debug, Deserialize)]

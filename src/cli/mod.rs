@@ -3,6 +3,8 @@
 //! (docs/CLI.md: every command, its `--json` shape and its exit statuses).
 
 mod agent;
+mod diag;
+mod doctor;
 mod inventory;
 mod jobs;
 mod outbox;
@@ -90,6 +92,9 @@ pub enum Command {
         #[arg(long, default_value_t = 10_000)]
         events: usize,
     },
+    /// Every check a technician makes at a broken kiosk, PASS / WARN / FAIL
+    /// with a remedy each. Exit status: the worst result (0, 1, 2).
+    Doctor,
     /// The printer: info, status, clean, test card, reset, raw, trace.
     #[command(subcommand)]
     Printer(printer::PrinterCommand),
@@ -102,6 +107,9 @@ pub enum Command {
     /// What each feeder holds (after loading cards: `inventory set`).
     #[command(subcommand)]
     Inventory(inventory::InventoryCommand),
+    /// Diagnostics for support: `diag bundle` writes one redacted archive.
+    #[command(subcommand)]
+    Diag(diag::DiagCommand),
 }
 
 /// Runs a technician's command and turns its outcome into an exit status.
@@ -118,10 +126,12 @@ async fn technician(cli: Cli) -> ExitCode {
             )
             .await
         }
+        Command::Doctor => doctor::run(&agent, &cli.config, json).await,
         Command::Printer(p) => printer::run(p, &agent, &cli.config, json).await,
         Command::Jobs(j) => jobs::run(&agent, j, json).await,
         Command::Outbox(o) => outbox::run(&agent, o, json).await,
         Command::Inventory(i) => inventory::run(&agent, i, json).await,
+        Command::Diag(d) => diag::run(&agent, &cli.config, d, json).await,
         _ => unreachable!("only technicians' commands come here"),
     };
     match result {
@@ -142,10 +152,12 @@ async fn technician(cli: Cli) -> ExitCode {
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Status { .. }
+        | Command::Doctor
         | Command::Printer(_)
         | Command::Jobs(_)
         | Command::Outbox(_)
-        | Command::Inventory(_) => technician(cli).await,
+        | Command::Inventory(_)
+        | Command::Diag(_) => technician(cli).await,
         Command::Run => match crate::daemon::run(&cli.config).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

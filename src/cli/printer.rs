@@ -122,7 +122,7 @@ pub async fn run(
                 v = json!({});
             }
             v["ready"] = p["ready"].clone();
-            v["endpoint"] = p["endpoint"].clone();
+            v["endpoint"] = agent.get("/v1/printer/info").await?["endpoint"].clone();
             v["link"] = p["link"].clone();
             if let Some(f) = p["refreshError"].as_object() {
                 v["refreshError"] = Value::Object(f.clone());
@@ -130,9 +130,15 @@ pub async fn run(
             v
         }
         PrinterCommand::Raw { command, .. } => {
-            agent
+            let done = agent
                 .post("/v1/printer/raw", &json!({ "command": command }))
-                .await?
+                .await?;
+            // The same shape as --direct: what went out, what came back.
+            json!({
+                "sent": done["operation"].as_str().unwrap_or("").trim_start_matches("raw "),
+                "reply": done["reply"],
+                "fault": done["fault"],
+            })
         }
         _ => {
             let pb = output::spinner(&format!("{what}: waiting for the printer"), json_out);
@@ -170,7 +176,12 @@ fn show(cmd: &PrinterCommand, v: &Value, json_out: bool) -> Result<u8, CliError>
             if !json_out {
                 render::raw(v);
             }
-            Ok(exit::OK)
+            // The printer answered with a refusal: shown, and said by the status.
+            Ok(if v["fault"].is_object() {
+                exit::WARN
+            } else {
+                exit::OK
+            })
         }
         _ => {
             let f = &v["fault"];

@@ -128,7 +128,11 @@ pub fn info(v: &Value) {
         .collect();
     output::line(format!(
         "Commands   status words (Rst) {}, sensors Rse;{}, card position words {}",
-        if cmds["status_words"] == true { "yes" } else { "no" },
+        if cmds["status_words"] == true {
+            "yes"
+        } else {
+            "no"
+        },
         sensors.join("|"),
         s(cmds, "card_position")
     ));

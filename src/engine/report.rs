@@ -88,5 +88,20 @@ pub async fn health(engine: &Engine) -> Value {
         "outbox": outbox,
         "upstream": engine.upstream().snapshot(),
         "store": store_json,
+        "service": service(),
+    })
+}
+
+/// How the agent runs: under systemd's notification protocol or not, and
+/// with which watchdog period (what `doctor` checks).
+fn service() -> Value {
+    let watchdog_s = std::env::var("WATCHDOG_USEC")
+        .ok()
+        .and_then(|u| u.parse::<u64>().ok())
+        .map(|us| us as f64 / 1e6);
+    json!({
+        "pid": std::process::id(),
+        "systemdNotify": std::env::var_os("NOTIFY_SOCKET").is_some(),
+        "watchdogSeconds": watchdog_s,
     })
 }

@@ -65,6 +65,8 @@ pub struct LinkSettings {
     pub serial: SerialSettings,
     pub ack_nack: bool,
     pub timeouts: Timeouts,
+    /// Where every exchange is recorded (shared by reconnections).
+    pub trace: super::trace::Trace,
 }
 
 impl LinkSettings {
@@ -74,12 +76,14 @@ impl LinkSettings {
             serial: SerialSettings::from_profile(&profile.link),
             ack_nack: false,
             timeouts: profile.timeouts.clone(),
+            trace: super::trace::Trace::default(),
         }
     }
 }
 
 pub struct Connection {
     link: Link,
+    trace: super::trace::Trace,
     codec: ReplyCodec,
     buf: BytesMut,
     profile: Arc<Profile>,
@@ -172,6 +176,7 @@ impl Connection {
                 profile.link.max_reply_bytes,
             ),
             buf: BytesMut::with_capacity(4096),
+            trace: settings.trace.clone(),
             profile,
             timeouts: settings.timeouts.clone(),
             ack_nack: settings.ack_nack,
@@ -304,6 +309,28 @@ impl Connection {
     }
 
     async fn exchange_once(&mut self, op: &Op) -> Result<Reply, LinkError> {
+        let at = crate::time::now_rfc3339();
+        let started = Instant::now();
+        let result = self.exchange_untraced(op).await;
+        let (reply, outcome) = match &result {
+            Ok(r @ Reply::Malformed { .. }) => {
+                (super::trace::shown(r, op.is_sensitive()), "unreadable")
+            }
+            Ok(r) => (super::trace::shown(r, op.is_sensitive()), "answered"),
+            Err(LinkError::Timeout { .. }) => (String::new(), "timeout"),
+            Err(e) => (e.to_string(), "link"),
+        };
+        self.trace.record(super::trace::Exchange {
+            at,
+            sent: op.name(),
+            reply,
+            ms: started.elapsed().as_millis() as u64,
+            outcome,
+        });
+        result
+    }
+
+    async fn exchange_untraced(&mut self, op: &Op) -> Result<Reply, LinkError> {
         let command = op.command();
         let bytes = command.to_bytes().map_err(|e| {
             LinkError::Garbled(Fault::new(

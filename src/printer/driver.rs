@@ -186,6 +186,11 @@ impl Printer {
         &self.inner.profile
     }
 
+    /// The recent exchanges on the link (redacted).
+    pub fn trace(&self) -> &super::trace::Trace {
+        &self.inner.settings.trace
+    }
+
     /// Where the printer is (the configuration's device).
     pub fn endpoint(&self) -> &super::Endpoint {
         &self.inner.settings.endpoint

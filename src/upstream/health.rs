@@ -23,6 +23,11 @@ pub struct LinkHealth {
     /// RFC 3339 of the last success and of the last change of state.
     pub last_ok_at: Option<String>,
     pub since: String,
+    /// This kiosk's clock minus the upstream's, in milliseconds, from the
+    /// last answer that carried the server's time (the central base's
+    /// heartbeat), corrected by half the round trip.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_skew_ms: Option<i64>,
 }
 
 impl LinkHealth {
@@ -33,6 +38,7 @@ impl LinkHealth {
             error: None,
             last_ok_at: None,
             since: crate::time::now_rfc3339(),
+            clock_skew_ms: None,
         }
     }
 }
@@ -61,6 +67,18 @@ impl Health {
 
     pub fn snapshot(&self) -> Upstream {
         self.tx.borrow().clone()
+    }
+
+    /// Records how far this kiosk's clock is from the upstream's.
+    pub fn clock_skew(&self, link: &str, skew_ms: i64) {
+        self.tx.send_if_modified(|m| {
+            let h = m
+                .entry(link.to_string())
+                .or_insert_with(LinkHealth::unknown);
+            let changed = h.clock_skew_ms != Some(skew_ms);
+            h.clock_skew_ms = Some(skew_ms);
+            changed
+        });
     }
 
     /// Names a link before its first call.

@@ -91,18 +91,43 @@ async fn heartbeat(cb: Arc<CentralBase>, engine: Engine, stop: CancellationToken
     loop {
         let mut body = crate::engine::report::health(&engine).await;
         body["sentAt"] = crate::time::now_rfc3339().into();
+        let before = std::time::SystemTime::now();
         let sent = tokio::select! {
             _ = stop.cancelled() => return,
             r = cb.heartbeat(&body) => r,
         };
-        if let Err(e) = sent {
-            tracing::debug!(error = %e, "heartbeat not delivered");
+        match sent {
+            Ok(Some(server_time)) => {
+                if let Some(skew) =
+                    clock_skew_ms(before, std::time::SystemTime::now(), &server_time)
+                {
+                    engine.upstream().clock_skew(super::central::API_LINK, skew);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "heartbeat not delivered"),
         }
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
     }
+}
+
+/// This clock minus the server's, taking the server's time as read half way
+/// through the call. `None` when the server's time does not parse.
+fn clock_skew_ms(
+    sent: std::time::SystemTime,
+    answered: std::time::SystemTime,
+    server_time: &str,
+) -> Option<i64> {
+    let server = humantime::parse_rfc3339_weak(server_time).ok()?;
+    let half = answered.duration_since(sent).unwrap_or_default() / 2;
+    let local = sent + half;
+    Some(match local.duration_since(server) {
+        Ok(ahead) => ahead.as_millis().min(i64::MAX as u128) as i64,
+        Err(behind) => -(behind.duration().as_millis().min(i64::MAX as u128) as i64),
+    })
 }
 
 /// Prunes delivered history past its retention; raises the size alarm at
@@ -139,5 +164,21 @@ async fn upkeep(engine: Engine, retention_days: u32, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(UPKEEP_EVERY) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn clock_skew_is_local_minus_server_at_the_calls_middle() {
+        let t = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        // Server says 1000 s; the call went from 1010 to 1012: middle 1011.
+        let server = humantime::format_rfc3339(t(1000)).to_string();
+        assert_eq!(clock_skew_ms(t(1010), t(1012), &server), Some(11_000));
+        assert_eq!(clock_skew_ms(t(990), t(990), &server), Some(-10_000));
+        assert_eq!(clock_skew_ms(t(990), t(990), "yesterday"), None);
     }
 }

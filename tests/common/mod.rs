@@ -51,6 +51,9 @@ pub struct Options {
     pub record: Option<PathBuf>,
     /// The simulator ends ACK and NACK with the reply terminator too.
     pub ack_terminated: bool,
+    /// What the simulated customer does with a presented card (the
+    /// simulator's default: takes it at once).
+    pub customer: Option<Customer>,
 }
 
 impl Default for Options {
@@ -63,6 +66,7 @@ impl Default for Options {
             serial: None,
             record: None,
             ack_terminated: false,
+            customer: None,
         }
     }
 }
@@ -96,6 +100,9 @@ pub async fn rig(opts: Options) -> Rig {
         config.reply_terminator = dialect::Terminator::Nul;
     }
     config.ack_terminated = opts.ack_terminated;
+    if let Some(c) = opts.customer {
+        config.customer = c;
+    }
     let sim = Simulator::new(config);
     let endpoint = match opts.via {
         Via::Pty => Endpoint::Serial(
