@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The test command. On a fresh Debian machine it installs what the tests need
 # (pcsc-lite's daemon and client library, the vpcd virtual reader, pcsc_scan;
-# Python's venv module), starts pcscd, makes the Python venv of the external
-# checkers (scripts/pyenv.sh: target/pyvenv, from PyPI), then runs every test
-# of the workspace. The build itself needs no PC/SC headers nor pkg-config:
+# Python's venv module; the prometheus package for promtool, which
+# tests/metrics.rs runs on a scrape), starts pcscd, makes the Python venv of
+# the external checkers (scripts/pyenv.sh: target/pyvenv, from PyPI), then
+# runs every test of the workspace. The build itself needs no PC/SC headers nor pkg-config:
 # the agent loads libpcsclite.so.1 at run time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(pcscd libpcsclite1 vsmartcard-vpcd pcsc-tools)
+packages=(pcscd libpcsclite1 vsmartcard-vpcd pcsc-tools prometheus)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

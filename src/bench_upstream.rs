@@ -279,6 +279,7 @@ async fn drain(events: usize, json_out: bool) -> Result<Value, String> {
             sink,
             store.clone(),
             cfg.backoff(),
+            crate::metrics::Metrics::default(),
             stop.clone(),
         ));
     }

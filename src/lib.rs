@@ -7,6 +7,8 @@
 //! * [`store`]: the durable job store (SQLite), journal, event outbox, sealed card data.
 //! * [`engine`]: the production engine; [`api`]: its local HTTP API; [`daemon`]: `satellite run`.
 //! * [`upstream`]: what is reported upstream (the forms of a status change).
+//! * [`metrics`]: `GET /metrics` (Prometheus text), from published state and
+//!   counters kept where things happen.
 //! * [`bundled_sim`]: the bundled printer simulator (cargo feature `simulator`,
 //!   on by default), which `demo` and `bench` need.
 
@@ -28,6 +30,7 @@ pub mod demo;
 pub mod engine;
 pub mod job;
 pub mod logging;
+pub mod metrics;
 pub mod printer;
 pub mod request;
 pub mod store;

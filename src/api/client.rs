@@ -43,6 +43,31 @@ impl Client {
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<Answer, String> {
+        let (status, _, bytes) = self.exchange(method, path, body).await?;
+        let body = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| format!("the agent answered something that is not JSON: {e}"))?
+        };
+        Ok(Answer { status, body })
+    }
+
+    /// A GET answered in text (`/metrics`): status, content type, body.
+    pub async fn get_text(&self, path: &str) -> Result<(u16, String, String), String> {
+        let (status, content_type, bytes) = self.exchange("GET", path, None).await?;
+        let text = String::from_utf8(bytes.to_vec())
+            .map_err(|e| format!("the agent answered something that is not UTF-8: {e}"))?;
+        Ok((status, content_type, text))
+    }
+
+    /// One request: status, content type, body.
+    async fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<(u16, String, Bytes), String> {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
             .map_err(|e| format!("cannot reach the agent at {}: {e}", self.socket.display()))?;
@@ -61,18 +86,17 @@ impl Client {
             .map_err(|e| e.to_string())?;
         let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
         let bytes = resp
             .into_body()
             .collect()
             .await
             .map_err(|e| e.to_string())?
             .to_bytes();
-        let body = if bytes.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .map_err(|e| format!("the agent answered something that is not JSON: {e}"))?
-        };
-        Ok(Answer { status, body })
+        Ok((status, content_type, bytes))
     }
 }

@@ -109,6 +109,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/v1/inventory", get(inventory))
         .route("/v1/inventory/{feeder}", put(set_inventory))
         .merge(technician::routes())
+        .route("/metrics", get(crate::metrics::serve))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,

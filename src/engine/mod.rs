@@ -67,8 +67,10 @@ struct Inner {
     /// by a technician's operation, so that neither cuts into the other.
     printer_turn: tokio::sync::Mutex<()>,
     /// How long each step took (the most recent [`TIMINGS_KEPT`] of each), for
-    /// the benchmark and, later, metrics.
+    /// the benchmark.
     timings: Mutex<HashMap<plan::Step, std::collections::VecDeque<std::time::Duration>>>,
+    /// Counters of what happens (cards ended, step durations, deliveries).
+    metrics: crate::metrics::Metrics,
 }
 
 /// One feeder: its stock (None until a technician sets it) and its sensors
@@ -172,6 +174,7 @@ impl Engine {
                 stopping: tokio_util::sync::CancellationToken::new(),
                 central: std::sync::OnceLock::new(),
                 upstream: crate::upstream::Health::default(),
+                metrics: crate::metrics::Metrics::default(),
             }),
         }
     }
@@ -185,6 +188,7 @@ impl Engine {
     }
 
     fn record_timing(&self, step: plan::Step, took: std::time::Duration) {
+        self.inner.metrics.step(step, took);
         let mut t = self.inner.timings.lock().expect("timings lock");
         let q = t.entry(step).or_default();
         if q.len() == TIMINGS_KEPT {
@@ -200,6 +204,11 @@ impl Engine {
 
     pub(crate) fn central(&self) -> Option<&Arc<crate::upstream::central::CentralBase>> {
         self.inner.central.get()
+    }
+
+    /// The counters of what happens, shared with the upstream relays.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
     }
 
     /// The upstream links' health.
@@ -284,7 +293,12 @@ impl Engine {
                 .db(move |s| s.record_request_error(&job, code, &message))
                 .await
             {
-                Ok(event) => refused.occurred_at = event.occurred_at,
+                Ok(event) => {
+                    refused.occurred_at = event.occurred_at;
+                    self.inner
+                        .metrics
+                        .card_final(crate::store::Status::RequestError, Some(code));
+                }
                 // The token is another request's, or unfit to be stored.
                 Err(StoreError::Duplicate | StoreError::Invalid(_)) => {}
                 Err(err) => {
@@ -579,6 +593,9 @@ impl Engine {
         match self.db(move |s| s.cancel(&t).and_then(|_| s.job(&t))).await {
             Ok(Some(job)) => {
                 tracing::info!(card = %token, "request cancelled by the issuer");
+                self.inner
+                    .metrics
+                    .card_final(crate::store::Status::Cancelled, None);
                 Ok(Production::of(&job))
             }
             Ok(None) | Err(StoreError::NotFound) => Err(CardError::NotFound(token.to_string())),

@@ -441,6 +441,9 @@ impl Engine {
         // The next card waits until this one's end is recorded: the store is
         // the only memory across a crash.
         let mut pause = NOT_READY_PAUSE;
+        // An attempt whose commit may have landed: a later "already
+        // recorded" is then this very end.
+        let mut uncertain = false;
         loop {
             let (t, d) = (token.to_string(), description.clone());
             match self
@@ -448,6 +451,7 @@ impl Engine {
                 .await
             {
                 Ok(_) => {
+                    self.inner.metrics.card_final(status, code);
                     if status == Status::ProductionError {
                         self.clear_card_faults().await;
                     }
@@ -456,6 +460,9 @@ impl Engine {
                 Err(e @ (StoreError::WrongState { .. } | StoreError::NotFound)) => {
                     // After an uncertain commit, the first attempt may have landed.
                     tracing::warn!(card = %token, error = %e, "the end of production is already recorded, or the card is gone");
+                    if uncertain && matches!(e, StoreError::WrongState { .. }) {
+                        self.inner.metrics.card_final(status, code);
+                    }
                     if status == Status::ProductionError {
                         self.clear_card_faults().await;
                     }
@@ -463,6 +470,7 @@ impl Engine {
                 }
                 Err(e) => {
                     self.store_failed(&e);
+                    uncertain |= matches!(e, StoreError::Uncertain(_));
                     tracing::error!(card = %token, error = %e, retry_in_ms = pause.as_millis() as u64, "cannot record the end of production; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => {}

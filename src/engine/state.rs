@@ -1,6 +1,6 @@
 //! What the engine is doing, published on one `watch` channel: the local
-//! API shows it, and readiness on submission reads it; later the systemd
-//! watchdog, STATUS= lines and metrics read the same channel instead of
+//! API shows it, readiness on submission and metrics read it; later the
+//! systemd watchdog and STATUS= lines read the same channel instead of
 //! each asking the engine or the printer.
 
 use crate::codes::ErrorCode;
@@ -37,6 +37,35 @@ pub enum Activity {
     Maintenance { operation: String },
     /// Finishing the card in production, then stopping.
     Stopping,
+}
+
+impl Activity {
+    /// Every state's name, as [`Activity::name`] and the API spell them:
+    /// metrics show one series per state.
+    pub const NAMES: [&'static str; 8] = [
+        "starting",
+        "idle",
+        "producing",
+        "waiting_for_printer",
+        "card_in_doubt",
+        "checking_store",
+        "maintenance",
+        "stopping",
+    ];
+
+    /// The state in one word (the API's `state`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Activity::Starting => "starting",
+            Activity::Idle => "idle",
+            Activity::Producing { .. } => "producing",
+            Activity::WaitingForPrinter { .. } => "waiting_for_printer",
+            Activity::CardInDoubt { .. } => "card_in_doubt",
+            Activity::CheckingStore { .. } => "checking_store",
+            Activity::Maintenance { .. } => "maintenance",
+            Activity::Stopping => "stopping",
+        }
+    }
 }
 
 /// The activity and when it began.
@@ -95,4 +124,40 @@ pub fn set(tx: &watch::Sender<EngineState>, activity: Activity) {
             true
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_state_is_named_as_the_api_spells_it() {
+        let all = [
+            Activity::Starting,
+            Activity::Idle,
+            Activity::Producing {
+                card: "c".into(),
+                step: None,
+            },
+            Activity::WaitingForPrinter {
+                code: ErrorCode::PRT_COVER_OPEN,
+                reason: "r".into(),
+            },
+            Activity::CardInDoubt {
+                card: "c".into(),
+                step: None,
+                code: ErrorCode::PRT_TIMEOUT,
+                reason: "r".into(),
+                technician: false,
+            },
+            Activity::CheckingStore { reason: "r".into() },
+            Activity::Stopping,
+        ];
+        let names: Vec<&str> = all.iter().map(Activity::name).collect();
+        assert_eq!(names, Activity::NAMES);
+        for a in &all {
+            let json = serde_json::to_value(a).unwrap();
+            assert_eq!(json["state"], a.name(), "{json}");
+        }
+    }
 }

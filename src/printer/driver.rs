@@ -113,6 +113,8 @@ pub(super) struct Inner {
     pub(super) refresh: Notify,
     /// When a command last ran: the monitor probes only a link left idle.
     pub(super) last_used: std::sync::Mutex<Instant>,
+    /// Handshakes completed (metrics count reconnections from it).
+    connections: std::sync::atomic::AtomicU64,
 }
 
 struct Slot {
@@ -164,6 +166,7 @@ impl Printer {
             wake: Notify::new(),
             refresh: Notify::new(),
             last_used: std::sync::Mutex::new(Instant::now()),
+            connections: std::sync::atomic::AtomicU64::new(0),
         });
         if supervise {
             tokio::spawn(supervisor(Arc::downgrade(&inner)));
@@ -194,6 +197,14 @@ impl Printer {
     /// Where the printer is (the configuration's device).
     pub fn endpoint(&self) -> &super::Endpoint {
         &self.inner.settings.endpoint
+    }
+
+    /// Handshakes completed since this handle was made (the first
+    /// connection and every reconnection).
+    pub fn connections(&self) -> u64 {
+        self.inner
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn status(&self) -> watch::Receiver<LinkStatus> {
@@ -331,6 +342,8 @@ impl Inner {
                 }
                 tracing::info!(endpoint = %self.settings.endpoint, model = %id.model, serial = %id.serial, firmware = %id.firmware, "printer connected");
                 slot.conn = Some(conn);
+                self.connections
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 slot.attempt = 0;
                 slot.last_error = None;
                 slot.last_identity = Some(id.clone());

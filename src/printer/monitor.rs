@@ -1,6 +1,6 @@
 //! The published view of the printer, and the task that keeps it fresh.
 //!
-//! The API, readiness checks on submission and (later) metrics and health
+//! The API, readiness checks on submission, metrics and the health report
 //! read [`PrinterView`] from a `watch` channel: none of them sends a command,
 //! so none waits behind a physical step. The view is refreshed from every
 //! status reading the production engine makes anyway (between its commands),

@@ -1,5 +1,5 @@
 //! How each upstream link is doing, published on one `watch` channel: the
-//! local API, the log, the heartbeat and (later) metrics read it. A failure
+//! local API, the log, the heartbeat and metrics read it. A failure
 //! carries the satellite's own code (SAT_*) when the agent cannot reach or
 //! is refused by the upstream, so that a technician reads the same
 //! vocabulary as the platform.

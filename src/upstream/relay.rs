@@ -9,6 +9,7 @@
 
 use super::policy::{Backoff, Verdict};
 use super::sink::Sink;
+use crate::metrics::{Delivery, Metrics};
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +25,14 @@ struct Streak {
     failures: u32,
 }
 
-/// Runs one sink until `stop`.
-pub async fn run(sink: Sink, store: Arc<Store>, backoff: Backoff, stop: CancellationToken) {
+/// Runs one sink until `stop`, counting each recorded outcome in `metrics`.
+pub async fn run(
+    sink: Sink,
+    store: Arc<Store>,
+    backoff: Backoff,
+    metrics: Metrics,
+    stop: CancellationToken,
+) {
     let sink = Arc::new(sink);
     let mut written = store.written();
     let mut streak = Streak::default();
@@ -66,6 +73,8 @@ pub async fn run(sink: Sink, store: Arc<Store>, backoff: Backoff, stop: Cancella
             o = sink.send(&due) => o,
         };
         let mut delivered = Vec::new();
+        // How long each delivered status change took to get there.
+        let mut latencies = Vec::new();
         let mut dead: Vec<(i64, String)> = Vec::new();
         let mut retry = Vec::new();
         let mut why_retry = String::new();
@@ -77,6 +86,7 @@ pub async fn run(sink: Sink, store: Arc<Store>, backoff: Backoff, stop: Cancella
             match o.verdict {
                 Verdict::Delivered => {
                     delivered.push(d.ord);
+                    latencies.push(since(&d.event.occurred_at));
                     if let Some(op) = o.d1_operation {
                         operations.push((d.job.meta.card_token.clone(), op));
                     }
@@ -104,6 +114,7 @@ pub async fn run(sink: Sink, store: Arc<Store>, backoff: Backoff, stop: Cancella
             tracing::info!(sink = %sink.name, failures = streak.failures, retry_in_ms = delay.as_millis() as u64, error = %why_retry, "delivery failed; will retry");
             Some(delay)
         };
+        let (dead_n, retry_n) = (dead.len(), retry.len());
         let (name, store2) = (sink.name.clone(), store.clone());
         let due_ms = now + pause.map_or(0, |d| d.as_millis() as i64);
         let recorded =
@@ -120,7 +131,19 @@ pub async fn run(sink: Sink, store: Arc<Store>, backoff: Backoff, stop: Cancella
             })
             .await;
         match recorded {
-            Ok(Ok(())) => {}
+            // Counted once recorded: what is not goes out again, and is
+            // counted then.
+            Ok(Ok(())) => {
+                for latency in latencies {
+                    metrics.delivery(&sink.name, Delivery::Delivered, Some(latency));
+                }
+                for _ in 0..dead_n {
+                    metrics.delivery(&sink.name, Delivery::Dead, None);
+                }
+                for _ in 0..retry_n {
+                    metrics.delivery(&sink.name, Delivery::Retry, None);
+                }
+            }
             // Not recorded: the deliveries stay pending and go out again
             // (at least once; the receivers de-duplicate by event id).
             Ok(Err(e)) => {
@@ -136,6 +159,15 @@ pub async fn run(sink: Sink, store: Arc<Store>, backoff: Backoff, stop: Cancella
             sleep_or_stop(p, &stop).await;
         }
     }
+}
+
+/// Time since `at` (RFC 3339); zero when it cannot be read or lies ahead
+/// (a clock set back).
+fn since(at: &str) -> Duration {
+    humantime::parse_rfc3339(at)
+        .ok()
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        .unwrap_or_default()
 }
 
 /// Until the next delivery falls due, at most [`IDLE_RECHECK`].

@@ -59,6 +59,7 @@ impl Upstream {
                 sink,
                 store.clone(),
                 cfg.backoff(),
+                engine.metrics().clone(),
                 stop.clone(),
             ));
         }
