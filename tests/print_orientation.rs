@@ -65,6 +65,31 @@ fn inked(path: &std::path::Path) -> Vec<(u32, u32)> {
     out
 }
 
+/// Submits `body` and waits until its card is PRODUCED.
+async fn produce(p: &kiosk::Parts, body: &serde_json::Value) {
+    let token = body["cardToken"].as_str().unwrap();
+    let a = p
+        .client
+        .post("/v1/cards", body.to_string().as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(a.status, 201, "{}", a.body);
+    let mut status = String::new();
+    for _ in 0..600 {
+        let a = p
+            .client
+            .get(&format!("/v1/cards/{token}/production"))
+            .await
+            .unwrap();
+        status = a.body["status"].as_str().unwrap_or("").to_string();
+        if status == "PRODUCED" || status == "PRODUCTION_ERROR" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(status, "PRODUCED", "card {token}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mark_in_the_images_top_left_corner_is_in_the_cards_top_left_corner() {
     let p = kiosk::start(|_| {}, |_, c| c.card_types[0].colour = true).await;
@@ -83,22 +108,7 @@ async fn a_mark_in_the_images_top_left_corner_is_in_the_cards_top_left_corner() 
         "tracks": { "track2": format!("{pan}=2812101") },
         "frontImage": base64::engine::general_purpose::STANDARD.encode(front_png()),
     });
-    let a = p
-        .client
-        .post("/v1/cards", body.to_string().as_bytes())
-        .await
-        .unwrap();
-    assert_eq!(a.status, 201, "{}", a.body);
-    let mut status = String::new();
-    for _ in 0..600 {
-        let a = p.client.get("/v1/cards/orient-1/production").await.unwrap();
-        status = a.body["status"].as_str().unwrap_or("").to_string();
-        if status == "PRODUCED" || status == "PRODUCTION_ERROR" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-    assert_eq!(status, "PRODUCED");
+    produce(&p, &body).await;
     let dir = tempfile::tempdir().unwrap();
     let files = p.sim.dump_card(1, dir.path()).unwrap();
     let yellow = files
@@ -181,22 +191,7 @@ async fn the_cards_text_lands_in_its_boxes_readable_and_upright() {
             { "text": "ADA LOVELACE", "slot": "name" },
         ],
     });
-    let a = p
-        .client
-        .post("/v1/cards", body.to_string().as_bytes())
-        .await
-        .unwrap();
-    assert_eq!(a.status, 201, "{}", a.body);
-    let mut status = String::new();
-    for _ in 0..600 {
-        let a = p.client.get("/v1/cards/orient-2/production").await.unwrap();
-        status = a.body["status"].as_str().unwrap_or("").to_string();
-        if status == "PRODUCED" || status == "PRODUCTION_ERROR" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-    assert_eq!(status, "PRODUCED");
+    produce(&p, &body).await;
 
     // What the printer recorded of each `Wt`: position and height in mm.
     let state = p.sim.state();

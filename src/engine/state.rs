@@ -151,6 +151,9 @@ mod tests {
                 technician: false,
             },
             Activity::CheckingStore { reason: "r".into() },
+            Activity::Maintenance {
+                operation: "clean".into(),
+            },
             Activity::Stopping,
         ];
         let names: Vec<&str> = all.iter().map(Activity::name).collect();
