@@ -99,7 +99,7 @@ impl Daemon {
         // Before the engine runs: deferred card data needs the central base.
         let upstream = crate::upstream::service::Upstream::start(&engine).await?;
 
-        let listener = api::listen::bind_unix(&socket, api.group)?;
+        // TCP first: a port already taken then leaves no socket file behind.
         let tcp_listener = match api.tcp {
             Some((addr, token)) => {
                 let l = api::listen::bind_tcp(addr).await?;
@@ -108,6 +108,7 @@ impl Daemon {
             }
             None => None,
         };
+        let listener = api::listen::bind_unix(&socket, api.group)?;
         let shutdown = CancellationToken::new();
         let engine_task = tokio::spawn({
             let (engine, shutdown) = (engine.clone(), shutdown.clone());
