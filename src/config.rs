@@ -128,6 +128,15 @@ pub struct StoreConfig {
 pub struct ApiConfig {
     /// The local API's Unix socket.
     pub socket: PathBuf,
+    /// The group that may use the socket (mode 0660, this group); without
+    /// one, the socket is the agent's user's alone (mode 0600).
+    pub socket_group: Option<String>,
+    /// A TCP listener for the same API, on a loopback address only
+    /// (`127.0.0.1:PORT`, `[::1]:PORT`); every request on it needs the bearer
+    /// token of `token_file` or `token_credential`.
+    pub tcp_listen: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub token_credential: Option<String>,
     /// How long a connection may take to send a request's head, from when
     /// the agent starts waiting for it (also how long an idle connection
     /// stays open); then it is closed.
@@ -141,6 +150,53 @@ pub struct ApiConfig {
 
 fn header_read_timeout_ms() -> u64 {
     10_000
+}
+
+impl ApiConfig {
+    /// The TCP listener's address, when there is one: an IP address and
+    /// port on loopback. Anything else is refused: the TCP listener is for
+    /// programs on this machine that cannot use a Unix socket, and a bearer
+    /// token over plain HTTP must not cross a network.
+    pub fn tcp_addr(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        let Some(text) = &self.tcp_listen else {
+            return Ok(None);
+        };
+        let addr: std::net::SocketAddr = text.trim().parse().map_err(|_| {
+            format!(
+                "api.tcp_listen = {text:?}: not an IP address and port; give a loopback address such as \"127.0.0.1:7070\" or \"[::1]:7070\""
+            )
+        })?;
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "api.tcp_listen = {text:?}: {} is not a loopback address; the TCP listener serves this machine only (127.0.0.0/8 or ::1), since its bearer token travels unencrypted",
+                addr.ip()
+            ));
+        }
+        Ok(Some(addr))
+    }
+
+    /// Where the TCP listener's bearer token is read from.
+    pub fn token_source(&self) -> Result<Option<crate::upstream::secret::SecretSource>, String> {
+        crate::upstream::secret::SecretSource::from_keys(
+            "api.token",
+            self.token_file.as_ref(),
+            self.token_credential.as_ref(),
+        )
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let tcp = self.tcp_addr()?;
+        let token = self.token_source()?;
+        if tcp.is_some() && token.is_none() {
+            return Err(
+                "api.tcp_listen needs a bearer token: set api.token_file (a file of mode 0600) or api.token_credential (a systemd credential)".into(),
+            );
+        }
+        if matches!(&self.socket_group, Some(g) if g.trim().is_empty()) {
+            return Err("api.socket_group is empty: name a group, or leave the key out".into());
+        }
+        Ok(())
+    }
 }
 
 fn body_read_timeout_ms() -> u64 {
@@ -265,6 +321,7 @@ colour = false
             }
             _ => {}
         }
+        self.api.check()?;
         if self.api.header_read_timeout_ms == 0 || self.api.body_read_timeout_ms == 0 {
             return Err(
                 "api: header_read_timeout_ms and body_read_timeout_ms must be at least 1".into(),
@@ -425,6 +482,52 @@ mod tests {
             let e = Config::parse(&text).unwrap_err();
             assert!(e.contains(needle), "{needle}: {e}");
         }
+    }
+
+    #[test]
+    fn the_tcp_listener_is_loopback_only_and_needs_a_token() {
+        let base = include_str!("../docs/satellite.example.toml");
+        let with = |extra: &str| {
+            let text = base.replace(
+                "socket = \"/run/satellite/api.sock\"",
+                &format!("socket = \"/run/satellite/api.sock\"\n{extra}"),
+            );
+            assert_ne!(text, base, "the example names the socket");
+            Config::parse(&text)
+        };
+        let token = "token_file = \"/etc/satellite/api.token\"";
+        for ok in ["127.0.0.1:7070", "127.0.0.2:0", "[::1]:7070"] {
+            let c = with(&format!("tcp_listen = \"{ok}\"\n{token}")).unwrap();
+            assert!(c.api.tcp_addr().unwrap().is_some(), "{ok}");
+        }
+        for (listen, needle) in [
+            ("0.0.0.0:7070", "0.0.0.0 is not a loopback address"),
+            (
+                "192.168.1.10:7070",
+                "192.168.1.10 is not a loopback address",
+            ),
+            ("[::]:7070", ":: is not a loopback address"),
+            ("localhost:7070", "not an IP address and port"),
+            ("127.0.0.1", "not an IP address and port"),
+        ] {
+            let e = with(&format!("tcp_listen = \"{listen}\"\n{token}")).unwrap_err();
+            assert!(
+                e.contains("api.tcp_listen") && e.contains(needle),
+                "{listen}: {e}"
+            );
+        }
+        let e = with("tcp_listen = \"127.0.0.1:7070\"").unwrap_err();
+        assert!(e.contains("needs a bearer token"), "{e}");
+        let e = with(&format!(
+            "tcp_listen = \"127.0.0.1:7070\"\n{token}\ntoken_credential = \"t\""
+        ))
+        .unwrap_err();
+        assert!(e.contains("api.token_file or api.token_credential"), "{e}");
+        let e = with("socket_group = \"\"").unwrap_err();
+        assert!(e.contains("api.socket_group"), "{e}");
+        // None of it is needed.
+        let c = with("").unwrap();
+        assert_eq!((c.api.tcp_addr(), c.api.socket_group), (Ok(None), None));
     }
 
     #[test]

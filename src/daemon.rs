@@ -1,6 +1,7 @@
 //! `satellite run`: the daemon. Opens the store, the printer link and the chip
 //! station, runs the production engine, and serves the local API on its Unix
-//! socket until SIGTERM or SIGINT, finishing the card in production first.
+//! socket (and, when configured, on loopback TCP with a bearer token) until
+//! SIGTERM or SIGINT, finishing the card in production first.
 
 use crate::api;
 use crate::chip::PcscStation;
@@ -18,6 +19,8 @@ pub struct Daemon {
     pub shutdown: CancellationToken,
     engine_task: tokio::task::JoinHandle<()>,
     api_task: tokio::task::JoinHandle<()>,
+    /// The API's TCP listener, when `[api] tcp_listen` asks for one.
+    tcp: Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
     upstream: crate::upstream::service::Upstream,
     /// Kept alive while the daemon runs when `device = "sim"`.
     _sim: Option<crate::bundled_sim::Simulator>,
@@ -49,6 +52,7 @@ impl Daemon {
             }
         }
         check_store_dir(&config.store.path)?;
+        let api = ApiAccess::prepare(&config)?;
         let keys = match (&config.store.key_file, &config.store.key_credential) {
             (Some(path), None) => Keys::load(path),
             (None, Some(name)) => Keys::from_credential(name),
@@ -95,19 +99,44 @@ impl Daemon {
         // Before the engine runs: deferred card data needs the central base.
         let upstream = crate::upstream::service::Upstream::start(&engine).await?;
 
-        let listener = bind(&socket)?;
+        // TCP first: a port already taken then leaves no socket file behind.
+        let tcp_listener = match api.tcp {
+            Some((addr, token)) => {
+                let l = api::listen::bind_tcp(addr).await?;
+                let addr = l.local_addr().map_err(|e| format!("api.tcp_listen: {e}"))?;
+                Some((l, addr, token))
+            }
+            None => None,
+        };
+        let listener = api::listen::bind_unix(&socket, api.group)?;
         let shutdown = CancellationToken::new();
         let engine_task = tokio::spawn({
             let (engine, shutdown) = (engine.clone(), shutdown.clone());
             async move { engine.run(shutdown).await }
         });
-        let api_task = tokio::spawn(api::serve(listener, engine.clone(), shutdown.clone()));
+        let header_read =
+            std::time::Duration::from_millis(engine.config().api.header_read_timeout_ms);
+        let api_task = tokio::spawn(api::serve(
+            listener,
+            api::router(engine.clone()),
+            header_read,
+            shutdown.clone(),
+        ));
+        let tcp = tcp_listener.map(|(l, addr, token)| {
+            tracing::info!(address = %addr, "the local API also listens on TCP (bearer token required)");
+            let app = api::tcp_router(engine.clone(), token);
+            (
+                addr,
+                tokio::spawn(api::serve(l, app, header_read, shutdown.clone())),
+            )
+        });
         tracing::info!(socket = %socket.display(), kiosk = %engine.config().kiosk_id, "satellite is running");
         Ok(Daemon {
             engine,
             shutdown,
             engine_task,
             api_task,
+            tcp,
             upstream,
             _sim: sim,
         })
@@ -118,9 +147,16 @@ impl Daemon {
     /// daemon must then exit non-zero so that its service manager restarts
     /// it, rather than accept requests nothing would produce.
     pub async fn failed(&mut self) -> String {
+        let tcp = async {
+            match &mut self.tcp {
+                Some((_, task)) => task.await,
+                None => std::future::pending().await,
+            }
+        };
         let (which, r) = tokio::select! {
             r = &mut self.engine_task => ("production engine", r),
             r = &mut self.api_task => ("local API", r),
+            r = tcp => ("local API's TCP listener", r),
         };
         match r {
             Ok(()) => format!("the {which} stopped unexpectedly"),
@@ -137,11 +173,20 @@ impl Daemon {
         }
     }
 
+    /// The address the API's TCP listener took (its port, when the
+    /// configuration said 0), if it has one.
+    pub fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.tcp.as_ref().map(|(a, _)| *a)
+    }
+
     /// Stops: no new card starts, the card in production finishes, the API closes.
     pub async fn stop(self) {
         self.shutdown.cancel();
         let _ = self.engine_task.await;
         let _ = self.api_task.await;
+        if let Some((_, task)) = self.tcp {
+            let _ = task.await;
+        }
         // Status changes written until now are in the outbox: what is not
         // delivered now goes at the next start.
         self.upstream.stop().await;
@@ -211,21 +256,37 @@ fn check_store_dir(db: &Path) -> Result<(), String> {
     ))
 }
 
-fn bind(socket: &Path) -> Result<tokio::net::UnixListener, String> {
-    if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("API socket directory {}: {e}", dir.display()))?;
+/// Who may use the local API, settled before anything starts: the socket's
+/// group must exist, and the TCP listener's token must be readable and
+/// strong, or the agent does not start.
+struct ApiAccess {
+    group: Option<nix::unistd::Gid>,
+    tcp: Option<(std::net::SocketAddr, api::auth::Token)>,
+}
+
+impl ApiAccess {
+    fn prepare(config: &Config) -> Result<ApiAccess, String> {
+        let group = config
+            .api
+            .socket_group
+            .as_deref()
+            .map(api::listen::socket_group)
+            .transpose()?;
+        let tcp = match (config.api.tcp_addr()?, config.api.token_source()?) {
+            (Some(addr), Some(source)) => {
+                let text = source.read().map_err(|e| format!("api token: {e}"))?;
+                let token = api::auth::Token::new(&text).map_err(|e| format!("api token: {e}"))?;
+                Some((addr, token))
+            }
+            (Some(_), None) => unreachable!("checked when the configuration was read"),
+            (None, Some(_)) => {
+                tracing::warn!("api.token_file or api.token_credential is set without api.tcp_listen: the token is not used");
+                None
+            }
+            (None, None) => None,
+        };
+        Ok(ApiAccess { group, tcp })
     }
-    // A socket left by a previous run that crashed: nobody listens on it.
-    if socket.exists() && std::os::unix::net::UnixStream::connect(socket).is_err() {
-        let _ = std::fs::remove_file(socket);
-    }
-    let listener = tokio::net::UnixListener::bind(socket)
-        .map_err(|e| format!("API socket {}: {e}", socket.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    // The kiosk application and technicians share a group with the agent.
-    let _ = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660));
-    Ok(listener)
 }
 
 /// `satellite run --config FILE`.

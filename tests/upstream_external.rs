@@ -24,7 +24,6 @@ use printer_sim::Condition;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The secret the stub holds and the default sender signs with.
@@ -35,41 +34,12 @@ const NEW: &str = "whsec_c2F0ZWxsaXRlIGV4dGVybmFsIHJvdGF0aW9uIGtleSE=";
 const STRANGER: &str = "whsec_YSBzZWNyZXQgbm8gc2VuZGVyIGhlcmUgZXZlciBoYWQ=";
 
 fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    common::python::repo()
 }
 
-/// The venv's Python, made by scripts/pyenv.sh when missing or stale (it
-/// returns at once when up to date). Panics when it cannot be made.
+/// The venv's Python (tests/common/python.rs makes the venv when needed).
 fn python() -> PathBuf {
-    static READY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    READY
-        .get_or_init(|| {
-            let out = Command::new("bash")
-                .arg(repo().join("scripts/pyenv.sh"))
-                .current_dir(repo())
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| format!("cannot run bash scripts/pyenv.sh: {e}"))?;
-            let py = repo().join("target/pyvenv/bin/python");
-            if !out.status.success() || !py.exists() {
-                return Err(format!(
-                    "scripts/pyenv.sh failed ({}): {}{}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
-            Ok(py)
-        })
-        .clone()
-        .unwrap_or_else(|e| {
-            panic!(
-                "the Python venv target/pyvenv of the external checkers is missing or stale and \
-                 could not be made: {e}\nRun `bash scripts/pyenv.sh` (needs python3 with \
-                 its venv module, Debian's python3-venv, and PyPI); scripts/test.sh and CI \
-                 run it before the tests."
-            )
-        })
+    common::python::venv_bin().join("python")
 }
 
 /// What a tool said.

@@ -1,5 +1,7 @@
 //! The local API: HTTP/1.1 with JSON over a Unix socket, for the kiosk
-//! application on the same machine.
+//! application on the same machine, and optionally over TCP on loopback with
+//! a bearer token (the same router). Described by
+//! `docs/local-api.openapi.yaml`, which it serves at `GET /v1/openapi.yaml`.
 //!
 //! | method and path | what |
 //! |---|---|
@@ -12,9 +14,12 @@
 //! | `GET /v1/status` | what the engine does (since when) and the printer's published view |
 //! | `GET /v1/printer` | the printer's published view (`?fresh=true`: read it now) |
 //! | `GET /v1/inventory`, `PUT /v1/inventory/{feeder}` | feeder stock, `{"cardType": .., "count": ..}` |
+//! | `GET /v1/outbox`, `POST /v1/outbox/{sink}/replay` | each sink's backlog and dead letters; send them again |
+//! | `GET /v1/openapi.yaml` | the OpenAPI document of all this |
 //!
-//! Errors are JSON: `{"error": {"code": .., "field": .., "message": ..}}`, and a
-//! refused request answers the production object in REQUEST_ERROR.
+//! Errors are JSON: `{"error": {"code": .., "field": .., "message": ..}}`
+//! ([`error`]), and a refused request answers the production object in
+//! REQUEST_ERROR.
 //!
 //! As an HTTP service: an unknown card token is 404 on every card route; a
 //! body must be `Content-Type: application/json` (415 otherwise); a client
@@ -23,25 +28,28 @@
 //! `[api] header_read_timeout_ms` is closed, and one whose body does not
 //! arrive within `body_read_timeout_ms` is answered 408 and closed.
 
+pub mod auth;
 pub mod client;
+pub mod error;
+pub mod listen;
+pub mod openapi;
 mod technician;
+
+pub use listen::serve;
 
 use crate::codes::ErrorCode;
 use crate::engine::{CardError, Engine, Refused, Resolution, SubmitError};
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
+use error::{error, internal, unavailable, ApiCode};
 use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// Requests carry a front image at most: a few megabytes.
 const BODY_LIMIT: usize = 8 * 1024 * 1024;
@@ -49,50 +57,7 @@ const BODY_LIMIT: usize = 8 * 1024 * 1024;
 /// The one media type request bodies come in.
 const JSON: &str = "application/json";
 
-/// Serves the API on `listener` until `shutdown`, then stops accepting,
-/// lets the requests in flight finish, and returns.
-///
-/// HTTP/1.1 through hyper's connection builder rather than `axum::serve`, for
-/// two settings it does not expose: half-closed connections are answered (a
-/// client may shut its sending side down once its request is out), and a
-/// request head must arrive within `[api] header_read_timeout_ms`.
-pub async fn serve(
-    listener: tokio::net::UnixListener,
-    engine: Engine,
-    shutdown: CancellationToken,
-) {
-    let header_read = Duration::from_millis(engine.config().api.header_read_timeout_ms);
-    let app = TowerToHyperService::new(router(engine));
-    let graceful = GracefulShutdown::new();
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors, most likely: do not spin.
-                    tracing::warn!(error = %e, "the local API cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => break,
-        };
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .half_close(true)
-            .header_read_timeout(header_read)
-            .serve_connection(TokioIo::new(stream), app.clone());
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "local API connection ended");
-            }
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-}
-
+/// The API for the Unix socket, whose file permissions guard it.
 pub fn router(engine: Engine) -> Router {
     let body_read = Duration::from_millis(engine.config().api.body_read_timeout_ms);
     Router::new()
@@ -110,19 +75,31 @@ pub fn router(engine: Engine) -> Router {
         .route("/v1/inventory/{feeder}", put(set_inventory))
         .merge(technician::routes())
         .route("/metrics", get(crate::metrics::serve))
+        .route("/v1/openapi.yaml", get(openapi::document))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
-                "NOT_FOUND",
+                ApiCode::NOT_FOUND,
                 None,
-                "no such endpoint: see the API table in README.md",
+                "no such endpoint: see GET /v1/openapi.yaml",
             )
         })
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(move |req, next| {
             read_body(body_read, req, next)
         }))
+        .layer(axum::middleware::from_fn(error::json_errors))
+        .layer(axum::middleware::from_fn(error::catch_panic))
         .with_state(engine)
+}
+
+/// The same API for the TCP listener: any local process can connect there,
+/// so each request needs the bearer token first.
+pub fn tcp_router(engine: Engine, token: auth::Token) -> Router {
+    router(engine).layer(axum::middleware::from_fn(move |req, next| {
+        auth::require(token.clone(), req, next)
+    }))
 }
 
 /// Reads the whole request body within `limit` before the request goes on;
@@ -134,7 +111,7 @@ async fn read_body(limit: Duration, req: Request, next: Next) -> Response {
         Ok(Err(e)) if too_large(&e) => {
             return closing(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
+                ApiCode::PAYLOAD_TOO_LARGE,
                 None,
                 &format!("the body is larger than {BODY_LIMIT} bytes"),
             ))
@@ -142,7 +119,7 @@ async fn read_body(limit: Duration, req: Request, next: Next) -> Response {
         Ok(Err(e)) => {
             return closing(error(
                 StatusCode::BAD_REQUEST,
-                "BAD_REQUEST",
+                ApiCode::BAD_REQUEST,
                 None,
                 &format!("the body could not be read: {e}"),
             ))
@@ -151,7 +128,7 @@ async fn read_body(limit: Duration, req: Request, next: Next) -> Response {
             tracing::info!(method = %parts.method, path = %parts.uri.path(), "a request body did not arrive in time");
             return closing(error(
                 StatusCode::REQUEST_TIMEOUT,
-                "REQUEST_TIMEOUT",
+                ApiCode::REQUEST_TIMEOUT,
                 None,
                 &format!("the body did not arrive within {} ms", limit.as_millis()),
             ));
@@ -204,7 +181,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
             return Err(error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UNSUPPORTED_MEDIA_TYPE",
+                ApiCode::UNSUPPORTED_MEDIA_TYPE,
                 None,
                 &match given {
                     Some(t) => format!("the body must be {JSON}, not {t:?}"),
@@ -219,26 +196,17 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
-fn error(status: StatusCode, code: &str, field: Option<&str>, message: &str) -> Response {
-    (
-        status,
-        Json(json!({ "error": { "code": code, "field": field, "message": message } })),
-    )
-        .into_response()
-}
-
 fn card_error(e: CardError) -> Response {
     match e {
         CardError::NotFound(t) => error(
             StatusCode::NOT_FOUND,
-            "NOT_FOUND",
+            ApiCode::NOT_FOUND,
             Some("cardToken"),
             &format!("no card with token {t:?}"),
         ),
-        CardError::Conflict(m) => error(StatusCode::CONFLICT, "CONFLICT", None, &m),
-        CardError::Internal(m) => {
-            error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN_ERROR", None, &m)
-        }
+        CardError::Conflict(m) => error(StatusCode::CONFLICT, ApiCode::CONFLICT, None, &m),
+        // The store failed: nothing was decided, the client may try again.
+        CardError::Internal(m) => unavailable(&m),
     }
 }
 
@@ -251,7 +219,8 @@ fn request_status(code: ErrorCode) -> StatusCode {
             StatusCode::SERVICE_UNAVAILABLE
         }
         DATA_PREPARATION_FAILED | PARTIAL_DATA_RECEIVED => StatusCode::BAD_REQUEST,
-        UNKNOWN_ERROR => StatusCode::INTERNAL_SERVER_ERROR,
+        // The store could not take a valid request: not the request's fault.
+        UNKNOWN_ERROR => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
@@ -262,7 +231,7 @@ async fn submit(State(engine): State<Engine>, JsonBody(body): JsonBody) -> Respo
         // Never a final status: the request may or may not be stored.
         Err(SubmitError::Unavailable(message)) => error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "OUTCOME_UNKNOWN",
+            ApiCode::OUTCOME_UNKNOWN,
             None,
             &message,
         ),
@@ -316,7 +285,7 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Box<Response>> 
         let field = if path == "." { named } else { Some(path) };
         Box::new(error(
             StatusCode::BAD_REQUEST,
-            "INVALID_FIELD_VALUE",
+            ApiCode::INVALID_FIELD_VALUE,
             field.as_deref(),
             &message,
         ))
@@ -354,8 +323,16 @@ struct Fresh {
 /// waiting its turn behind the step in progress.
 async fn printer(
     State(engine): State<Engine>,
-    axum::extract::Query(q): axum::extract::Query<Fresh>,
+    q: Result<Query<Fresh>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            ApiCode::INVALID_FIELD_VALUE,
+            Some("fresh"),
+            "fresh is true or false",
+        );
+    };
     let refreshed = if q.fresh {
         engine.printer().refresh(true).await.err()
     } else {
@@ -381,18 +358,8 @@ async fn outbox(State(engine): State<Engine>) -> Response {
         Ok(Ok((sinks, dead))) => {
             Json(json!({ "sinks": sinks, "deadLetters": dead })).into_response()
         }
-        Ok(Err(e)) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "UNKNOWN_ERROR",
-            None,
-            &e.to_string(),
-        ),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "UNKNOWN_ERROR",
-            None,
-            &e.to_string(),
-        ),
+        Ok(Err(e)) => unavailable(&e.to_string()),
+        Err(e) => internal(&e.to_string()),
     }
 }
 
@@ -425,18 +392,8 @@ async fn outbox_replay(
             tracing::info!(sink = %sink, replayed = n, "dead letters replayed");
             Json(json!({ "replayed": n })).into_response()
         }
-        Ok(Err(e)) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "UNKNOWN_ERROR",
-            None,
-            &e.to_string(),
-        ),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "UNKNOWN_ERROR",
-            None,
-            &e.to_string(),
-        ),
+        Ok(Err(e)) => unavailable(&e.to_string()),
+        Err(e) => internal(&e.to_string()),
     }
 }
 
@@ -484,7 +441,7 @@ async fn set_inventory(
     let Ok(feeder) = feeder.parse::<u8>() else {
         return error(
             StatusCode::BAD_REQUEST,
-            "INVALID_FIELD_VALUE",
+            ApiCode::INVALID_FIELD_VALUE,
             Some("feeder"),
             "the feeder is a number from 1",
         );

@@ -12,6 +12,7 @@
 //! | `POST /v1/printer/clean`, `/test-card`, `/reset` | run the operation between cards |
 //! | `POST /v1/printer/raw` | `{"command": "Rse;o"}`: one command, its reply |
 
+use super::error::ApiCode;
 use super::{error, parse, JsonBody};
 use crate::engine::maintenance::{MaintenanceError, Operation};
 use crate::engine::view::CardSummary;
@@ -54,7 +55,7 @@ async fn list_cards(
     let Ok(Query(q)) = query else {
         return error(
             StatusCode::BAD_REQUEST,
-            "INVALID_FIELD_VALUE",
+            ApiCode::INVALID_FIELD_VALUE,
             None,
             "query: status (READY, IN_PROGRESS, PRODUCED, PRODUCTION_ERROR, REQUEST_ERROR, CANCELLED) and limit (1 to 1000) only",
         );
@@ -64,7 +65,7 @@ async fn list_cards(
         Err(_) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                "INVALID_FIELD_VALUE",
+                ApiCode::INVALID_FIELD_VALUE,
                 Some("status"),
                 "status is one of READY, IN_PROGRESS, PRODUCED, PRODUCTION_ERROR, REQUEST_ERROR, CANCELLED",
             )
@@ -74,7 +75,7 @@ async fn list_cards(
     if !(1..=1000).contains(&limit) {
         return error(
             StatusCode::BAD_REQUEST,
-            "INVALID_FIELD_VALUE",
+            ApiCode::INVALID_FIELD_VALUE,
             Some("limit"),
             "limit is 1 to 1000",
         );
@@ -113,7 +114,7 @@ async fn outbox_retry(State(engine): State<Engine>, Path(sink): Path<String>) ->
     if !known {
         return error(
             StatusCode::NOT_FOUND,
-            "NOT_FOUND",
+            ApiCode::NOT_FOUND,
             Some("sink"),
             &format!("no sink named {sink:?}: see GET /v1/outbox"),
         );
@@ -164,7 +165,7 @@ async fn printer_trace(
     if !(1..=crate::printer::trace::KEPT).contains(&last) {
         return error(
             StatusCode::BAD_REQUEST,
-            "INVALID_FIELD_VALUE",
+            ApiCode::INVALID_FIELD_VALUE,
             Some("last"),
             &format!("last is 1 to {}", crate::printer::trace::KEPT),
         );
@@ -187,7 +188,7 @@ async fn printer_raw(State(engine): State<Engine>, JsonBody(body): JsonBody) -> 
         Ok(cmd) => run(&engine, Operation::Raw(cmd)).await,
         Err(m) => error(
             StatusCode::BAD_REQUEST,
-            "INVALID_FIELD_VALUE",
+            ApiCode::INVALID_FIELD_VALUE,
             Some("command"),
             &m,
         ),
@@ -205,7 +206,7 @@ async fn printer_operation(
         _ => {
             return error(
                 StatusCode::NOT_FOUND,
-                "NOT_FOUND",
+                ApiCode::NOT_FOUND,
                 Some("operation"),
                 "printer operations: clean, test-card, reset, raw",
             )
@@ -217,20 +218,21 @@ async fn printer_operation(
 async fn run(engine: &Engine, op: Operation) -> Response {
     match engine.maintenance(op, TURN_WAIT).await {
         Ok(done) => Json(done).into_response(),
-        Err(MaintenanceError::Busy(m)) => error(StatusCode::CONFLICT, "CONFLICT", None, &m),
+        Err(MaintenanceError::Busy(m)) => error(StatusCode::CONFLICT, ApiCode::CONFLICT, None, &m),
         Err(MaintenanceError::Link(f)) => error(
             StatusCode::SERVICE_UNAVAILABLE,
-            f.code.as_str(),
+            ApiCode::PRINTER_UNAVAILABLE,
             None,
-            &f.description,
+            &format!("{}: {}", f.code, f.description),
         ),
     }
 }
 
+/// The store could not answer now (503, as the other routes say it).
 fn internal(message: &str) -> Response {
     error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "UNKNOWN_ERROR",
+        StatusCode::SERVICE_UNAVAILABLE,
+        ApiCode::UNKNOWN_ERROR,
         None,
         message,
     )

@@ -60,7 +60,7 @@ impl Collector for Scrape {
         gauge(
             e,
             "satellite_technician_needed",
-            "1 when a card in doubt waits for a technician (the printer refused its reject): satellite jobs status says which",
+            "1 when a card in doubt waits for a technician (the printer refused its reject): satellite status says which",
         )?
         .encode_gauge(&u64::from(p.technician_needed()))?;
 

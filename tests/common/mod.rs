@@ -13,7 +13,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod http;
 pub mod kiosk;
+pub mod python;
 pub mod upstream;
 
 pub const VPCD: &str = "127.0.0.1:35963";
