@@ -289,6 +289,7 @@ mod tests {
     #[test]
     fn codes_are_spelled_as_named() {
         assert_eq!(ApiCode::NOT_FOUND.as_str(), "NOT_FOUND");
-        assert_eq!(ApiCode::ALL.len(), 12);
+        assert_eq!(ApiCode::ALL.len(), 13);
+        assert_eq!(ApiCode::PRINTER_UNAVAILABLE.as_str(), "PRINTER_UNAVAILABLE");
     }
 }
