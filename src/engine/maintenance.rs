@@ -56,6 +56,9 @@ pub enum MaintenanceError {
     Link(Fault),
 }
 
+/// How long an operation waits for a printer link that is coming back.
+const LINK_WAIT: Duration = Duration::from_secs(10);
+
 impl Engine {
     /// Runs `op` between cards, waiting at most `wait` for the card in
     /// production to finish.
@@ -82,10 +85,23 @@ impl Engine {
         });
         let started = Instant::now();
         let printer = self.printer();
+        // A link coming back (after a reset, a replug) is waited for, not
+        // reported as a failure; a printer gone for longer is.
+        let _ = tokio::time::timeout(LINK_WAIT, printer.wait_connected()).await;
         let outcome = match op {
             Operation::Clean => printer.run(Op::Clean).await.map(|_| (None, None)),
             Operation::TestCard => printer.run(Op::TestCard).await.map(|_| (None, None)),
-            Operation::Reset => printer.run(Op::SoftReset).await.map(|_| (None, None)),
+            Operation::Reset => match printer.run(Op::SoftReset).await {
+                Ok(_) => {
+                    // The printer restarts and loses its settings: let the
+                    // driver notice and set it up again before the reset
+                    // counts as done, so the next command finds it ready.
+                    let _ = printer.refresh(false).await;
+                    let _ = tokio::time::timeout(LINK_WAIT, printer.wait_connected()).await;
+                    Ok((None, None))
+                }
+                Err(f) => Err(f),
+            },
             Operation::Raw(cmd) => printer
                 .with_conn(move |c| Box::pin(async move { c.raw(cmd).await.map(Ok::<_, Fault>) }))
                 .await
