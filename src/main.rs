@@ -16,7 +16,9 @@ async fn main() -> ExitCode {
         | Command::Outbox(_)
         | Command::Inventory(_)
         | Command::Diag(_)
-        | Command::Keygen { .. } => Quiet::Warnings,
+        | Command::Keygen { .. }
+        | Command::Man { .. }
+        | Command::Completions { .. } => Quiet::Warnings,
         Command::Demo | Command::Bench { .. } => Quiet::Errors,
         Command::Run => Quiet::No,
     };

@@ -4,6 +4,7 @@
 
 mod agent;
 mod diag;
+mod docs;
 mod doctor;
 mod inventory;
 mod jobs;
@@ -110,6 +111,12 @@ pub enum Command {
     /// Diagnostics for support: `diag bundle` writes one redacted archive.
     #[command(subcommand)]
     Diag(diag::DiagCommand),
+    /// Write the man pages (satellite.1 and one per command) into DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
+    /// Print the shell completion script for SHELL (bash, zsh, fish...).
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
 }
 
 /// Runs a technician's command and turns its outcome into an exit status.
@@ -212,6 +219,8 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Man { dir } => docs::man(&dir),
+        Command::Completions { shell } => docs::completions(shell),
         Command::Keygen { file } => match crate::store::Keys::generate(&file) {
             Ok(_) => {
                 println!("card-data key written to {} (keep it readable by the agent only, and back it up: without it the stored card data cannot be read)", file.display());
