@@ -25,9 +25,12 @@ pub struct Config {
     pub card_types: Vec<CardType>,
     #[serde(default)]
     pub upstream: crate::upstream::UpstreamConfig,
+    /// The log level, as `RUST_LOG` spells it (`info`,
+    /// `warn,satellite=debug`); `RUST_LOG` wins when set. A reload changes it.
+    pub log_level: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PrinterConfig {
     /// `/dev/ttyS0`, `usb:///dev/usb/lp0`, `tcp://host:port`, or `sim` for the
@@ -51,7 +54,7 @@ pub struct PrinterConfig {
     pub sim_speed: f64,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutOverrides {
     pub command: Option<u64>,
@@ -65,7 +68,7 @@ pub struct TimeoutOverrides {
     pub take: Option<u64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ChipConfig {
     /// Personalise chips through PC/SC (off: card types with a chip are refused).
@@ -113,7 +116,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// The SQLite database.
@@ -123,7 +126,7 @@ pub struct StoreConfig {
     pub key_credential: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     /// The local API's Unix socket.
@@ -302,6 +305,9 @@ colour = false
     fn check(&self) -> Result<(), String> {
         if self.kiosk_id.trim().is_empty() {
             return Err("kiosk_id is empty".into());
+        }
+        if let Some(level) = &self.log_level {
+            crate::logging::parse_level(level)?;
         }
         self.upstream.check()?;
         if let Some(d1) = &self.upstream.d1 {

@@ -1,7 +1,12 @@
 //! `satellite run`: the daemon. Opens the store, the printer link and the chip
 //! station, runs the production engine, and serves the local API on its Unix
 //! socket (and, when configured, on loopback TCP with a bearer token) until
-//! SIGTERM or SIGINT, finishing the card in production first.
+//! SIGTERM or SIGINT, finishing the card in production first (the API keeps
+//! serving until it is decided, so that final validation can answer).
+//! SIGHUP reloads the configuration file (`supervision/reload.rs`). The
+//! service manager is told of readiness, status, stops and reloads, and
+//! the watchdog is pinged while the production loop moves
+//! (`src/supervision/`).
 
 use crate::api;
 use crate::chip::PcscStation;
@@ -9,6 +14,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::printer::{Backoff, Endpoint, LinkSettings, Printer, Profile};
 use crate::store::{Keys, Store};
+use crate::supervision::{self, NotifyState};
 use std::path::Path;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -16,7 +22,10 @@ use tokio_util::sync::CancellationToken;
 /// A running daemon.
 pub struct Daemon {
     pub engine: Engine,
+    /// Stops the production loop (it finishes the card in production first).
     pub shutdown: CancellationToken,
+    /// Closes the API, once the engine has stopped.
+    api_stop: CancellationToken,
     engine_task: tokio::task::JoinHandle<()>,
     api_task: tokio::task::JoinHandle<()>,
     /// The API's TCP listener, when `[api] tcp_listen` asks for one.
@@ -39,18 +48,7 @@ impl Daemon {
             .map_err(|e| e.to_string())?,
         );
         config.check_card_types(&profile)?;
-        if config.card_types.is_empty() {
-            tracing::warn!("the configuration has no [[card_type]]: every request will be refused (CARD_TYPE_NOT_FOUND)");
-        }
-        for t in &config.card_types {
-            let mut missing = t.missing_capabilities(&profile.capabilities);
-            if t.chip && profile.capabilities.smart_station && !config.chip.enabled {
-                missing.push("the chip station, which [chip] enabled = false turns off");
-            }
-            if !missing.is_empty() {
-                tracing::warn!(card_type = %t.id, printer = %profile.model.id, "card type {} needs {}: its requests will be refused", t.id, missing.join(" and "));
-            }
-        }
+        warn_card_types(&config, &profile);
         check_store_dir(&config.store.path)?;
         let api = ApiAccess::prepare(&config)?;
         let keys = match (&config.store.key_file, &config.store.key_credential) {
@@ -110,6 +108,7 @@ impl Daemon {
         };
         let listener = api::listen::bind_unix(&socket, api.group)?;
         let shutdown = CancellationToken::new();
+        let api_stop = CancellationToken::new();
         let engine_task = tokio::spawn({
             let (engine, shutdown) = (engine.clone(), shutdown.clone());
             async move { engine.run(shutdown).await }
@@ -120,20 +119,21 @@ impl Daemon {
             listener,
             api::router(engine.clone()),
             header_read,
-            shutdown.clone(),
+            api_stop.clone(),
         ));
         let tcp = tcp_listener.map(|(l, addr, token)| {
             tracing::info!(address = %addr, "the local API also listens on TCP (bearer token required)");
             let app = api::tcp_router(engine.clone(), token);
             (
                 addr,
-                tokio::spawn(api::serve(l, app, header_read, shutdown.clone())),
+                tokio::spawn(api::serve(l, app, header_read, api_stop.clone())),
             )
         });
         tracing::info!(socket = %socket.display(), kiosk = %engine.config().kiosk_id, "satellite is running");
         Ok(Daemon {
             engine,
             shutdown,
+            api_stop,
             engine_task,
             api_task,
             tcp,
@@ -179,10 +179,58 @@ impl Daemon {
         self.tcp.as_ref().map(|(a, _)| *a)
     }
 
-    /// Stops: no new card starts, the card in production finishes, the API closes.
+    /// Reads the configuration file again and applies it (SIGHUP): checked
+    /// whole first (`supervision/reload.rs`); a refused one leaves the
+    /// configuration in force as it was. Tells the service manager
+    /// `RELOADING=1`, then `READY=1` either way (the agent runs on).
+    pub async fn reload(&mut self, path: &Path) -> Result<(), String> {
+        supervision::reloading();
+        let planned = Config::load(path).and_then(|c| supervision::reload::plan(&self.engine, c));
+        let result = match planned {
+            Err(e) => {
+                tracing::error!(config = %path.display(), error = %e, "configuration reload refused: the configuration in force stays");
+                Err(e)
+            }
+            Ok(plan) => {
+                let level = plan.config.log_level.clone();
+                self.engine.reload(plan.config, plan.link);
+                if let Err(e) = crate::logging::set_level(level.as_deref()) {
+                    tracing::warn!(error = %e, "log_level not applied");
+                }
+                // The old tasks end (what they had not delivered stays in
+                // the outbox) before the new ones start.
+                let old = std::mem::replace(
+                    &mut self.upstream,
+                    crate::upstream::service::Upstream::idle(),
+                );
+                old.stop().await;
+                match crate::upstream::service::Upstream::launch(&self.engine, plan.upstream).await
+                {
+                    Ok(u) => self.upstream = u,
+                    Err(e) => {
+                        tracing::error!(error = %e, "upstream could not restart with the reloaded configuration: nothing is delivered until the next reload or restart")
+                    }
+                }
+                let changed = if plan.changed.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    plan.changed.join(", ")
+                };
+                tracing::info!(config = %path.display(), changed = %changed, "configuration reloaded");
+                Ok(())
+            }
+        };
+        supervision::notify(&[NotifyState::Ready]);
+        result
+    }
+
+    /// Stops: no new card starts, the card in production finishes (the API
+    /// keeps serving meanwhile: status, final validation), then the API
+    /// closes.
     pub async fn stop(self) {
         self.shutdown.cancel();
         let _ = self.engine_task.await;
+        self.api_stop.cancel();
         let _ = self.api_task.await;
         if let Some((_, task)) = self.tcp {
             let _ = task.await;
@@ -194,7 +242,28 @@ impl Daemon {
     }
 }
 
-fn link_settings(config: &Config, endpoint: Endpoint, profile: &Profile) -> LinkSettings {
+/// Warns of card types the printer (or a chip station turned off) cannot
+/// produce: their requests will be refused.
+pub(crate) fn warn_card_types(config: &Config, profile: &Profile) {
+    if config.card_types.is_empty() {
+        tracing::warn!("the configuration has no [[card_type]]: every request will be refused (CARD_TYPE_NOT_FOUND)");
+    }
+    for t in &config.card_types {
+        let mut missing = t.missing_capabilities(&profile.capabilities);
+        if t.chip && profile.capabilities.smart_station && !config.chip.enabled {
+            missing.push("the chip station, which [chip] enabled = false turns off");
+        }
+        if !missing.is_empty() {
+            tracing::warn!(card_type = %t.id, printer = %profile.model.id, "card type {} needs {}: its requests will be refused", t.id, missing.join(" and "));
+        }
+    }
+}
+
+pub(crate) fn link_settings(
+    config: &Config,
+    endpoint: Endpoint,
+    profile: &Profile,
+) -> LinkSettings {
     let p = &config.printer;
     let mut s = LinkSettings::from_profile(endpoint, profile);
     s.ack_nack = p.ack_nack;
@@ -222,18 +291,39 @@ fn link_settings(config: &Config, endpoint: Endpoint, profile: &Profile) -> Link
 }
 
 /// Keeps the printer's serial number in the store, so that a printer swapped
-/// while the agent was down is reported as an identity change too.
+/// while the agent was down is reported as an identity change too. Follows
+/// the link a reload puts in place.
 fn remember_serial(engine: &Engine) {
-    let mut status = engine.printer().status();
     let engine = engine.clone();
     tokio::spawn(async move {
-        while status.changed().await.is_ok() {
-            let serial = match &status.borrow().state {
-                crate::printer::LinkState::Connected { identity } => Some(identity.serial.clone()),
-                _ => None,
-            };
-            if let Some(serial) = serial {
-                let _ = engine.remember("printer_serial", serial).await;
+        let mut printers = engine.printer_changes();
+        loop {
+            let mut status = printers.borrow_and_update().status();
+            loop {
+                tokio::select! {
+                    r = status.changed() => {
+                        if r.is_err() {
+                            // This link is gone: wait for its successor.
+                            if printers.changed().await.is_err() {
+                                return;
+                            }
+                            break;
+                        }
+                        let serial = match &status.borrow().state {
+                            crate::printer::LinkState::Connected { identity } => Some(identity.serial.clone()),
+                            _ => None,
+                        };
+                        if let Some(serial) = serial {
+                            let _ = engine.remember("printer_serial", serial).await;
+                        }
+                    }
+                    r = printers.changed() => {
+                        if r.is_err() {
+                            return;
+                        }
+                        break;
+                    }
+                }
             }
         }
     });
@@ -291,21 +381,67 @@ impl ApiAccess {
 
 /// `satellite run --config FILE`.
 pub async fn run(config_path: &Path) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
     let config = Config::load(config_path)?;
+    crate::logging::set_level(config.log_level.as_deref())?;
     let mut daemon = Daemon::start(config, None).await?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| e.to_string())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-        why = daemon.failed() => {
-            tracing::error!(error = %why, "exiting so that the service manager restarts the agent");
-            daemon.shutdown.cancel();
-            let _ = std::fs::remove_file(&daemon.engine.config().api.socket);
-            return Err(why);
+    // The store is open and the API listens: ready, even if the printer
+    // is not (that is a state the API and STATUS= report, not a failure).
+    supervision::notify(&[NotifyState::Ready]);
+    let stopping = CancellationToken::new();
+    let tasks_stop = CancellationToken::new();
+    tokio::spawn(supervision::status::run(
+        daemon.engine.clone(),
+        stopping.clone(),
+        tasks_stop.clone(),
+    ));
+    if let Some(every) = supervision::watchdog::interval() {
+        tracing::info!(
+            interval_ms = every.as_millis() as u64,
+            "systemd watchdog: pinged while the production loop moves"
+        );
+        tokio::spawn(supervision::watchdog::run(
+            daemon.engine.clone(),
+            every,
+            tasks_stop.clone(),
+        ));
+    }
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = hup.recv() => {
+                tracing::info!(config = %config_path.display(), "SIGHUP: reloading the configuration");
+                let _ = daemon.reload(config_path).await;
+            }
+            why = daemon.failed() => {
+                tracing::error!(error = %why, "exiting so that the service manager restarts the agent");
+                supervision::notify(&[NotifyState::Stopping]);
+                daemon.shutdown.cancel();
+                let _ = std::fs::remove_file(&daemon.engine.config().api.socket);
+                return Err(why);
+            }
         }
     }
-    tracing::info!("stopping: the card in production, if any, finishes first");
+    supervision::notify(&[NotifyState::Stopping]);
+    stopping.cancel();
+    let budget = stop_budget(&daemon.engine);
+    tracing::info!(at_most_s = budget.as_secs(), "stopping: the card in production, if any, is finished first (the API serves until it is decided)");
     daemon.stop().await;
+    tasks_stop.cancel();
     Ok(())
 }
+
+/// How long a stop may take at most with this configuration: a whole card
+/// (`engine/progress.rs`, `card`). The service's `TimeoutStopSec=` must be
+/// longer (README, Operations).
+pub fn stop_budget(engine: &Engine) -> std::time::Duration {
+    let printer = engine.printer();
+    crate::engine::progress::card(printer.timeouts(), &engine.config(), STOP_CHIP_APDUS)
+}
+
+/// The chip script length assumed for the stop budget: a personalisation
+/// script of this many commands fits in it.
+const STOP_CHIP_APDUS: usize = 32;

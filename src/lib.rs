@@ -9,6 +9,8 @@
 //! * [`upstream`]: what is reported upstream (the forms of a status change).
 //! * [`metrics`]: `GET /metrics` (Prometheus text), from published state and
 //!   counters kept where things happen.
+//! * [`supervision`]: the agent as a systemd service: readiness, status,
+//!   the watchdog, configuration reloads.
 //! * [`bundled_sim`]: the bundled printer simulator (cargo feature `simulator`,
 //!   on by default), which `demo` and `bench` need.
 
@@ -17,6 +19,8 @@ pub mod api;
 pub mod bench;
 #[cfg(feature = "simulator")]
 pub mod bench_link;
+#[cfg(feature = "simulator")]
+pub mod bench_startup;
 #[cfg(feature = "simulator")]
 pub mod bench_upstream;
 pub mod bundled_sim;
@@ -34,5 +38,6 @@ pub mod metrics;
 pub mod printer;
 pub mod request;
 pub mod store;
+pub mod supervision;
 pub mod time;
 pub mod upstream;

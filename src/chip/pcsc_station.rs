@@ -152,7 +152,7 @@ pub(super) async fn personalise(
             () = tokio::time::sleep(progress.budget) => {
                 let fault = timeout_fault(progress, total);
                 fate.abandon();
-                tracing::warn!(code = %fault.code, description = %fault.description, "chip session abandoned");
+                tracing::warn!(error_code = %fault.code, description = %fault.description, "chip session abandoned");
                 return Err(fault);
             }
         }
@@ -223,7 +223,7 @@ fn session(config: &PcscConfig, script: &ChipScript, rep: &Reporter) -> Result<C
             tracing::info!(reader = %name, steps = report.steps_run, "chip personalisation done")
         }
         Err(f) => {
-            tracing::warn!(reader = %name, code = %f.code, description = %f.description, "chip personalisation failed")
+            tracing::warn!(reader = %name, error_code = %f.code, description = %f.description, "chip personalisation failed")
         }
     }
     result

@@ -11,7 +11,9 @@
 
 pub mod maintenance;
 pub mod plan;
+pub mod progress;
 pub mod recovery;
+pub mod reload;
 pub mod report;
 pub mod runner;
 pub mod state;
@@ -39,10 +41,19 @@ pub struct Engine {
 }
 
 struct Inner {
-    config: Config,
+    /// The configuration in force; a reload (SIGHUP) replaces it whole.
+    config: tokio::sync::watch::Sender<Arc<Config>>,
     store: Arc<Store>,
-    printer: Printer,
-    chip: Option<PcscStation>,
+    /// The printer link; replaced between cards when a reload changes the
+    /// `[printer]` section (see [`Engine::apply_link`]).
+    printer: tokio::sync::watch::Sender<Printer>,
+    chip: std::sync::RwLock<Option<PcscStation>>,
+    /// A reloaded configuration whose `[printer]` or `[chip]` section
+    /// differs: applied by the production loop before its next card.
+    pending_link: Mutex<Option<reload::LinkChange>>,
+    /// What the production loop promised to report again by (the watchdog
+    /// reads it).
+    progress: progress::Progress,
     wake: Notify,
     /// Presented cards waiting for the kiosk application's verdict.
     verdicts: Mutex<HashMap<String, oneshot::Sender<Verdict>>>,
@@ -58,9 +69,9 @@ struct Inner {
     resolutions: Mutex<HashMap<String, oneshot::Sender<Resolution>>>,
     /// Cancelled when the engine stops (retries that could wait forever end).
     stopping: tokio_util::sync::CancellationToken,
-    /// The central base, where deferred card data comes from (set once,
-    /// when the daemon has one configured).
-    central: std::sync::OnceLock<Arc<crate::upstream::central::CentralBase>>,
+    /// The central base, where deferred card data comes from (set when the
+    /// daemon has one configured; replaced when a reload restarts upstream).
+    central: std::sync::RwLock<Option<Arc<crate::upstream::central::CentralBase>>>,
     /// The upstream links' health, published (empty when none is configured).
     upstream: crate::upstream::Health,
     /// The printer's turn: held by the production loop for a whole card and
@@ -156,10 +167,12 @@ impl Engine {
     ) -> Engine {
         Engine {
             inner: Arc::new(Inner {
-                config,
+                config: tokio::sync::watch::channel(Arc::new(config)).0,
                 store: Arc::new(store),
-                printer,
-                chip,
+                printer: tokio::sync::watch::channel(printer).0,
+                chip: std::sync::RwLock::new(chip),
+                pending_link: Mutex::new(None),
+                progress: progress::Progress::default(),
                 wake: Notify::new(),
                 printer_turn: tokio::sync::Mutex::new(()),
                 verdicts: Mutex::new(HashMap::new()),
@@ -172,7 +185,7 @@ impl Engine {
                 .0,
                 resolutions: Mutex::new(HashMap::new()),
                 stopping: tokio_util::sync::CancellationToken::new(),
-                central: std::sync::OnceLock::new(),
+                central: std::sync::RwLock::new(None),
                 upstream: crate::upstream::Health::default(),
                 metrics: crate::metrics::Metrics::default(),
             }),
@@ -197,13 +210,14 @@ impl Engine {
         q.push_back(took);
     }
 
-    /// The central base to fetch deferred card data from. Set once.
-    pub fn set_central(&self, cb: Arc<crate::upstream::central::CentralBase>) {
-        let _ = self.inner.central.set(cb);
+    /// The central base to fetch deferred card data from (`None`: there is
+    /// none, e.g. after a reload removed it).
+    pub fn set_central(&self, cb: Option<Arc<crate::upstream::central::CentralBase>>) {
+        *self.inner.central.write().expect("central lock") = cb;
     }
 
-    pub(crate) fn central(&self) -> Option<&Arc<crate::upstream::central::CentralBase>> {
-        self.inner.central.get()
+    pub(crate) fn central(&self) -> Option<Arc<crate::upstream::central::CentralBase>> {
+        self.inner.central.read().expect("central lock").clone()
     }
 
     /// The counters of what happens, shared with the upstream relays.
@@ -223,8 +237,8 @@ impl Engine {
 
     /// What the printer and its chip station can do, as validation sees it.
     pub(crate) fn capabilities(&self) -> crate::printer::profile::Capabilities {
-        let mut caps = self.inner.printer.profile().capabilities.clone();
-        if self.inner.chip.is_none() {
+        let mut caps = self.printer().profile().capabilities.clone();
+        if self.chip().is_none() {
             caps.smart_station = false;
         }
         caps
@@ -235,12 +249,30 @@ impl Engine {
         self.inner.state.subscribe()
     }
 
-    pub fn printer(&self) -> &Printer {
-        &self.inner.printer
+    /// The printer link in force (a reload may replace it between cards).
+    pub fn printer(&self) -> Printer {
+        self.inner.printer.borrow().clone()
     }
 
-    pub fn config(&self) -> &Config {
-        &self.inner.config
+    /// Told each time a reload replaced the printer link.
+    pub fn printer_changes(&self) -> tokio::sync::watch::Receiver<Printer> {
+        self.inner.printer.subscribe()
+    }
+
+    /// The chip station in force, if chip personalisation is on.
+    pub(crate) fn chip(&self) -> Option<PcscStation> {
+        self.inner.chip.read().expect("chip lock").clone()
+    }
+
+    /// The configuration in force (a reload may replace it).
+    pub fn config(&self) -> Arc<Config> {
+        self.inner.config.borrow().clone()
+    }
+
+    /// What the production loop promised: the watchdog pings only while it
+    /// keeps its word.
+    pub fn progress(&self) -> &progress::Progress {
+        &self.inner.progress
     }
 
     /// Runs a store call off the async threads (it may wait for a disk sync).
@@ -284,7 +316,7 @@ impl Engine {
                 return first;
             }
         }
-        tracing::info!(code = %e.code, field = e.field.as_deref().unwrap_or(""), "request refused");
+        tracing::info!(error_code = %e.code, field = e.field.as_deref().unwrap_or(""), "request refused");
         if let (Some(token), true) = (token_hint, e.code != ErrorCode::REQUEST_ALREADY_EXISTS) {
             let mut job = self.stub_job(token, body);
             job.request_digest = digest;
@@ -328,11 +360,11 @@ impl Engine {
         let first = match self.db(move |s| s.same_request(&t, &digest)).await {
             Ok(first) => first?,
             Err(e) => {
-                tracing::warn!(card = %token, error = %e, "cannot look up an earlier delivery of this request");
+                tracing::warn!(card_token = %token, error = %e, "cannot look up an earlier delivery of this request");
                 return None;
             }
         };
-        tracing::info!(card = %token, "the same request again: answered as the first time");
+        tracing::info!(card_token = %token, "the same request again: answered as the first time");
         Some(match first.status {
             crate::store::Status::RequestError => Err(SubmitError::Refused(Refused {
                 error: RequestError {
@@ -368,7 +400,7 @@ impl Engine {
         NewJob::from(crate::job::JobMeta {
             card_token: token,
             profile_id: v.get("profileId").and_then(|x| x.as_i64()).unwrap_or(0),
-            kiosk_id: self.inner.config.kiosk_id.clone(),
+            kiosk_id: self.config().kiosk_id.clone(),
             card_type: s("cardType"),
             issuer_request_id: s("issuerRequestId"),
             card_id: s("cardId"),
@@ -379,13 +411,16 @@ impl Engine {
     async fn accept(&self, body: &[u8], digest: Option<Vec<u8>>) -> Result<Submitted, SubmitError> {
         let req = request::parse(body)?;
         let caps = self.capabilities();
+        // One configuration for the whole validation, even if a reload
+        // lands meanwhile.
+        let config = self.config();
         let ctx = request::Context {
-            kiosk_id: &self.inner.config.kiosk_id,
-            card_types: &self.inner.config.card_types,
+            kiosk_id: &config.kiosk_id,
+            card_types: &config.card_types,
             capabilities: &caps,
-            geometry: self.inner.printer.profile().geometry,
+            geometry: self.printer().profile().geometry,
         };
-        if req.deferred_card_data && self.inner.central.get().is_none() {
+        if req.deferred_card_data && self.central().is_none() {
             return Err(SubmitError::from(RequestError {
                 code: ErrorCode::INVALID_FIELD_VALUE,
                 field: Some("deferredCardData".into()),
@@ -405,8 +440,7 @@ impl Engine {
             )
         };
         let not_ready = self.not_ready().await;
-        if let (Some(why), NotReady::Reject) = (&not_ready, self.inner.config.production.not_ready)
-        {
+        if let (Some(why), NotReady::Reject) = (&not_ready, config.production.not_ready) {
             return Err(SubmitError::from(RequestError {
                 code: ErrorCode::PRINTER_OR_SATELLITE_NOT_READY,
                 field: None,
@@ -417,7 +451,7 @@ impl Engine {
             meta,
             request_digest: digest,
         };
-        let limit = self.inner.config.production.queue_limit;
+        let limit = config.production.queue_limit;
         let token = job.meta.card_token.clone();
         let (masked, card_type) = (job.meta.pan_masked.clone(), job.meta.card_type.clone());
         // The answer is built from what was committed: a failure to read it
@@ -461,7 +495,7 @@ impl Engine {
             }
             Err(e @ StoreError::Uncertain(_)) => {
                 // The commit may have reached the disk: never a final answer.
-                tracing::error!(card = %token, error = %e, "a request's write has an unknown outcome: the store is reopened before anything more is accepted");
+                tracing::error!(card_token = %token, error = %e, "a request's write has an unknown outcome: the store is reopened before anything more is accepted");
                 self.inner
                     .store_suspect
                     .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -472,7 +506,7 @@ impl Engine {
             }
             Err(e) => return Err(SubmitError::from(internal(e.to_string()))),
         };
-        tracing::info!(card = %token, pan = %masked, card_type = %card_type, "request accepted");
+        tracing::info!(card_token = %token, pan = %masked, card_type = %card_type, "request accepted");
         self.inner.wake.notify_one();
         let mut production = Production {
             status: "READY",
@@ -505,8 +539,7 @@ impl Engine {
             // Busy with a card, hence working.
             return None;
         }
-        self.inner
-            .printer
+        self.printer()
             .view()
             .borrow()
             .not_ready()
@@ -532,7 +565,7 @@ impl Engine {
             };
         }
         if resolution == Resolution::Removed {
-            match self.inner.printer.locate_card().await {
+            match self.printer().locate_card().await {
                 Ok(crate::printer::steps::CardWhere::None) => {}
                 Ok(w) => {
                     return Err(CardError::Conflict(format!(
@@ -592,7 +625,7 @@ impl Engine {
         let t = token.to_string();
         match self.db(move |s| s.cancel(&t).and_then(|_| s.job(&t))).await {
             Ok(Some(job)) => {
-                tracing::info!(card = %token, "request cancelled by the issuer");
+                tracing::info!(card_token = %token, "request cancelled by the issuer");
                 self.inner
                     .metrics
                     .card_final(crate::store::Status::Cancelled, None);
@@ -649,8 +682,8 @@ impl Engine {
             .await
             .map_err(|e| CardError::Internal(e.to_string()))?;
         // From the published view: never waits for the printer.
-        let sensors = self.inner.printer.view().borrow().feeder_sensors();
-        let feeders = self.inner.printer.profile().capabilities.feeders;
+        let sensors = self.printer().view().borrow().feeder_sensors();
+        let feeders = self.printer().profile().capabilities.feeders;
         Ok((1..=feeders)
             .map(|n| {
                 let s = stock.iter().find(|f| f.feeder == n);
@@ -676,19 +709,13 @@ impl Engine {
         card_type: String,
         count: u32,
     ) -> Result<(), CardError> {
-        let feeders = self.inner.printer.profile().capabilities.feeders;
+        let feeders = self.printer().profile().capabilities.feeders;
         if feeder == 0 || feeder > feeders {
             return Err(CardError::Conflict(format!(
                 "feeder {feeder} does not exist: the printer has {feeders}"
             )));
         }
-        if !self
-            .inner
-            .config
-            .card_types
-            .iter()
-            .any(|t| t.id == card_type)
-        {
+        if !self.config().card_types.iter().any(|t| t.id == card_type) {
             return Err(CardError::Conflict(format!(
                 "card type {card_type:?} is not configured"
             )));
@@ -697,7 +724,7 @@ impl Engine {
         self.db(move |s| s.set_inventory(feeder, &card_type, count))
             .await
             .map_err(|e| CardError::Internal(e.to_string()))?;
-        self.inner.printer.refresh_soon();
+        self.printer().refresh_soon();
         self.inner.wake.notify_one();
         Ok(())
     }

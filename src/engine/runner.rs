@@ -11,6 +11,7 @@
 //! assumed; one the printer refuses leaves the card for a technician.
 
 use super::plan::{plan, Needs, Step};
+use super::progress;
 use super::recovery::{self, Recovery};
 use super::state::{self, Activity};
 use super::{Engine, Resolution};
@@ -26,6 +27,11 @@ use tokio_util::sync::CancellationToken;
 const NOT_READY_PAUSE: Duration = Duration::from_secs(1);
 /// Between attempts to settle a card in doubt.
 const DOUBT_PAUSE: Duration = Duration::from_millis(200);
+/// The longest idle wait: the queue is read again after it even if no
+/// submission woke the loop.
+const IDLE_WAIT: Duration = Duration::from_secs(5);
+/// How often the loop says it is still waiting for a technician.
+const TECHNICIAN_TICK: Duration = Duration::from_secs(10);
 
 /// How a card's steps ended.
 enum Ended {
@@ -72,6 +78,16 @@ impl Engine {
         self.set_activity(Activity::Starting);
         self.recover(&shutdown).await;
         while !shutdown.is_cancelled() {
+            let t = self.link_timeouts();
+            self.promise("loop turn", progress::turn(&t));
+            if self.link_pending() {
+                // A reload changed the link: between cards, and not under
+                // a technician's operation.
+                self.promise("maintenance", progress::maintenance(&t));
+                let _turn = self.inner.printer_turn.lock().await;
+                self.apply_link().await;
+                continue;
+            }
             if self.inner.store_suspect.load(Ordering::SeqCst) {
                 self.check_store(&shutdown).await;
                 continue;
@@ -79,6 +95,7 @@ impl Engine {
             if self.inner.printer_turn.try_lock().is_err() {
                 // A technician's operation holds the printer (and publishes
                 // its own activity): wait for it to end.
+                self.promise("maintenance", progress::maintenance(&t));
                 self.wait_turn(&shutdown).await;
                 continue;
             }
@@ -91,6 +108,7 @@ impl Engine {
             };
             let Some(job) = next else {
                 self.set_activity(Activity::Idle);
+                self.promise("idle", IDLE_WAIT + progress::turn(&t));
                 // Idle: fold the WAL into the database so that erased card
                 // data does not linger in the log.
                 if let Err(e) = self.db(|s| s.checkpoint()).await {
@@ -99,19 +117,23 @@ impl Engine {
                 tokio::select! {
                     _ = self.inner.wake.notified() => {}
                     _ = shutdown.cancelled() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = tokio::time::sleep(IDLE_WAIT) => {}
                 }
                 continue;
             };
-            if let Err(f) = self.inner.printer.check_ready().await {
+            if let Err(f) = self.printer().check_ready().await {
                 let waiting = Activity::WaitingForPrinter {
                     code: f.code,
                     reason: f.description.clone(),
                 };
                 if self.inner.state.borrow().activity != waiting {
-                    tracing::warn!(code = %f.code, reason = %f.reason, description = %f.description, waiting = %job.meta.card_token, "printer not ready; cards wait");
+                    tracing::warn!(error_code = %f.code, reason = %f.reason, description = %f.description, card_token = %job.meta.card_token, "printer not ready; cards wait");
                 }
                 self.set_activity(waiting);
+                self.promise(
+                    "waiting for the printer",
+                    NOT_READY_PAUSE + progress::turn(&t),
+                );
                 tokio::select! {
                     _ = tokio::time::sleep(NOT_READY_PAUSE) => {}
                     _ = shutdown.cancelled() => {}
@@ -127,6 +149,7 @@ impl Engine {
             // A technician's operation may hold the printer: the card waits
             // for it (and the queue is read again after, the card may be gone).
             let Ok(_turn) = self.inner.printer_turn.try_lock() else {
+                self.promise("maintenance", progress::maintenance(&t));
                 self.wait_turn(&shutdown).await;
                 continue;
             };
@@ -147,6 +170,12 @@ impl Engine {
         state::set(&self.inner.state, a);
     }
 
+    /// The loop will be heard from again within `within` (the watchdog's
+    /// budget, `progress.rs`).
+    fn promise(&self, what: &'static str, within: Duration) {
+        self.inner.progress.promise(what, within);
+    }
+
     /// After a commit whose outcome is unknown: reopen the store and read
     /// it before anything more is accepted or produced.
     async fn check_store(&self, shutdown: &CancellationToken) {
@@ -154,6 +183,7 @@ impl Engine {
             reason: "a write's outcome is unknown".into(),
         });
         loop {
+            self.promise("checking the store", progress::turn(&self.link_timeouts()));
             match self.db(|s| s.reopen()).await {
                 Ok(()) => break,
                 Err(e) => {
@@ -175,7 +205,7 @@ impl Engine {
     /// One card, from READY to a final state.
     async fn produce(&self, job: Job, shutdown: &CancellationToken) {
         let token = job.meta.card_token.clone();
-        let span = tracing::info_span!("card", card = %token, pan = %job.meta.pan_masked);
+        let span = tracing::info_span!("card", card_token = %token, pan = %job.meta.pan_masked);
         tracing::Instrument::instrument(self.produce_in_span(job, token, shutdown), span).await
     }
 
@@ -206,7 +236,7 @@ impl Engine {
             Ended::Certain(Ok(())) => self.finish(&token, Status::Produced, None).await,
             Ended::Certain(Err(f)) => self.finish(&token, Status::ProductionError, Some(f)).await,
             Ended::Doubt(cause) => {
-                tracing::error!(code = %cause.code, error = %cause.description, "the card is in doubt: production stops until its place is known");
+                tracing::error!(error_code = %cause.code, error = %cause.description, "the card is in doubt: production stops until its place is known");
                 self.settle(&token, Some(cause), None, shutdown).await
             }
             Ended::Stuck { cause, reject } => {
@@ -216,7 +246,7 @@ impl Engine {
                     .await
             }
         }
-        self.inner.printer.refresh_soon();
+        self.printer().refresh_soon();
         // The card's end is recorded: nothing is in production until the
         // loop starts the next one.
         self.set_activity(Activity::Idle);
@@ -245,14 +275,19 @@ impl Engine {
             None => "the agent restarted".to_string(),
         };
         loop {
+            // Each attempt reads the store and asks the printer, each bounded.
+            self.promise(
+                "settling a card in doubt",
+                progress::turn(&self.link_timeouts()) + Duration::from_secs(5),
+            );
             if shutdown.is_cancelled() {
-                tracing::warn!(card = %token, "stopping with a card in doubt: it is settled at the next start");
+                tracing::warn!(card_token = %token, "stopping with a card in doubt: it is settled at the next start");
                 return;
             }
             if self.inner.store_suspect.load(Ordering::SeqCst) {
                 // A write's outcome is unknown: read the file afresh first.
                 if let Err(e) = self.db(|s| s.reopen()).await {
-                    tracing::error!(card = %token, error = %e, "cannot reopen the job store");
+                    tracing::error!(card_token = %token, error = %e, "cannot reopen the job store");
                     self.pause(shutdown).await;
                     continue;
                 }
@@ -263,7 +298,7 @@ impl Engine {
             let journal = match self.db(move |s| s.journal(&t)).await {
                 Ok(j) => j,
                 Err(e) => {
-                    tracing::error!(card = %token, error = %e, "cannot read the journal");
+                    tracing::error!(card_token = %token, error = %e, "cannot read the journal");
                     self.doubt(
                         token,
                         None,
@@ -288,7 +323,7 @@ impl Engine {
             let step = recovery::interrupted_step(&entries).map(|s| s.name().to_string());
             if let Some(reason) = stuck.take() {
                 self.doubt(token, step.clone(), code, &reason, true);
-                tracing::error!(card = %token, reason = %reason, "only a technician can settle this card: check the printer, take the card out, then resolve it (satellite jobs resolve)");
+                tracing::error!(card_token = %token, reason = %reason, "only a technician can settle this card: check the printer, take the card out, then resolve it (satellite jobs resolve)");
                 match self.await_technician(token, shutdown).await {
                     Some(Resolution::Removed) => {
                         let description = format!(
@@ -312,17 +347,18 @@ impl Engine {
             };
             self.doubt(token, step.clone(), code, &waiting, false);
             if !matches!(
-                self.inner.printer.status().borrow().state,
+                self.printer().status().borrow().state,
                 crate::printer::LinkState::Connected { .. }
             ) {
+                let printer = self.printer();
                 tokio::select! {
-                    _ = self.inner.printer.wait_connected() => {}
+                    _ = printer.wait_connected() => {}
                     _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                     _ = shutdown.cancelled() => {}
                 }
                 continue;
             }
-            let location = match self.inner.printer.locate_card().await {
+            let location = match self.printer().locate_card().await {
                 Ok(CardWhere::Unknown) | Err(_) => {
                     self.pause(shutdown).await;
                     continue;
@@ -330,6 +366,10 @@ impl Engine {
                 Ok(l) => l,
             };
             let fail = |description: String| Some(Fault::new(code, "interrupted", description));
+            self.promise(
+                "settling a card in doubt",
+                progress::reject(&self.link_timeouts()),
+            );
             let rejected_now = self.rejected_count().await;
             match recovery::decide(&entries, location, &why, rejected_now) {
                 Recovery::Technician { description } => {
@@ -341,7 +381,7 @@ impl Engine {
                     continue;
                 }
                 Recovery::Produced => {
-                    tracing::info!(card = %token, "the card left through the bezel: the customer has it");
+                    tracing::info!(card_token = %token, "the card left through the bezel: the customer has it");
                     self.finish(token, Status::Produced, None).await;
                 }
                 Recovery::Fail { description } => {
@@ -355,7 +395,7 @@ impl Engine {
                             self.finish(token, Status::ProductionError, fail(d)).await;
                         }
                         RejectEnd::Taken => {
-                            tracing::info!(card = %token, "the customer took the card during its reject");
+                            tracing::info!(card_token = %token, "the customer took the card during its reject");
                             self.finish(token, Status::Produced, None).await;
                         }
                         RejectEnd::Gone => {
@@ -367,7 +407,7 @@ impl Engine {
                             continue;
                         }
                         RejectEnd::Doubt(f) => {
-                            tracing::warn!(card = %token, code = %f.code, error = %f.description, "the reject's outcome is not certain; locating the card again");
+                            tracing::warn!(card_token = %token, error_code = %f.code, error = %f.description, "the reject's outcome is not certain; locating the card again");
                             self.pause(shutdown).await;
                             continue;
                         }
@@ -414,9 +454,19 @@ impl Engine {
             .lock()
             .expect("resolutions lock")
             .insert(token.to_string(), tx);
-        let r = tokio::select! {
-            r = rx => r.ok(),
-            _ = shutdown.cancelled() => None,
+        tokio::pin!(rx);
+        // Waiting for a person is a choice: the loop says so each
+        // TECHNICIAN_TICK, and the watchdog keeps pinging.
+        let r = loop {
+            self.promise(
+                "waiting for a technician",
+                TECHNICIAN_TICK + progress::turn(&self.link_timeouts()),
+            );
+            tokio::select! {
+                r = &mut rx => break r.ok(),
+                _ = shutdown.cancelled() => break None,
+                _ = tokio::time::sleep(TECHNICIAN_TICK) => {}
+            }
         };
         self.inner
             .resolutions
@@ -424,7 +474,7 @@ impl Engine {
             .expect("resolutions lock")
             .remove(token);
         if let Some(r) = r {
-            tracing::info!(card = %token, resolution = ?r, "a technician resolved the card in doubt");
+            tracing::info!(card_token = %token, resolution = ?r, "a technician resolved the card in doubt");
         }
         r
     }
@@ -432,9 +482,9 @@ impl Engine {
     async fn finish(&self, token: &str, status: Status, fault: Option<Fault>) {
         let stopping = self.inner.stopping.clone();
         match &fault {
-            None => tracing::info!(card = %token, "card produced and taken"),
+            None => tracing::info!(card_token = %token, "card produced and taken"),
             Some(f) => {
-                tracing::warn!(card = %token, code = %f.code, reason = %f.reason, description = %f.description, "production failed")
+                tracing::warn!(card_token = %token, error_code = %f.code, reason = %f.reason, description = %f.description, "production failed")
             }
         }
         let (code, description) = (fault.as_ref().map(|f| f.code), fault.map(|f| f.description));
@@ -445,6 +495,10 @@ impl Engine {
         // recorded" is then this very end.
         let mut uncertain = false;
         loop {
+            self.promise(
+                "recording the end of a card",
+                pause + progress::journal(&self.link_timeouts()),
+            );
             let (t, d) = (token.to_string(), description.clone());
             match self
                 .db(move |s| s.finish(&t, status, code, d.as_deref()))
@@ -459,7 +513,7 @@ impl Engine {
                 }
                 Err(e @ (StoreError::WrongState { .. } | StoreError::NotFound)) => {
                     // After an uncertain commit, the first attempt may have landed.
-                    tracing::warn!(card = %token, error = %e, "the end of production is already recorded, or the card is gone");
+                    tracing::warn!(card_token = %token, error = %e, "the end of production is already recorded, or the card is gone");
                     if uncertain && matches!(e, StoreError::WrongState { .. }) {
                         self.inner.metrics.card_final(status, code);
                     }
@@ -471,13 +525,13 @@ impl Engine {
                 Err(e) => {
                     self.store_failed(&e);
                     uncertain |= matches!(e, StoreError::Uncertain(_));
-                    tracing::error!(card = %token, error = %e, retry_in_ms = pause.as_millis() as u64, "cannot record the end of production; retrying");
+                    tracing::error!(card_token = %token, error = %e, retry_in_ms = pause.as_millis() as u64, "cannot record the end of production; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => {}
                         _ = stopping.cancelled() => {
                             // The journal holds what happened: the next start
                             // settles the card from it.
-                            tracing::warn!(card = %token, "stopping before the end of production could be recorded: it is settled at the next start");
+                            tracing::warn!(card_token = %token, "stopping before the end of production could be recorded: it is settled at the next start");
                             return;
                         }
                     }
@@ -493,19 +547,22 @@ impl Engine {
     /// "not ready" for the next one. Conditions that persist (a cover open, a
     /// full box) are reported again by the printer.
     async fn clear_card_faults(&self) {
-        if let Err(f) = self.inner.printer.run(dialect::ops::Op::ClearStatus).await {
-            tracing::debug!(code = %f.code, error = %f.description, "clearing the printer's status failed");
+        if let Err(f) = self.printer().run(dialect::ops::Op::ClearStatus).await {
+            tracing::debug!(error_code = %f.code, error = %f.description, "clearing the printer's status failed");
         }
     }
 
     /// The steps of a card. A refusal once the card may be inside sends it
     /// to the reject box (journaled and checked like any physical step).
     async fn steps(&self, job: &Job) -> Ended {
+        let t = self.link_timeouts();
+        self.promise("reading the card", progress::journal(&t));
         let feeder = match self.feeder_for(&job.meta.card_type).await {
             Ok(f) => f,
             Err(f) => return Ended::Certain(Err(f)),
         };
         let card = if job.deferred {
+            self.promise("card data", progress::card_data(&t));
             match self.deferred_card_data(job).await {
                 Ok(c) => c,
                 Err(f) => return Ended::Certain(Err(f)),
@@ -522,7 +579,8 @@ impl Engine {
             print: !card.text.is_empty() || card.panels.is_some(),
             emboss: !card.emboss.is_empty(),
         };
-        if let Err(f) = self.inner.printer.select_feeder(feeder).await {
+        self.promise("feeder", progress::feeder(&t));
+        if let Err(f) = self.printer().select_feeder(feeder).await {
             return if f.uncertain {
                 Ended::Doubt(f)
             } else {
@@ -535,8 +593,13 @@ impl Engine {
                 step: Some(step.name().to_string()),
             });
             let run = self.step(job, step, &card, feeder);
-            let f = match self.journaled(&job.meta.card_token, step, run).await {
+            let budget = progress::step(step, &card, &t, &self.config());
+            let f = match self
+                .journaled(&job.meta.card_token, step, budget, run)
+                .await
+            {
                 Journaled::Done => {
+                    self.promise("journal", progress::journal(&t));
                     if step == Step::Insert {
                         let _ = self.db(move |s| s.consume(feeder)).await;
                     }
@@ -622,7 +685,7 @@ impl Engine {
     /// failures are tried twice more, a second and two apart.
     async fn deferred_card_data(&self, job: &Job) -> Result<CardData, Fault> {
         let token = job.meta.card_token.clone();
-        let Some(cb) = self.central().cloned() else {
+        let Some(cb) = self.central() else {
             return Err(Fault::new(
                 ErrorCode::SAT_SERVER_NOT_REACHABLE,
                 "upstream",
@@ -639,7 +702,7 @@ impl Engine {
                 Ok(d) => break d,
                 Err(e) if e.transient && tries < 2 && !self.inner.stopping.is_cancelled() => {
                     tries += 1;
-                    tracing::warn!(code = %e.code, error = %e.description, retry_in_s = tries, "deferred card data not received; trying again");
+                    tracing::warn!(error_code = %e.code, error = %e.description, retry_in_s = tries, "deferred card data not received; trying again");
                     tokio::time::sleep(Duration::from_secs(tries)).await;
                 }
                 Err(e) => {
@@ -648,11 +711,12 @@ impl Engine {
             }
         };
         let caps = self.capabilities();
+        let config = self.config();
         let ctx = crate::request::Context {
-            kiosk_id: &self.inner.config.kiosk_id,
-            card_types: &self.inner.config.card_types,
+            kiosk_id: &config.kiosk_id,
+            card_types: &config.card_types,
             capabilities: &caps,
-            geometry: self.inner.printer.profile().geometry,
+            geometry: self.printer().profile().geometry,
         };
         let accepted = crate::request::complete(&job.meta, &data, &ctx).map_err(|e| {
             Fault::new(
@@ -682,20 +746,23 @@ impl Engine {
         &self,
         token: &str,
         step: Step,
+        budget: Duration,
         run: impl std::future::Future<Output = Result<(), Fault>>,
     ) -> Journaled {
+        self.promise("journal", progress::journal(&self.link_timeouts()));
         let t = token.to_string();
         if let Err(e) = self.db(move |s| s.intent(&t, step.name())).await {
             self.store_failed(&e);
             return Journaled::Doubt(store_fault(e));
         }
         tracing::debug!(step = step.name(), "step");
+        self.promise(step.name(), budget);
         let began = std::time::Instant::now();
         let result = run.await;
         self.record_timing(step, began.elapsed());
         if let Err(f) = &result {
             if f.uncertain {
-                tracing::warn!(step = step.name(), code = %f.code, error = %f.description, "the step's outcome is not certain");
+                tracing::warn!(step = step.name(), error_code = %f.code, error = %f.description, "the step's outcome is not certain");
                 return Journaled::Doubt(f.clone());
             }
         }
@@ -723,7 +790,8 @@ impl Engine {
     /// where the card was last known: a card last seen in the bezel and gone
     /// now was taken by the customer.
     async fn reject_checked(&self, token: &str, was: CardWhere) -> RejectEnd {
-        let p = &self.inner.printer;
+        let p = &self.printer();
+        self.promise("reject", progress::reject(p.timeouts()));
         let before = match p.locate_card().await {
             Ok(CardWhere::None) if was == CardWhere::Presented => {
                 // Journaled, so that a restart before the end is recorded
@@ -828,7 +896,7 @@ impl Engine {
 
     /// The printer's reject counter, where the profile says it has one.
     async fn rejected_count(&self) -> Option<u64> {
-        let p = &self.inner.printer;
+        let p = &self.printer();
         if p.profile().capabilities.reject_counter {
             p.rejected_count().await.ok()
         } else {
@@ -837,12 +905,12 @@ impl Engine {
     }
 
     async fn step(&self, job: &Job, step: Step, card: &CardData, _feeder: u8) -> Result<(), Fault> {
-        let p = &self.inner.printer;
+        let p = &self.printer();
         match step {
             Step::Insert => p.insert().await,
             Step::Chip => {
                 p.to_smart_station().await?;
-                let chip = self.inner.chip.as_ref().ok_or_else(|| {
+                let chip = self.chip().ok_or_else(|| {
                     Fault::new(
                         ErrorCode::PRT_SETUP_ERROR,
                         "option-missing",
@@ -881,8 +949,7 @@ impl Engine {
             Step::Taken => {
                 let take = Duration::from_millis(p.profile().timeouts.take.max(1));
                 let take = self
-                    .inner
-                    .config
+                    .config()
                     .printer
                     .timeouts
                     .take
@@ -903,7 +970,7 @@ impl Engine {
     /// The kiosk application's verdict, when final validation is on; never
     /// comes otherwise (the customer taking the card is the acceptance).
     fn verdict(&self, token: &str) -> impl std::future::Future<Output = Verdict> + Send + 'static {
-        let rx = self.inner.config.production.final_validation.then(|| {
+        let rx = self.config().production.final_validation.then(|| {
             let (tx, rx) = tokio::sync::oneshot::channel();
             self.inner
                 .verdicts
@@ -966,7 +1033,7 @@ impl Engine {
             if shutdown.is_cancelled() {
                 return;
             }
-            tracing::warn!(card = %job.meta.card_token, "a card was in production: finding where it is");
+            tracing::warn!(card_token = %job.meta.card_token, "a card was in production: finding where it is");
             self.settle(&job.meta.card_token, None, None, shutdown)
                 .await;
         }

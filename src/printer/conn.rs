@@ -410,7 +410,7 @@ impl Connection {
             status.as_ref(),
             op.is_sensitive(),
         );
-        tracing::debug!(op = %op.name(), code = %fault.code, reason = %fault.reason, "printer refused");
+        tracing::debug!(op = %op.name(), error_code = %fault.code, reason = %fault.reason, "printer refused");
         Ok(fault)
     }
 

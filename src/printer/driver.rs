@@ -115,6 +115,10 @@ pub(super) struct Inner {
     pub(super) last_used: std::sync::Mutex<Instant>,
     /// Handshakes completed (metrics count reconnections from it).
     connections: std::sync::atomic::AtomicU64,
+    /// Replaced by a new handle (a reloaded configuration): the connection
+    /// is closed and never opened again, so that the new handle can open
+    /// the same device.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 struct Slot {
@@ -167,6 +171,7 @@ impl Printer {
             refresh: Notify::new(),
             last_used: std::sync::Mutex::new(Instant::now()),
             connections: std::sync::atomic::AtomicU64::new(0),
+            retired: std::sync::atomic::AtomicBool::new(false),
         });
         if supervise {
             tokio::spawn(supervisor(Arc::downgrade(&inner)));
@@ -187,6 +192,27 @@ impl Printer {
 
     pub fn profile(&self) -> &Arc<Profile> {
         &self.inner.profile
+    }
+
+    /// The operations' time-outs in force on this link (the profile's, with
+    /// the configuration's overrides).
+    pub fn timeouts(&self) -> &super::profile::Timeouts {
+        &self.inner.settings.timeouts
+    }
+
+    /// Closes the link for good: this handle is being replaced (a reloaded
+    /// configuration). Waits for a command in progress to end; later
+    /// commands fail with `PRT_NOT_REACHABLE`, and nothing reconnects.
+    pub async fn retire(&self) {
+        self.inner
+            .retired
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Taken after any handshake under way, so none installs a
+        // connection after this.
+        let _one_at_a_time = self.inner.connecting.lock().await;
+        let mut slot = self.inner.conn.lock().await;
+        slot.conn = None;
+        self.inner.wake.notify_one();
     }
 
     /// The recent exchanges on the link (redacted).
@@ -274,7 +300,7 @@ impl Printer {
             Err(e) => {
                 let fault = e.to_fault();
                 if matches!(e, LinkError::NotReachable(_)) {
-                    tracing::warn!(code = %fault.code, error = %fault.description, "printer link lost");
+                    tracing::warn!(error_code = %fault.code, error = %fault.description, "printer link lost");
                     slot.conn = None;
                     slot.attempt = 0;
                     self.inner.mark_down(&mut slot, fault.clone());
@@ -316,6 +342,13 @@ impl Inner {
     /// then install the connection (or record the failure).
     async fn try_connect(&self) -> Result<Identity, Fault> {
         let _one_at_a_time = self.connecting.lock().await;
+        if self.retired.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Fault::new(
+                ErrorCode::PRT_NOT_REACHABLE,
+                "offline",
+                "this printer link was replaced by a reloaded configuration",
+            ));
+        }
         {
             let slot = self.conn.lock().await;
             if let Some(id) = slot.conn.as_ref().and_then(|c| c.identity()) {
@@ -368,7 +401,7 @@ impl Inner {
         let delay = self.backoff.delay(slot.attempt);
         slot.next_try = Instant::now() + delay;
         slot.last_error = Some(fault.clone());
-        tracing::debug!(attempt = slot.attempt, delay_ms = delay.as_millis() as u64, code = %fault.code, "printer link down");
+        tracing::debug!(attempt = slot.attempt, delay_ms = delay.as_millis() as u64, error_code = %fault.code, "printer link down");
         let state = LinkState::Reconnecting {
             attempt: slot.attempt,
             last_error: fault,
@@ -391,6 +424,9 @@ async fn supervisor(inner: Weak<Inner>) {
         let Some(strong) = inner.upgrade() else {
             return;
         };
+        if strong.retired.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let wait = {
             let slot = strong.conn.lock().await;
             if slot.conn.is_some() {

@@ -208,7 +208,7 @@ pub(super) async fn monitor(inner: Weak<Inner>) {
         if let Err(f) = printer.refresh(full).await {
             // A link failure has already marked the link down; a refusal
             // stays in the last reading's `unavailable`.
-            tracing::debug!(code = %f.code, error = %f.description, full, "printer reading failed");
+            tracing::debug!(error_code = %f.code, error = %f.description, full, "printer reading failed");
         }
         drop(printer);
     }

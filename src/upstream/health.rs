@@ -117,7 +117,7 @@ impl Health {
             let h = m.entry(link.to_string()).or_insert_with(LinkHealth::unknown);
             let changed = h.state != "down" || h.code != Some(code);
             if changed {
-                tracing::warn!(upstream = %link, code = %code, error = %error, "upstream unavailable");
+                tracing::warn!(upstream = %link, error_code = %code, error = %error, "upstream unavailable");
                 h.state = "down";
                 h.since = now;
             }

@@ -80,15 +80,15 @@ async fn handle(cb: &CentralBase, engine: &Engine, d: Delivery) -> bool {
             reason: Some(r.error.message),
         },
         Err(SubmitError::Unavailable(why)) => {
-            tracing::warn!(card = token.as_deref().unwrap_or(""), delivery = %d.delivery_id, reason = %why, "central base request not answered yet: it will come again");
+            tracing::warn!(card_token = token.as_deref().unwrap_or(""), delivery = %d.delivery_id, reason = %why, "central base request not answered yet: it will come again");
             return false;
         }
     };
-    tracing::info!(card = token.as_deref().unwrap_or(""), delivery = %d.delivery_id, outcome = ack.outcome, code = ack.error_code.map(|c| c.as_str()).unwrap_or(""), "central base request");
+    tracing::info!(card_token = token.as_deref().unwrap_or(""), delivery = %d.delivery_id, outcome = ack.outcome, error_code = ack.error_code.map(|c| c.as_str()).unwrap_or(""), "central base request");
     match cb.ack(&d.delivery_id, &ack).await {
         Ok(()) => true,
         Err(e) => {
-            tracing::warn!(card = token.as_deref().unwrap_or(""), delivery = %d.delivery_id, error = %e, "acknowledgement not delivered: the request comes again and gets the same answer");
+            tracing::warn!(card_token = token.as_deref().unwrap_or(""), delivery = %d.delivery_id, error = %e, "acknowledgement not delivered: the request comes again and gets the same answer");
             false
         }
     }

@@ -92,7 +92,7 @@ pub async fn run(
                     }
                 }
                 Verdict::Dead { why } => {
-                    tracing::warn!(sink = %sink.name, card = %d.job.meta.card_token, event = %d.event.id, error = %why, "delivery refused for good: dead letter");
+                    tracing::warn!(sink = %sink.name, card_token = %d.job.meta.card_token, event = %d.event.id, error = %why, "delivery refused for good: dead letter");
                     dead.push((d.ord, why));
                 }
                 Verdict::Retry {

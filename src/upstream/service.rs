@@ -19,30 +19,48 @@ pub struct Upstream {
     tasks: JoinSet<()>,
 }
 
+/// Every client built for a configuration, not started yet: a reload
+/// builds them before it stops the running ones, so that a configuration
+/// they refuse leaves the old ones running.
+pub struct Prepared {
+    cfg: super::UpstreamConfig,
+    cb: Option<Arc<CentralBase>>,
+    sinks: Vec<Sink>,
+}
+
 impl Upstream {
     /// Builds every client (so that a bad certificate or an unreadable
     /// secret stops the start, naming the key), registers the sinks with
     /// the store, and starts the tasks.
     pub async fn start(engine: &Engine) -> Result<Upstream, String> {
-        let cfg = engine.config().upstream.clone();
-        let kiosk = engine.config().kiosk_id.clone();
-        let health = engine.upstream().clone();
-        let store = engine.store();
-        store.set_size_limit(cfg.store_limit_mb.saturating_mul(1024 * 1024));
+        let prepared = Upstream::prepare(engine, &engine.config())?;
+        Upstream::launch(engine, prepared).await
+    }
+
+    /// Builds the clients `config` asks for.
+    pub fn prepare(engine: &Engine, config: &crate::config::Config) -> Result<Prepared, String> {
+        let cfg = config.upstream.clone();
+        let kiosk = &config.kiosk_id;
+        let health = engine.upstream();
         let cb = match &cfg.central_base {
-            Some(c) => {
-                let cb = Arc::new(CentralBase::new(c, &kiosk, &health)?);
-                engine.set_central(cb.clone());
-                Some(cb)
-            }
+            Some(c) => Some(Arc::new(CentralBase::new(c, kiosk, health)?)),
             None => None,
         };
         let sinks = Sink::all(
             &cfg,
-            &kiosk,
+            kiosk,
             cb.as_ref().map(|c| (&c.http, &c.tokens)),
-            &health,
+            health,
         )?;
+        Ok(Prepared { cfg, cb, sinks })
+    }
+
+    /// Registers the sinks with the store and starts the tasks.
+    pub async fn launch(engine: &Engine, prepared: Prepared) -> Result<Upstream, String> {
+        let Prepared { cfg, cb, sinks } = prepared;
+        let store = engine.store();
+        store.set_size_limit(cfg.store_limit_mb.saturating_mul(1024 * 1024));
+        engine.set_central(cb.clone());
         let specs: Vec<_> = sinks.iter().map(Sink::spec).collect();
         {
             let store = store.clone();
@@ -77,6 +95,14 @@ impl Upstream {
         }
         tasks.spawn(upkeep(engine.clone(), cfg.retention_days, stop.clone()));
         Ok(Upstream { stop, tasks })
+    }
+
+    /// No tasks (a placeholder while a reload swaps them).
+    pub fn idle() -> Upstream {
+        Upstream {
+            stop: CancellationToken::new(),
+            tasks: JoinSet::new(),
+        }
     }
 
     pub async fn stop(mut self) {
