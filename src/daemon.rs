@@ -188,6 +188,14 @@ impl Daemon {
         let planned = Config::load(path).and_then(|c| supervision::reload::plan(&self.engine, c));
         let result = match planned {
             Err(e) => {
+                // The parser's message spans lines (it quotes the line at
+                // fault): one log line is one event.
+                let e = e
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" / ");
                 tracing::error!(config = %path.display(), error = %e, "configuration reload refused: the configuration in force stays");
                 Err(e)
             }
@@ -427,21 +435,11 @@ pub async fn run(config_path: &Path) -> Result<(), String> {
     }
     supervision::notify(&[NotifyState::Stopping]);
     stopping.cancel();
-    let budget = stop_budget(&daemon.engine);
-    tracing::info!(at_most_s = budget.as_secs(), "stopping: the card in production, if any, is finished first (the API serves until it is decided)");
+    match daemon.engine.card_time_left() {
+        Some(left) => tracing::info!(at_most_s = left.as_secs() + 1, "stopping: the card in production is finished first (the API serves until it is decided)"),
+        None => tracing::info!("stopping: no card in production"),
+    }
     daemon.stop().await;
     tasks_stop.cancel();
     Ok(())
 }
-
-/// How long a stop may take at most with this configuration: a whole card
-/// (`engine/progress.rs`, `card`). The service's `TimeoutStopSec=` must be
-/// longer (README, Operations).
-pub fn stop_budget(engine: &Engine) -> std::time::Duration {
-    let printer = engine.printer();
-    crate::engine::progress::card(printer.timeouts(), &engine.config(), STOP_CHIP_APDUS)
-}
-
-/// The chip script length assumed for the stop budget: a personalisation
-/// script of this many commands fits in it.
-const STOP_CHIP_APDUS: usize = 32;

@@ -54,6 +54,8 @@ struct Inner {
     /// What the production loop promised to report again by (the watchdog
     /// reads it).
     progress: progress::Progress,
+    /// When the card in production ends at the latest (its steps' budgets).
+    card_until: Mutex<Option<std::time::Instant>>,
     wake: Notify,
     /// Presented cards waiting for the kiosk application's verdict.
     verdicts: Mutex<HashMap<String, oneshot::Sender<Verdict>>>,
@@ -173,6 +175,7 @@ impl Engine {
                 chip: std::sync::RwLock::new(chip),
                 pending_link: Mutex::new(None),
                 progress: progress::Progress::default(),
+                card_until: Mutex::new(None),
                 wake: Notify::new(),
                 printer_turn: tokio::sync::Mutex::new(()),
                 verdicts: Mutex::new(HashMap::new()),
@@ -267,6 +270,16 @@ impl Engine {
     /// The configuration in force (a reload may replace it).
     pub fn config(&self) -> Arc<Config> {
         self.inner.config.borrow().clone()
+    }
+
+    /// How long the card in production may still take at most (`None`:
+    /// none is in production).
+    pub fn card_time_left(&self) -> Option<std::time::Duration> {
+        self.inner
+            .card_until
+            .lock()
+            .expect("card_until lock")
+            .map(|until| until.saturating_duration_since(std::time::Instant::now()))
     }
 
     /// What the production loop promised: the watchdog pings only while it

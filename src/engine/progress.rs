@@ -186,38 +186,14 @@ pub fn step(step: Step, card: &CardData, t: &Timeouts, config: &Config) -> Durat
     body + margin(t)
 }
 
-/// The largest panel download: about the raw panel at one byte a pixel
-/// (1016 × 648 at 300 dpi); the compression does not grow it.
-const PANEL_BYTES_MAX: usize = 1 << 20;
-
-/// How long a card may still take once started, at most: every step of
-/// the longest plan (a chip of `chip_apdus` commands, a full-colour front
-/// image, three tracks, emboss), the feeder, a checked reject, and the
-/// journal between each. A stop (SIGTERM) waits for the card in
-/// production, so the service manager's stop time-out must be longer
-/// (README, Operations).
-pub fn card(t: &Timeouts, config: &Config, chip_apdus: usize) -> Duration {
-    let cmd = ms(t.command);
-    let panel = t.for_class(dialect::ops::TimeoutClass::Download {
-        bytes: PANEL_BYTES_MAX,
-    });
-    let take = ms(config.printer.timeouts.take.unwrap_or(t.take));
-    let apdus = u32::try_from(chip_apdus + 2).unwrap_or(u32::MAX);
-    let steps = [
-        ms(t.movement),
-        ms(t.movement)
-            + ms(config.chip.card_wait_ms)
-            + ms(config.chip.apdu_timeout_ms).saturating_mul(apdus.saturating_mul(2)),
-        (cmd + ms(t.magnetic)) * 4,
-        (panel + ms(t.print)) * 3 + cmd * 20 + ms(t.print),
-        cmd * 20 + ms(t.emboss),
-        cmd * (READINESS_READS + 2),
-        ms(t.movement),
-        take + cmd * 2,
-    ];
+/// How long this card may take at most once its data is read: each step
+/// of its plan, the journal around each, and a checked reject. A stop
+/// (SIGTERM) waits for the card in production; the agent logs this bound
+/// for it.
+pub fn card(steps: &[Step], card: &CardData, t: &Timeouts, config: &Config) -> Duration {
     let mut total = feeder(t) + reject(t) + journal(t);
     for s in steps {
-        total += s + margin(t) + journal(t);
+        total += step(*s, card, t, config) + journal(t);
     }
     total
 }
@@ -282,8 +258,8 @@ mod tests {
         let mut long = c.clone();
         long.printer.timeouts.take = Some(600_000);
         assert!(step(Step::Taken, &card, &t, &long) > Duration::from_secs(600));
-        // A whole card is longer than its longest steps together.
-        let whole = super::card(&t, &c, 8);
-        assert!(whole > step(Step::Taken, &card, &t, &c) + step(Step::Print, &text, &t, &c));
+        // A whole card is longer than its steps together.
+        let whole = super::card(&[Step::Print, Step::Taken], &text, &t, &c);
+        assert!(whole > step(Step::Taken, &text, &t, &c) + step(Step::Print, &text, &t, &c));
     }
 }

@@ -226,6 +226,7 @@ impl Engine {
         self.inner.producing.store(true, Ordering::Relaxed);
         let ended = self.steps(&job).await;
         self.inner.producing.store(false, Ordering::Relaxed);
+        *self.inner.card_until.lock().expect("card_until lock") = None;
         // A verdict nobody gave (the customer took the card first) is dropped.
         self.inner
             .verdicts
@@ -557,6 +558,9 @@ impl Engine {
     async fn steps(&self, job: &Job) -> Ended {
         let t = self.link_timeouts();
         self.promise("reading the card", progress::journal(&t));
+        // Until its steps are known: reading (or fetching) its data.
+        *self.inner.card_until.lock().expect("card_until lock") =
+            Some(std::time::Instant::now() + progress::card_data(&t) + progress::journal(&t));
         let feeder = match self.feeder_for(&job.meta.card_type).await {
             Ok(f) => f,
             Err(f) => return Ended::Certain(Err(f)),
@@ -579,6 +583,9 @@ impl Engine {
             print: !card.text.is_empty() || card.panels.is_some(),
             emboss: !card.emboss.is_empty(),
         };
+        let steps = plan(needs);
+        let until = std::time::Instant::now() + progress::card(&steps, &card, &t, &self.config());
+        *self.inner.card_until.lock().expect("card_until lock") = Some(until);
         self.promise("feeder", progress::feeder(&t));
         if let Err(f) = self.printer().select_feeder(feeder).await {
             return if f.uncertain {
@@ -587,7 +594,7 @@ impl Engine {
                 Ended::Certain(Err(f))
             };
         }
-        for step in plan(needs) {
+        for step in steps {
             self.set_activity(Activity::Producing {
                 card: job.meta.card_token.clone(),
                 step: Some(step.name().to_string()),

@@ -37,7 +37,7 @@ pub async fn run(engine: Engine, every: Duration, stop: CancellationToken) {
             Some(o) if !late => {
                 late = true;
                 tracing::error!(
-                    doing = o.what,
+                    doing = %o.what,
                     for_ms = o.for_.as_millis() as u64,
                     budget_ms = o.budget.as_millis() as u64,
                     "the production loop has not moved within its budget: the watchdog is no longer pinged, so systemd restarts the agent"

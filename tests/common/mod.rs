@@ -15,7 +15,9 @@ use std::time::Duration;
 
 pub mod http;
 pub mod kiosk;
+pub mod notify;
 pub mod python;
+pub mod relay;
 pub mod upstream;
 
 pub const VPCD: &str = "127.0.0.1:35963";
