@@ -390,6 +390,11 @@ impl ApiAccess {
 /// `satellite run --config FILE`.
 pub async fn run(config_path: &Path) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
+    // Before READY=1: a stop or reload that follows it at once must find
+    // the handlers in place, not the default action (which kills).
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let config = Config::load(config_path)?;
     crate::logging::set_level(config.log_level.as_deref())?;
     let mut daemon = Daemon::start(config, None).await?;
@@ -414,12 +419,10 @@ pub async fn run(config_path: &Path) -> Result<(), String> {
             tasks_stop.clone(),
         ));
     }
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     loop {
         tokio::select! {
             _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = int.recv() => break,
             _ = hup.recv() => {
                 tracing::info!(config = %config_path.display(), "SIGHUP: reloading the configuration");
                 let _ = daemon.reload(config_path).await;

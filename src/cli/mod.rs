@@ -92,6 +92,13 @@ pub enum Command {
         /// With --upstream: status changes queued while the upstream is down.
         #[arg(long, default_value_t = 10_000)]
         events: usize,
+        /// Instead: the daemon's start-up, exec to READY=1 (sd_notify), on
+        /// a store of 10,000 finished cards (--runs starts).
+        #[arg(long, conflicts_with_all = ["link", "upstream"])]
+        startup: bool,
+        /// With --startup: how many starts.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
     },
     /// Every check a technician makes at a broken kiosk, PASS / WARN / FAIL
     /// with a remedy each. Exit status: the worst result (0, 1, 2).
@@ -175,6 +182,19 @@ pub async fn run(cli: Cli) -> ExitCode {
         },
         #[cfg(not(feature = "simulator"))]
         Command::Bench { .. } => without_simulator("bench"),
+        #[cfg(feature = "simulator")]
+        Command::Bench {
+            startup: true,
+            runs,
+            json,
+            ..
+        } => match crate::bench_startup::run(runs, json).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("satellite bench --startup: {e}");
+                ExitCode::from(1)
+            }
+        },
         #[cfg(feature = "simulator")]
         Command::Bench {
             link: true,
