@@ -363,11 +363,13 @@ fn a_plain_timer_would_fail_the_watchdog_assertion() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_between_cards_and_refuses_a_bad_file() {
     use nix::sys::signal::Signal;
-    let sim = simulator(Customer::TakeAfter(1500));
+    // The customer takes each card 2.5 s after it is presented: the window
+    // in which each reload lands, with a card in production.
+    let sim = simulator(Customer::TakeAfter(2500));
     let link = sim.serve_pty(None).await.unwrap();
     let dir = kiosk_dir();
     let km = "evolis-km500b";
-    write_config(dir.path(), &link, km, "[printer.timeouts]\ntake = 3000", "");
+    write_config(dir.path(), &link, km, "[printer.timeouts]\ntake = 4000", "");
     let notify = NotifySocket::bind(dir.path());
     let agent = Agent::spawn(dir.path(), &notify, None);
     let t0 = Instant::now();
@@ -388,7 +390,7 @@ async fn sighup_reloads_between_cards_and_refuses_a_bad_file() {
         dir.path(),
         &link,
         km,
-        "[printer.timeouts]\ntake = 5000",
+        "[printer.timeouts]\ntake = 6000",
         credit,
     );
     let sent = Instant::now();
@@ -442,7 +444,7 @@ async fn sighup_reloads_between_cards_and_refuses_a_bad_file() {
         dir.path(),
         &link,
         km,
-        "[printer.timeouts]\ntake = 5000",
+        "[printer.timeouts]\ntake = 6000",
         &format!("{credit}\n[production]\nqueue_limt = 5"),
     );
     let sent = Instant::now();
@@ -461,7 +463,7 @@ async fn sighup_reloads_between_cards_and_refuses_a_bad_file() {
         dir.path(),
         &link,
         km,
-        "[printer.timeouts]\ntake = 5000",
+        "[printer.timeouts]\ntake = 6000",
         credit,
     );
     let moved = std::fs::read_to_string(dir.path().join("satellite.toml"))
