@@ -59,7 +59,11 @@ pub async fn run(runs: usize, json_out: bool) -> Result<(), String> {
         .await
         .map_err(|e| format!("simulator: {e}"))?;
     let config = dir.path().join("satellite.toml");
-    std::fs::write(&config, config_text(dir.path(), &link)).map_err(|e| e.to_string())?;
+    std::fs::write(
+        &config,
+        crate::config::Config::local_text(dir.path(), "BENCH01", &link.display().to_string()),
+    )
+    .map_err(|e| e.to_string())?;
     let notify_path = dir.path().join("notify.sock");
     let notify = tokio::net::UnixDatagram::bind(&notify_path).map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -187,31 +191,6 @@ fn build(db: &Path, keys: Keys) -> Result<Duration, String> {
     }
     store.checkpoint().map_err(|e| e.to_string())?;
     Ok(t.elapsed())
-}
-
-fn config_text(dir: &Path, link: &Path) -> String {
-    format!(
-        r#"
-kiosk_id = "BENCH01"
-[printer]
-device = "{link}"
-model = "evolis-km500b"
-[chip]
-enabled = false
-[store]
-path = "{db}"
-key_file = "{key}"
-[api]
-socket = "{sock}"
-[[card_type]]
-id = "debit"
-magnetic = true
-"#,
-        link = link.display(),
-        db = dir.join("satellite.db").display(),
-        key = dir.join("card.key").display(),
-        sock = dir.join("api.sock").display(),
-    )
 }
 
 fn pct(sorted: &[Duration], q: f64) -> Duration {

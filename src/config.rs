@@ -250,11 +250,18 @@ impl Config {
     /// without chip, with one magnetic card type `debit`: what the demo, the
     /// benchmark and the tests start from, adjusting fields as they need.
     pub fn local(dir: &Path, kiosk_id: &str) -> Config {
-        let text = format!(
+        Config::parse(&Config::local_text(dir, kiosk_id, "sim"))
+            .expect("the local configuration is valid")
+    }
+
+    /// The text of [`Config::local`] with the printer at `device`: for a
+    /// configuration file a child process or a command reads.
+    pub fn local_text(dir: &Path, kiosk_id: &str, device: &str) -> String {
+        format!(
             r#"
 kiosk_id = "{kiosk_id}"
 [printer]
-device = "sim"
+device = "{device}"
 model = "evolis-km500b"
 [chip]
 enabled = false
@@ -273,8 +280,7 @@ colour = false
             db = dir.join("satellite.db").display(),
             key = dir.join("card.key").display(),
             socket = dir.join("api.sock").display(),
-        );
-        Config::parse(&text).expect("the local configuration is valid")
+        )
     }
 
     pub fn load(path: &Path) -> Result<Config, String> {

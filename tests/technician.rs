@@ -53,32 +53,14 @@ fn text(o: &Output) -> String {
 fn config_file(dir: &Path) -> PathBuf {
     let path = dir.join("satellite.toml");
     let text = format!(
-        r#"kiosk_id = "KIOSK01"
-[printer]
-device = "sim"
-model = "evolis-km500b"
-[chip]
-enabled = false
-[store]
-path = "{db}"
-key_file = "{key}"
-[api]
-socket = "{sock}"
-[[card_type]]
-id = "debit"
-magnetic = true
-chip = false
-emboss = false
-colour = false
+        r#"{local}
 [upstream]
 [[upstream.webhook]]
 name = "issuer"
 url = "https://issuer.example/hooks"
 secret_file = "{secret}"
 "#,
-        db = dir.join("satellite.db").display(),
-        key = dir.join("card.key").display(),
-        sock = dir.join("api.sock").display(),
+        local = satellite::config::Config::local_text(dir, "KIOSK01", "sim"),
         secret = dir.join("webhook.secret").display(),
     );
     std::fs::write(&path, text).unwrap();
