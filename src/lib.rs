@@ -16,6 +16,8 @@ pub mod api;
 #[cfg(feature = "simulator")]
 pub mod bench;
 #[cfg(feature = "simulator")]
+pub mod bench_idle;
+#[cfg(feature = "simulator")]
 pub mod bench_link;
 #[cfg(feature = "simulator")]
 pub mod bench_upstream;

@@ -91,6 +91,14 @@ pub enum Command {
         /// With --upstream: status changes queued while the upstream is down.
         #[arg(long, default_value_t = 10_000)]
         events: usize,
+        /// Instead: the idle agent's footprint (RSS, CPU, wake-ups) with a
+        /// connected printer, next to NUT's upsd + dummy-ups and gpsd when
+        /// installed, and how soon a fault raised while idle shows.
+        #[arg(long, conflicts_with_all = ["link", "upstream"])]
+        idle: bool,
+        /// With --idle: the measuring window, in seconds.
+        #[arg(long, default_value_t = 60, requires = "idle")]
+        seconds: u64,
     },
     /// Every check a technician makes at a broken kiosk, PASS / WARN / FAIL
     /// with a remedy each. Exit status: the worst result (0, 1, 2).
@@ -185,6 +193,19 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("satellite bench --link: {e}");
+                ExitCode::from(1)
+            }
+        },
+        #[cfg(feature = "simulator")]
+        Command::Bench {
+            idle: true,
+            seconds,
+            json,
+            ..
+        } => match crate::bench_idle::run(seconds, json).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("satellite bench --idle: {e}");
                 ExitCode::from(1)
             }
         },
