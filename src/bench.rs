@@ -132,7 +132,8 @@ pub async fn run(cards: usize, json_out: bool) -> Result<(), String> {
 
 /// The simulated printer: the `printer-sim` binary beside this one when there
 /// is one (so the figures are the agent's alone), else in this process.
-enum Printer {
+/// `bench --idle` uses it too.
+pub(crate) enum Printer {
     Process {
         /// Killed when dropped.
         _child: Box<tokio::process::Child>,
@@ -146,7 +147,7 @@ enum Printer {
 }
 
 impl Printer {
-    async fn start(dir: &std::path::Path) -> Result<Printer, String> {
+    pub(crate) async fn start(dir: &std::path::Path) -> Result<Printer, String> {
         let link = dir.join("printer");
         let control = dir.join("printer.ctl");
         let beside = std::env::current_exe()
@@ -208,7 +209,33 @@ impl Printer {
         Ok(Printer::InProcess { sim, link })
     }
 
-    fn separate(&self) -> bool {
+    /// The pseudo-terminal the agent opens (a symlink to it).
+    pub(crate) fn link(&self) -> &std::path::Path {
+        match self {
+            Printer::Process { link, .. } | Printer::InProcess { link, .. } => link,
+        }
+    }
+
+    /// One request to the simulator's control socket (or its in-process
+    /// handler): what `printer-sim ctl` sends.
+    pub(crate) async fn control(
+        &self,
+        req: printer_sim::control::Request,
+    ) -> Result<serde_json::Value, String> {
+        let what = format!("{req:?}");
+        let answer = match self {
+            Printer::InProcess { sim, .. } => printer_sim::control::handle(sim, req),
+            Printer::Process { control, .. } => printer_sim::control::request(control, &req)
+                .await
+                .map_err(|e| format!("{}: {e}", control.display()))?,
+        };
+        if answer.get("ok").and_then(|v| v.as_bool()) != Some(true) {
+            return Err(format!("the simulator refused {what}: {answer}"));
+        }
+        Ok(answer)
+    }
+
+    pub(crate) fn separate(&self) -> bool {
         matches!(self, Printer::Process { .. })
     }
 

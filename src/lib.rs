@@ -18,6 +18,8 @@ pub mod api;
 #[cfg(feature = "simulator")]
 pub mod bench;
 #[cfg(feature = "simulator")]
+pub mod bench_idle;
+#[cfg(feature = "simulator")]
 pub mod bench_link;
 #[cfg(feature = "simulator")]
 pub mod bench_startup;

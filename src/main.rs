@@ -5,8 +5,7 @@ use satellite::cli::{Cli, Command};
 use satellite::logging::Quiet;
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = match cli.command {
         Command::Status { .. }
@@ -23,5 +22,21 @@ async fn main() -> ExitCode {
         Command::Run => Quiet::No,
     };
     satellite::logging::init(cli.verbose, quiet);
-    satellite::cli::run(cli).await
+    // The daemon runs its tasks on one thread: it waits on the printer, the
+    // API socket and timers, and sends its store and PC/SC calls to tokio's
+    // blocking pool, so a second worker only added hand-offs between
+    // threads while idle (wake-ups, and a malloc arena per thread: `satellite
+    // bench --idle`, BENCHMARKS.md). The field tools, demo and benches
+    // keep the multi-threaded runtime.
+    let mut runtime = match cli.command {
+        Command::Run => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    match runtime.enable_all().build() {
+        Ok(rt) => rt.block_on(satellite::cli::run(cli)),
+        Err(e) => {
+            eprintln!("satellite: cannot start the async runtime: {e}");
+            ExitCode::from(71)
+        }
+    }
 }

@@ -99,6 +99,14 @@ pub enum Command {
         /// With --startup: how many starts.
         #[arg(long, default_value_t = 20)]
         runs: usize,
+        /// Instead: the idle agent's footprint (RSS, CPU, wake-ups) with a
+        /// connected printer, next to NUT's upsd + dummy-ups and gpsd when
+        /// installed, and how soon a fault raised while idle shows.
+        #[arg(long, conflicts_with_all = ["link", "upstream", "startup"])]
+        idle: bool,
+        /// With --idle: the measuring window, in seconds.
+        #[arg(long, default_value_t = 60, requires = "idle")]
+        seconds: u64,
     },
     /// Every check a technician makes at a broken kiosk, PASS / WARN / FAIL
     /// with a remedy each. Exit status: the worst result (0, 1, 2).
@@ -212,6 +220,19 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("satellite bench --link: {e}");
+                ExitCode::from(1)
+            }
+        },
+        #[cfg(feature = "simulator")]
+        Command::Bench {
+            idle: true,
+            seconds,
+            json,
+            ..
+        } => match crate::bench_idle::run(seconds, json).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("satellite bench --idle: {e}");
                 ExitCode::from(1)
             }
         },

@@ -108,7 +108,8 @@ pub(super) struct Inner {
     connecting: Mutex<()>,
     status: watch::Sender<LinkStatus>,
     pub(super) view: watch::Sender<PrinterView>,
-    wake: Notify,
+    /// Wakes the supervisor: the link went down, or the handle is gone.
+    wake: Arc<Notify>,
     /// Asks the monitor for a full reading soon.
     pub(super) refresh: Notify,
     /// When a command last ran: the monitor probes only a link left idle.
@@ -167,7 +168,7 @@ impl Printer {
             connecting: Mutex::new(()),
             status,
             view,
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
             refresh: Notify::new(),
             last_used: std::sync::Mutex::new(Instant::now()),
             connections: std::sync::atomic::AtomicU64::new(0),
@@ -418,8 +419,18 @@ impl Inner {
     }
 }
 
+impl Drop for Inner {
+    /// The supervisor waits on `wake` without a timer: tell it to end.
+    fn drop(&mut self) {
+        self.wake.notify_one();
+    }
+}
+
 /// Reconnects in the background while the link is down; ends with the handle.
 async fn supervisor(inner: Weak<Inner>) {
+    let Some(wake) = inner.upgrade().map(|i| i.wake.clone()) else {
+        return;
+    };
     loop {
         let Some(strong) = inner.upgrade() else {
             return;
@@ -436,10 +447,12 @@ async fn supervisor(inner: Weak<Inner>) {
             }
         };
         match wait {
-            // Connected: sleep until told the link went down (or a while, to
-            // notice the handle being dropped).
+            // Connected: sleep until told the link went down or the handle
+            // was dropped, without holding it. No timer: it woke an idle
+            // agent every 5 s for nothing (`satellite bench --idle`).
             None => {
-                let _ = tokio::time::timeout(Duration::from_secs(5), strong.wake.notified()).await;
+                drop(strong);
+                wake.notified().await;
             }
             Some(d) if d.is_zero() => {
                 if strong.supervised {

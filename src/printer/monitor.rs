@@ -6,8 +6,10 @@
 //! status reading the production engine makes anyway (between its commands),
 //! and, while the link is idle, by a probe every [`IDLE_PROBE`]: the status
 //! words (where the firmware has them) and the error mode, whose loss shows
-//! a printer that restarted without the line dropping. A full reading (sensors, feeders, ribbon, counters) follows
-//! every [`FULL_EVERY`], after each connection, and when asked.
+//! a printer that restarted without the line dropping (read every
+//! [`FULL_EVERY`] only, where the status words' `just_rebooted` flag shows
+//! it). A full reading (sensors, feeders, ribbon, counters) follows every
+//! [`FULL_EVERY`], after each connection, and when asked.
 //!
 //! A silent printer is found by the probes too: unanswered probes count
 //! towards the connection's limit, and the link is then declared down.
@@ -129,8 +131,14 @@ impl Printer {
             });
             return Ok(());
         }
+        self.probe(true).await
+    }
+
+    /// The idle probe: the status words, and the error mode (`Rem`) when
+    /// `check_mode` says so or the status words cannot show a restart.
+    async fn probe(&self, check_mode: bool) -> Result<(), Fault> {
         let read_words = self
-            .with_conn(|c| {
+            .with_conn(move |c| {
                 Box::pin(async move {
                     // Never `Rst` to a firmware without it (the connection
                     // knows from the profile, or from an earlier answer).
@@ -140,7 +148,13 @@ impl Printer {
                     } else {
                         false
                     };
-                    if c.restarted().await? {
+                    // The read-to-clear `just_rebooted` flag shows a restart
+                    // in the status words (`read_status` takes the link down
+                    // on it), so `Rem` is then only a second check, every
+                    // FULL_EVERY: one exchange and one wake-up less a second
+                    // while idle (`satellite bench --idle`).
+                    let words_tell = read && c.profile().flag("just_rebooted").is_some();
+                    if (check_mode || !words_tell) && c.restarted().await? {
                         return Err(LinkError::NotReachable(
                             "the printer restarted (its error-management mode fell back to the saved one): setting it up again".into(),
                         ));
@@ -168,6 +182,8 @@ impl Printer {
 /// Keeps the view fresh while the handle lives.
 pub(super) async fn monitor(inner: Weak<Inner>) {
     let mut asked = false;
+    // When the idle probe last read the error mode (`Rem`).
+    let mut mode_checked: Option<Instant> = None;
     loop {
         if !asked {
             let Some(strong) = inner.upgrade() else {
@@ -205,7 +221,16 @@ pub(super) async fn monitor(inner: Weak<Inner>) {
         }
         let full = asked || due_full;
         asked = false;
-        if let Err(f) = printer.refresh(full).await {
+        let result = if full {
+            printer.refresh(true).await
+        } else {
+            let check_mode = mode_checked.is_none_or(|t| t.elapsed() >= FULL_EVERY);
+            if check_mode {
+                mode_checked = Some(Instant::now());
+            }
+            printer.probe(check_mode).await
+        };
+        if let Err(f) = result {
             // A link failure has already marked the link down; a refusal
             // stays in the last reading's `unavailable`.
             tracing::debug!(error_code = %f.code, error = %f.description, full, "printer reading failed");
