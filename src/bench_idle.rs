@@ -44,11 +44,15 @@ const FAULTS: usize = 10;
 /// After the agent first reads ready: start-up's threads and timers settle.
 const SETTLE: Duration = Duration::from_secs(5);
 
-pub async fn run(seconds: u64, json_out: bool) -> Result<(), String> {
+pub async fn run(seconds: u64, agent: Option<PathBuf>, json_out: bool) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let dir = dir.path();
     let printer = Printer::start(dir).await?;
-    let agent = start_agent(dir, printer.link()).await?;
+    let exe = match agent {
+        Some(p) => p,
+        None => std::env::current_exe().map_err(|e| e.to_string())?,
+    };
+    let agent = start_agent(&exe, dir, printer.link()).await?;
     // The others start meanwhile, so that all three are measured together.
     let nut = start_nut(dir).await;
     let gps = start_gpsd(dir).await;
@@ -102,6 +106,7 @@ pub async fn run(seconds: u64, json_out: bool) -> Result<(), String> {
             .map(|((name, _), m)| match m {
                 Ok(m) => json!({
                     "name": name, "pids": m.pids, "rss_kb": m.rss_kb, "rss_max_kb": m.rss_max_kb,
+                    "rss_anon_kb": m.anon_kb, "rss_file_kb": m.file_kb,
                     "cpu_ticks": m.ticks, "wakeups": m.voluntary + m.involuntary,
                     "voluntary": m.voluntary, "involuntary": m.involuntary,
                     "wakeups_per_s": (m.voluntary + m.involuntary) as f64 / window.as_secs_f64(),
@@ -125,14 +130,16 @@ pub async fn run(seconds: u64, json_out: bool) -> Result<(), String> {
         window.as_secs()
     );
     println!(
-        "  {:<24} {:>8} {:>8} {:>10} {:>8} {:>8}",
-        "", "RSS MB", "CPU tk", "wake-ups", "per s", "threads"
+        "  {:<24} {:>8} {:>8} {:>8} {:>8} {:>10} {:>8} {:>8}",
+        "", "RSS MB", "anon MB", "file MB", "CPU tk", "wake-ups", "per s", "threads"
     );
     for ((name, _), m) in subjects.iter().zip(&measured) {
         match m {
             Ok(m) => println!(
-                "  {name:<24} {:>8.1} {:>8} {:>10} {:>8.2} {:>8}",
+                "  {name:<24} {:>8.1} {:>8.1} {:>8.1} {:>8} {:>10} {:>8.2} {:>8}",
                 m.rss_kb as f64 / 1024.0,
+                m.anon_kb as f64 / 1024.0,
+                m.file_kb as f64 / 1024.0,
                 m.ticks,
                 m.voluntary + m.involuntary,
                 (m.voluntary + m.involuntary) as f64 / window.as_secs_f64(),
@@ -180,7 +187,7 @@ fn spawn(cmd: &mut Command, log: &Path) -> Result<Proc, String> {
 
 /// `satellite run` with a configuration like a kiosk's, less the chip and
 /// the upstream: the store, the API socket, one card type.
-async fn start_agent(dir: &Path, printer: &Path) -> Result<Proc, String> {
+async fn start_agent(exe: &Path, dir: &Path, printer: &Path) -> Result<Proc, String> {
     Keys::generate(&dir.join("card.key")).map_err(|e| e.to_string())?;
     let config = dir.join("satellite.toml");
     let text = format!(
@@ -208,7 +215,6 @@ colour = false
         socket = dir.join("api.sock").display(),
     );
     std::fs::write(&config, text).map_err(|e| e.to_string())?;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     spawn(
         Command::new(exe)
             .arg("run")
@@ -428,6 +434,10 @@ struct Measured {
     pids: Vec<u32>,
     rss_kb: u64,
     rss_max_kb: u64,
+    /// The resident set's anonymous part (heap, stacks) and its file-backed
+    /// part (code and libraries, shared with the page cache), summed.
+    anon_kb: u64,
+    file_kb: u64,
     ticks: u64,
     voluntary: u64,
     involuntary: u64,
@@ -492,6 +502,8 @@ async fn measure(
                 pids: pids.clone(),
                 rss_kb: rss(pids),
                 rss_max_kb: acc.rss_max,
+                anon_kb: pids.iter().filter_map(|&p| status_kb(p, "RssAnon")).sum(),
+                file_kb: pids.iter().filter_map(|&p| status_kb(p, "RssFile")).sum(),
                 ticks: ticks(pids).saturating_sub(acc.ticks0),
                 voluntary: acc.voluntary,
                 involuntary: acc.involuntary,

@@ -107,6 +107,10 @@ pub enum Command {
         /// With --idle: the measuring window, in seconds.
         #[arg(long, default_value_t = 60, requires = "idle")]
         seconds: u64,
+        /// With --idle: the agent binary to measure (the packaged build,
+        /// without the simulator); this binary by default.
+        #[arg(long, requires = "idle", value_name = "PATH")]
+        agent: Option<std::path::PathBuf>,
     },
     /// Every check a technician makes at a broken kiosk, PASS / WARN / FAIL
     /// with a remedy each. Exit status: the worst result (0, 1, 2).
@@ -227,9 +231,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Bench {
             idle: true,
             seconds,
+            agent,
             json,
             ..
-        } => match crate::bench_idle::run(seconds, json).await {
+        } => match crate::bench_idle::run(seconds, agent, json).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("satellite bench --idle: {e}");

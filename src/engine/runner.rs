@@ -28,8 +28,11 @@ const NOT_READY_PAUSE: Duration = Duration::from_secs(1);
 /// Between attempts to settle a card in doubt.
 const DOUBT_PAUSE: Duration = Duration::from_millis(200);
 /// The longest idle wait: the queue is read again after it even if no
-/// submission woke the loop.
-const IDLE_WAIT: Duration = Duration::from_secs(5);
+/// submission woke the loop (each submission, reload, maintenance end and
+/// printer change does). A safety net only: at 5 s its store read was a
+/// hand-off to the blocking pool and back, a few wake-ups each time, for
+/// nothing (`satellite bench --idle`).
+const IDLE_WAIT: Duration = Duration::from_secs(30);
 /// How often the loop says it is still waiting for a technician.
 const TECHNICIAN_TICK: Duration = Duration::from_secs(10);
 

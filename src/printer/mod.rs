@@ -9,6 +9,7 @@ pub mod profile;
 pub mod raw;
 pub mod snapshot;
 pub mod steps;
+pub mod tick;
 pub mod trace;
 pub mod transport;
 

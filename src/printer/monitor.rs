@@ -9,7 +9,8 @@
 //! a printer that restarted without the line dropping (read every
 //! [`FULL_EVERY`] only, where the status words' `just_rebooted` flag shows
 //! it). A full reading (sensors, feeders, ribbon, counters) follows every
-//! [`FULL_EVERY`], after each connection, and when asked.
+//! [`FULL_EVERY_WITH_WORDS`] where the status words carry the faults (every
+//! [`FULL_EVERY`] where they do not), after each connection, and when asked.
 //!
 //! A silent printer is found by the probes too: unanswered probes count
 //! towards the connection's limit, and the link is then declared down.
@@ -29,6 +30,13 @@ use tokio::time::Instant;
 pub const IDLE_PROBE: Duration = Duration::from_secs(1);
 /// How often a full reading is taken while idle.
 pub const FULL_EVERY: Duration = Duration::from_secs(15);
+/// The same where the firmware has status words: they carry every fault the
+/// probe must see, so the full reading only refreshes supplies and sensors,
+/// which change when a card is made (a reading follows each card) or a
+/// technician acts (who asks for one). About sixteen exchanges, a wake-up
+/// each: every 15 s they were the idle agent's largest cost after the probe
+/// (`satellite bench --idle`).
+pub const FULL_EVERY_WITH_WORDS: Duration = Duration::from_secs(60);
 
 /// What is known of the printer without asking it.
 #[derive(Debug, Clone, Serialize)]
@@ -184,15 +192,38 @@ pub(super) async fn monitor(inner: Weak<Inner>) {
     let mut asked = false;
     // When the idle probe last read the error mode (`Rem`).
     let mut mode_checked: Option<Instant> = None;
+    // When the link was last used, as this task's own probe left it.
+    let mut probed: Option<Instant> = None;
+    // One wake-up per probe (`tick.rs`); tokio's sleep where no timerfd can
+    // be had (then two).
+    let tick = match super::tick::Tick::new(IDLE_PROBE) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::debug!(error = %e, "no timerfd for the idle probe; using tokio's timer");
+            None
+        }
+    };
     loop {
         if !asked {
             let Some(strong) = inner.upgrade() else {
                 return;
             };
             // Holds the handle for at most one probe interval after it is dropped.
-            asked = tokio::time::timeout(IDLE_PROBE, strong.refresh.notified())
-                .await
-                .is_ok();
+            asked = match &tick {
+                Some(t) => tokio::select! {
+                    _ = strong.refresh.notified() => true,
+                    r = t.next() => {
+                        if let Err(e) = r {
+                            tracing::debug!(error = %e, "idle probe timer failed");
+                            tokio::time::sleep(IDLE_PROBE).await;
+                        }
+                        false
+                    }
+                },
+                None => tokio::time::timeout(IDLE_PROBE, strong.refresh.notified())
+                    .await
+                    .is_ok(),
+            };
             drop(strong);
         }
         let Some(strong) = inner.upgrade() else {
@@ -204,19 +235,19 @@ pub(super) async fn monitor(inner: Weak<Inner>) {
             asked = false;
             continue;
         }
-        let idle_for = printer
-            .inner
-            .last_used
-            .lock()
-            .expect("last_used lock")
-            .elapsed();
-        let due_full = printer
-            .view()
-            .borrow()
-            .full_instant
-            .is_none_or(|t| t.elapsed() >= FULL_EVERY);
-        if !asked && idle_for < IDLE_PROBE {
-            // Someone uses the link: their readings keep the view fresh.
+        let last_used = *printer.inner.last_used.lock().expect("last_used lock");
+        let due_full = {
+            let view = printer.view();
+            let v = view.borrow();
+            let every = if v.reading.as_ref().is_some_and(|r| r.status_words.is_some()) {
+                FULL_EVERY_WITH_WORDS
+            } else {
+                FULL_EVERY
+            };
+            v.full_instant.is_none_or(|t| t.elapsed() >= every)
+        };
+        if !asked && probed != Some(last_used) && last_used.elapsed() < IDLE_PROBE {
+            // Someone else uses the link: their readings keep the view fresh.
             continue;
         }
         let full = asked || due_full;
@@ -230,6 +261,9 @@ pub(super) async fn monitor(inner: Weak<Inner>) {
             }
             printer.probe(check_mode).await
         };
+        // Our own use of the link does not count as someone else's at the
+        // next tick (which comes a little less than a period after it).
+        probed = Some(*printer.inner.last_used.lock().expect("last_used lock"));
         if let Err(f) = result {
             // A link failure has already marked the link down; a refusal
             // stays in the last reading's `unavailable`.

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
 
 /// Where the printer is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,8 +214,17 @@ fn open_serial(path: &std::path::Path, s: &SerialSettings) -> io::Result<FdStrea
 /// the same open file description for the whole life of the `AsyncFd`, which
 /// is what `AsyncFd::register` requires; no borrowed or raw descriptor (whose
 /// number could be closed and reused behind the reactor's back) can get in.
+///
+/// The descriptor is registered for reading only. A terminal reports
+/// "writable" again each time its output drains, which woke the idle agent
+/// once more per command for nothing (`satellite bench --idle`). Writes go
+/// straight to the descriptor; only one that would block registers a
+/// duplicate for write readiness, kept until a write goes through without
+/// waiting.
 pub struct FdStream {
     inner: AsyncFd<OwnedFd>,
+    /// A duplicate registered for write readiness while writes block.
+    writer: Option<AsyncFd<OwnedFd>>,
 }
 
 impl FdStream {
@@ -228,8 +237,26 @@ impl FdStream {
         // SAFETY: an `OwnedFd` is open and stays open, with the same number
         // and file description, until it is dropped; the `AsyncFd` owns it
         // from here and drops it last (see the type's documentation).
-        let inner = unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)?;
-        Ok(FdStream { inner })
+        let inner = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)?;
+        Ok(FdStream {
+            inner,
+            writer: None,
+        })
+    }
+
+    /// A duplicate of the descriptor (same open file description, so the
+    /// same readiness), registered for write readiness.
+    fn register_writer(&self) -> io::Result<AsyncFd<OwnedFd>> {
+        use nix::fcntl::{fcntl, FcntlArg};
+        let fd = fcntl(self.inner.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(0))
+            .map_err(io::Error::from)?;
+        // SAFETY: `F_DUPFD_CLOEXEC` returned a new descriptor that nothing
+        // else owns; the `OwnedFd` is its only owner and the `AsyncFd` holds
+        // it until dropped (as for `inner`).
+        let dup = unsafe { OwnedFd::from_raw_fd(fd) };
+        unsafe { AsyncFd::register_with_interest(dup, Interest::WRITABLE) }
+            .map_err(|e| e.into_parts().1)
     }
 }
 
@@ -277,10 +304,26 @@ impl AsyncWrite for FdStream {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
         loop {
-            let mut guard = ready!(self.inner.poll_write_ready(cx))?;
+            let Some(writer) = &this.writer else {
+                match nix::unistd::write(this.inner.get_ref(), data) {
+                    Err(nix::errno::Errno::EAGAIN) => {
+                        this.writer = Some(this.register_writer()?);
+                        continue;
+                    }
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    r => return Poll::Ready(r.map_err(io::Error::from)),
+                }
+            };
+            let mut guard = ready!(writer.poll_write_ready(cx))?;
             match guard.try_io(|fd| nix::unistd::write(fd, data).map_err(io::Error::from)) {
-                Ok(r) => return Poll::Ready(r),
+                Ok(r) => {
+                    // It went through: the line drains again. Writes go
+                    // straight to the descriptor until one blocks.
+                    this.writer = None;
+                    return Poll::Ready(r);
+                }
                 Err(_would_block) => continue,
             }
         }

@@ -12,8 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 /// At most one line per this: a flapping printer does not flood systemd.
 pub const MIN_GAP: Duration = Duration::from_millis(500);
-/// The line is rebuilt at least this often (the queue grows without the
-/// engine's state changing).
+/// How soon the queue is read again after the store could not say.
 const REFRESH: Duration = Duration::from_secs(5);
 
 /// The sentence for a state. `printer` is why the printer is not ready
@@ -69,18 +68,32 @@ pub fn line(
 
 /// Sends a line whenever the sentence changes, until `stop`. `stopping`
 /// says a stop was asked for (the card in production still finishes).
+///
+/// It wakes only for what can change the sentence: the engine's state, the
+/// printer's readiness (not each probe's fresh time stamp), a store commit
+/// (the queue), a new printer handle, the stop. The queue is read from the
+/// store only after a commit, so an idle agent costs no hand-off to the
+/// blocking pool per probe (`satellite bench --idle`).
 pub async fn run(engine: Engine, stopping: CancellationToken, stop: CancellationToken) {
     let mut state = engine.state();
     let mut printers = engine.printer_changes();
+    let mut written = engine.store().written();
     let mut last = String::new();
+    let mut queue = None;
+    let mut queue_stale = true;
     loop {
         let snapshot = state.borrow_and_update().clone();
-        let not_ready = engine.printer().view().borrow().not_ready();
-        let store = engine.store();
-        let queue = tokio::task::spawn_blocking(move || store.queued().map(|q| q.len()).ok())
-            .await
-            .ok()
-            .flatten();
+        let mut view = engine.printer().view();
+        let not_ready = view.borrow_and_update().not_ready();
+        if queue_stale {
+            written.borrow_and_update();
+            let store = engine.store();
+            queue = tokio::task::spawn_blocking(move || store.queued().map(|q| q.len()).ok())
+                .await
+                .ok()
+                .flatten();
+            queue_stale = false;
+        }
         let text = line(
             &snapshot,
             not_ready.as_ref(),
@@ -91,14 +104,15 @@ pub async fn run(engine: Engine, stopping: CancellationToken, stop: Cancellation
             notify(&[NotifyState::Status(&text)]);
             last = text;
         }
-        let mut view = engine.printer().view();
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = state.changed() => {}
-            _ = view.changed() => {}
+            _ = view.wait_for(|v| v.not_ready() != not_ready) => {}
             _ = printers.changed() => {}
+            _ = written.changed() => queue_stale = true,
             _ = stopping.cancelled(), if !stopping.is_cancelled() => {}
-            _ = tokio::time::sleep(REFRESH) => {}
+            // A store that could not be read is asked again.
+            _ = tokio::time::sleep(REFRESH), if queue.is_none() => queue_stale = true,
         }
         tokio::select! {
             _ = stop.cancelled() => return,
