@@ -4,9 +4,12 @@
 //! * **The agent**: this binary's `run`, as a child process, with a
 //!   temporary configuration (no chip, no upstream) whose printer is the
 //!   simulator (speed 0) behind a pseudo-terminal: `printer-sim` beside this
-//!   binary, else the bundled one in this (the bench's) process. Measured
-//!   once it is idle with the printer connected and ready, and a few
-//!   seconds more for start-up to settle.
+//!   binary, else the bundled one in this (the bench's) process; `--agent
+//!   PATH` measures another build (the package's, without the simulator).
+//!   It runs as under systemd: `NOTIFY_SOCKET` (a socket of the bench's)
+//!   and `WATCHDOG_USEC` of the unit's 30 s, so STATUS= lines and watchdog
+//!   pings count. Measured once it is idle with the printer connected and
+//!   ready, and a few seconds more for start-up to settle.
 //! * **NUT**: `upsd` and its `dummy-ups` driver (a `.dev` file, its default
 //!   poll interval), foreground, configured in a temporary directory.
 //! * **gpsd**: `gpsd -N -n` on a pseudo-terminal the bench feeds with one
@@ -52,7 +55,22 @@ pub async fn run(seconds: u64, agent: Option<PathBuf>, json_out: bool) -> Result
         Some(p) => p,
         None => std::env::current_exe().map_err(|e| e.to_string())?,
     };
-    let agent = start_agent(&exe, dir, printer.link()).await?;
+    // As under systemd (`Type=notify`, `WatchdogSec=30s`): the agent sends
+    // its STATUS= lines and watchdog pings to a socket of the bench's, which
+    // reads and drops them.
+    let notify_path = dir.join("notify.sock");
+    let notify = tokio::net::UnixDatagram::bind(&notify_path).map_err(|e| e.to_string())?;
+    let notified = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let drain = tokio::spawn({
+        let notified = notified.clone();
+        async move {
+            let mut buf = vec![0u8; 4096];
+            while notify.recv(&mut buf).await.is_ok() {
+                notified.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let agent = start_agent(&exe, dir, printer.link(), &notify_path).await?;
     // The others start meanwhile, so that all three are measured together.
     let nut = start_nut(dir).await;
     let gps = start_gpsd(dir).await;
@@ -98,6 +116,10 @@ pub async fn run(seconds: u64, agent: Option<PathBuf>, json_out: bool) -> Result
     drop(gps);
     drop(nut);
     drop(agent);
+    drain.abort();
+    if notified.load(Ordering::Relaxed) == 0 {
+        return Err("the agent sent no notification (READY=1, STATUS=, WATCHDOG=1) to the bench's NOTIFY_SOCKET".into());
+    }
 
     if json_out {
         let rows: Vec<Value> = subjects
@@ -187,7 +209,12 @@ fn spawn(cmd: &mut Command, log: &Path) -> Result<Proc, String> {
 
 /// `satellite run` with a configuration like a kiosk's, less the chip and
 /// the upstream: the store, the API socket, one card type.
-async fn start_agent(exe: &Path, dir: &Path, printer: &Path) -> Result<Proc, String> {
+async fn start_agent(
+    exe: &Path,
+    dir: &Path,
+    printer: &Path,
+    notify: &Path,
+) -> Result<Proc, String> {
     Keys::generate(&dir.join("card.key")).map_err(|e| e.to_string())?;
     let config = dir.join("satellite.toml");
     let text = format!(
@@ -222,7 +249,10 @@ colour = false
             .arg(&config)
             // The daemon's own default logging, whatever the bench's.
             .env_remove("RUST_LOG")
-            .env_remove("JOURNAL_STREAM"),
+            .env_remove("JOURNAL_STREAM")
+            .env("NOTIFY_SOCKET", notify)
+            .env("WATCHDOG_USEC", "30000000")
+            .env_remove("WATCHDOG_PID"),
         &dir.join("agent.log"),
     )
 }

@@ -41,5 +41,6 @@ pub mod printer;
 pub mod request;
 pub mod store;
 pub mod supervision;
+pub mod tick;
 pub mod time;
 pub mod upstream;

@@ -9,7 +9,6 @@ pub mod profile;
 pub mod raw;
 pub mod snapshot;
 pub mod steps;
-pub mod tick;
 pub mod trace;
 pub mod transport;
 

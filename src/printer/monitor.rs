@@ -196,7 +196,7 @@ pub(super) async fn monitor(inner: Weak<Inner>) {
     let mut probed: Option<Instant> = None;
     // One wake-up per probe (`tick.rs`); tokio's sleep where no timerfd can
     // be had (then two).
-    let tick = match super::tick::Tick::new(IDLE_PROBE) {
+    let tick = match crate::tick::Tick::new(IDLE_PROBE) {
         Ok(t) => Some(t),
         Err(e) => {
             tracing::debug!(error = %e, "no timerfd for the idle probe; using tokio's timer");

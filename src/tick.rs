@@ -5,7 +5,8 @@
 //! deadline itself), so the idle probe's `sleep` cost two wake-ups a second
 //! where one does. The kernel's interval timer fires once per period, on a
 //! fixed grid that does not drift with the time each probe takes
-//! (`satellite bench --idle`, BENCHMARKS.md).
+//! (`satellite bench --idle`, BENCHMARKS.md). The idle probe and the
+//! watchdog ping use it.
 
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
