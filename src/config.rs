@@ -52,6 +52,10 @@ pub struct PrinterConfig {
     /// The simulator's speed factor when `device = "sim"` (0: no delays).
     #[serde(default)]
     pub sim_speed: f64,
+    /// How often an idle printer is asked for its status, in milliseconds
+    /// (1000 unless given): the longest a fault raised while idle takes to
+    /// show, and two wake-ups of the agent per probe.
+    pub idle_probe_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -345,6 +349,13 @@ colour = false
                 crate::bundled_sim::NO_SIMULATOR
             ));
         }
+        if let Some(v) = self.printer.idle_probe_ms {
+            if !(200..=60_000).contains(&v) {
+                return Err(format!(
+                    "printer.idle_probe_ms = {v}: between 200 (a probe every 0.2 s) and 60000 (one a minute)"
+                ));
+            }
+        }
         // A time-out is at most a day: larger ones are typos, and would
         // overflow the clock arithmetic.
         const DAY_MS: u64 = 24 * 3600 * 1000;
@@ -388,6 +399,20 @@ colour = false
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_probe_ms_is_checked() {
+        let base = Config::local_text(std::path::Path::new("/tmp/x"), "K1", "sim");
+        for (v, ok) in [(199, false), (200, true), (1000, true), (60_000, true), (60_001, false)] {
+            let text = base.replacen("[printer]\n", &format!("[printer]\nidle_probe_ms = {v}\n"), 1);
+            assert!(text.contains("idle_probe_ms"), "{text}");
+            let r = Config::parse(&text);
+            assert_eq!(r.is_ok(), ok, "idle_probe_ms = {v}: {:?}", r.err());
+            if let Err(e) = r {
+                assert!(e.to_string().contains("printer.idle_probe_ms"), "{e}");
+            }
+        }
+    }
 
     #[test]
     fn the_example_configuration_parses() {

@@ -275,6 +275,9 @@ pub(crate) fn link_settings(
     let p = &config.printer;
     let mut s = LinkSettings::from_profile(endpoint, profile);
     s.ack_nack = p.ack_nack;
+    if let Some(ms) = p.idle_probe_ms {
+        s.idle_probe = std::time::Duration::from_millis(ms);
+    }
     s.serial.baud = p.baud.unwrap_or(s.serial.baud);
     s.serial.parity = p.parity.unwrap_or(s.serial.parity);
     s.serial.data_bits = p.data_bits.unwrap_or(s.serial.data_bits);

@@ -336,3 +336,47 @@ async fn whole_panels_print_compressed_and_raw() {
         .unwrap_err();
     assert_eq!(f.code, ErrorCode::PRD_UNEXPECTED_DATA, "{f}");
 }
+
+/// The idle probe runs at `[printer] idle_probe_ms`: the link carries one
+/// status read per period while nothing else uses it (four a second at 250
+/// ms, one at the default second).
+#[tokio::test]
+async fn the_idle_probe_follows_idle_probe_ms() {
+    async fn status_reads_in_3s(idle_probe_ms: Option<u64>) -> usize {
+        let frames = tempfile::tempdir().unwrap();
+        let transcript = frames.path().join("printer.jsonl");
+        let record = transcript.clone();
+        let k = common::kiosk::start(
+            move |s| s.record = Some(record),
+            move |_, c| c.printer.idle_probe_ms = idle_probe_ms,
+        )
+        .await;
+        let began = std::time::Instant::now();
+        loop {
+            let a = k.client.get("/v1/status").await.unwrap();
+            let b = &a.body;
+            if b["state"] == "idle"
+                && b["printer"]["ready"] == true
+                && !b["printer"]["fullReadAt"].is_null()
+            {
+                break;
+            }
+            assert!(began.elapsed() < std::time::Duration::from_secs(30), "never idle: {b}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let reads = || {
+            std::fs::read_to_string(&transcript)
+                .unwrap()
+                .lines()
+                .filter(|l| l.contains(r#""frame":"Rst""#))
+                .count()
+        };
+        let before = reads();
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        reads() - before
+    }
+    let fast = status_reads_in_3s(Some(250)).await;
+    let default = status_reads_in_3s(None).await;
+    assert!(fast >= 8, "{fast} status reads in 3 s at 250 ms");
+    assert!((2..=5).contains(&default), "{default} status reads in 3 s at the default 1 s");
+}

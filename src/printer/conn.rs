@@ -67,6 +67,8 @@ pub struct LinkSettings {
     pub timeouts: Timeouts,
     /// Where every exchange is recorded (shared by reconnections).
     pub trace: super::trace::Trace,
+    /// How often the monitor probes the link while it is idle.
+    pub idle_probe: std::time::Duration,
 }
 
 impl LinkSettings {
@@ -77,6 +79,7 @@ impl LinkSettings {
             ack_nack: false,
             timeouts: profile.timeouts.clone(),
             trace: super::trace::Trace::default(),
+            idle_probe: super::monitor::IDLE_PROBE,
         }
     }
 }

@@ -97,7 +97,7 @@ fn pseudo_random() -> u64 {
 }
 
 pub(super) struct Inner {
-    settings: LinkSettings,
+    pub(super) settings: LinkSettings,
     pub(super) profile: Arc<Profile>,
     backoff: Backoff,
     supervised: bool,

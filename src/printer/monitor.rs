@@ -4,7 +4,8 @@
 //! read [`PrinterView`] from a `watch` channel: none of them sends a command,
 //! so none waits behind a physical step. The view is refreshed from every
 //! status reading the production engine makes anyway (between its commands),
-//! and, while the link is idle, by a probe every [`IDLE_PROBE`]: the status
+//! and, while the link is idle, by a probe every [`IDLE_PROBE`] (or
+//! `[printer] idle_probe_ms`): the status
 //! words (where the firmware has them) and the error mode, whose loss shows
 //! a printer that restarted without the line dropping (read every
 //! [`FULL_EVERY`] only, where the status words' `just_rebooted` flag shows
@@ -25,8 +26,9 @@ use std::sync::Weak;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// How often an idle link is probed; also the longest delay before a fault
-/// raised while idle shows in the view.
+/// How often an idle link is probed unless `[printer] idle_probe_ms` says
+/// otherwise; also the longest delay before a fault raised while idle shows
+/// in the view.
 pub const IDLE_PROBE: Duration = Duration::from_secs(1);
 /// How often a full reading is taken while idle.
 pub const FULL_EVERY: Duration = Duration::from_secs(15);
@@ -196,7 +198,10 @@ pub(super) async fn monitor(inner: Weak<Inner>) {
     let mut probed: Option<Instant> = None;
     // One wake-up per probe (`tick.rs`); tokio's sleep where no timerfd can
     // be had (then two).
-    let tick = match crate::tick::Tick::new(IDLE_PROBE) {
+    let Some(period) = inner.upgrade().map(|i| i.settings.idle_probe) else {
+        return;
+    };
+    let tick = match crate::tick::Tick::new(period) {
         Ok(t) => Some(t),
         Err(e) => {
             tracing::debug!(error = %e, "no timerfd for the idle probe; using tokio's timer");
@@ -215,12 +220,12 @@ pub(super) async fn monitor(inner: Weak<Inner>) {
                     r = t.next() => {
                         if let Err(e) = r {
                             tracing::debug!(error = %e, "idle probe timer failed");
-                            tokio::time::sleep(IDLE_PROBE).await;
+                            tokio::time::sleep(period).await;
                         }
                         false
                     }
                 },
-                None => tokio::time::timeout(IDLE_PROBE, strong.refresh.notified())
+                None => tokio::time::timeout(period, strong.refresh.notified())
                     .await
                     .is_ok(),
             };
@@ -246,7 +251,7 @@ pub(super) async fn monitor(inner: Weak<Inner>) {
             };
             v.full_instant.is_none_or(|t| t.elapsed() >= every)
         };
-        if !asked && probed != Some(last_used) && last_used.elapsed() < IDLE_PROBE {
+        if !asked && probed != Some(last_used) && last_used.elapsed() < period {
             // Someone else uses the link: their readings keep the view fresh.
             continue;
         }
