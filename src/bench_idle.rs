@@ -47,7 +47,12 @@ const FAULTS: usize = 10;
 /// After the agent first reads ready: start-up's threads and timers settle.
 const SETTLE: Duration = Duration::from_secs(5);
 
-pub async fn run(seconds: u64, agent: Option<PathBuf>, json_out: bool) -> Result<(), String> {
+pub async fn run(
+    seconds: u64,
+    agent: Option<PathBuf>,
+    probe_ms: Option<u64>,
+    json_out: bool,
+) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let dir = dir.path();
     let printer = Printer::start(dir).await?;
@@ -70,7 +75,7 @@ pub async fn run(seconds: u64, agent: Option<PathBuf>, json_out: bool) -> Result
             }
         }
     });
-    let agent = start_agent(&exe, dir, printer.link(), &notify_path).await?;
+    let agent = start_agent(&exe, dir, printer.link(), &notify_path, probe_ms).await?;
     // The others start meanwhile, so that all three are measured together.
     let nut = start_nut(dir).await;
     let gps = start_gpsd(dir).await;
@@ -141,6 +146,7 @@ pub async fn run(seconds: u64, agent: Option<PathBuf>, json_out: bool) -> Result
             "{:#}",
             json!({
                 "seconds": window.as_secs(), "printer": sim_where, "daemons": rows,
+                "agent": exe.display().to_string(), "idle_probe_ms": probe_ms.unwrap_or(1000),
                 "agent_memory_kb": agent_mem,
                 "fault_detection_ms": faults.json(),
             })
@@ -148,8 +154,10 @@ pub async fn run(seconds: u64, agent: Option<PathBuf>, json_out: bool) -> Result
         return Ok(());
     }
     println!(
-        "satellite bench --idle: {} s idle with the printer connected ({sim_where}, speed 0, over a pseudo-terminal)",
-        window.as_secs()
+        "satellite bench --idle: {} s idle with the printer connected ({sim_where}, speed 0, over a pseudo-terminal); the agent {}, idle probe every {} ms",
+        window.as_secs(),
+        exe.display(),
+        probe_ms.unwrap_or(1000)
     );
     println!(
         "  {:<24} {:>8} {:>8} {:>8} {:>8} {:>10} {:>8} {:>8}",
@@ -214,6 +222,7 @@ async fn start_agent(
     dir: &Path,
     printer: &Path,
     notify: &Path,
+    probe_ms: Option<u64>,
 ) -> Result<Proc, String> {
     Keys::generate(&dir.join("card.key")).map_err(|e| e.to_string())?;
     let config = dir.join("satellite.toml");
@@ -222,6 +231,7 @@ async fn start_agent(
 [printer]
 device = "{printer}"
 model = "evolis-km500b"
+{probe}
 [chip]
 enabled = false
 [store]
@@ -240,6 +250,7 @@ colour = false
         db = dir.join("satellite.db").display(),
         key = dir.join("card.key").display(),
         socket = dir.join("api.sock").display(),
+        probe = probe_ms.map_or(String::new(), |ms| format!("idle_probe_ms = {ms}")),
     );
     std::fs::write(&config, text).map_err(|e| e.to_string())?;
     spawn(

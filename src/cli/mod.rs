@@ -111,6 +111,10 @@ pub enum Command {
         /// without the simulator); this binary by default.
         #[arg(long, requires = "idle", value_name = "PATH")]
         agent: Option<std::path::PathBuf>,
+        /// With --idle: the agent's `[printer] idle_probe_ms` (its default
+        /// unless given).
+        #[arg(long, requires = "idle", value_name = "MS")]
+        probe_ms: Option<u64>,
     },
     /// Every check a technician makes at a broken kiosk, PASS / WARN / FAIL
     /// with a remedy each. Exit status: the worst result (0, 1, 2).
@@ -232,9 +236,10 @@ pub async fn run(cli: Cli) -> ExitCode {
             idle: true,
             seconds,
             agent,
+            probe_ms,
             json,
             ..
-        } => match crate::bench_idle::run(seconds, agent, json).await {
+        } => match crate::bench_idle::run(seconds, agent, probe_ms, json).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("satellite bench --idle: {e}");
