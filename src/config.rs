@@ -403,8 +403,18 @@ mod tests {
     #[test]
     fn idle_probe_ms_is_checked() {
         let base = Config::local_text(std::path::Path::new("/tmp/x"), "K1", "sim");
-        for (v, ok) in [(199, false), (200, true), (1000, true), (60_000, true), (60_001, false)] {
-            let text = base.replacen("[printer]\n", &format!("[printer]\nidle_probe_ms = {v}\n"), 1);
+        for (v, ok) in [
+            (199, false),
+            (200, true),
+            (1000, true),
+            (60_000, true),
+            (60_001, false),
+        ] {
+            let text = base.replacen(
+                "[printer]\n",
+                &format!("[printer]\nidle_probe_ms = {v}\n"),
+                1,
+            );
             assert!(text.contains("idle_probe_ms"), "{text}");
             let r = Config::parse(&text);
             assert_eq!(r.is_ok(), ok, "idle_probe_ms = {v}: {:?}", r.err());

@@ -361,7 +361,10 @@ async fn the_idle_probe_follows_idle_probe_ms() {
             {
                 break;
             }
-            assert!(began.elapsed() < std::time::Duration::from_secs(30), "never idle: {b}");
+            assert!(
+                began.elapsed() < std::time::Duration::from_secs(30),
+                "never idle: {b}"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         let reads = || {
@@ -378,5 +381,8 @@ async fn the_idle_probe_follows_idle_probe_ms() {
     let fast = status_reads_in_3s(Some(250)).await;
     let default = status_reads_in_3s(None).await;
     assert!(fast >= 8, "{fast} status reads in 3 s at 250 ms");
-    assert!((2..=5).contains(&default), "{default} status reads in 3 s at the default 1 s");
+    assert!(
+        (2..=5).contains(&default),
+        "{default} status reads in 3 s at the default 1 s"
+    );
 }

@@ -249,8 +249,8 @@ impl FdStream {
     /// same readiness), registered for write readiness.
     fn register_writer(&self) -> io::Result<AsyncFd<OwnedFd>> {
         use nix::fcntl::{fcntl, FcntlArg};
-        let fd = fcntl(self.inner.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(0))
-            .map_err(io::Error::from)?;
+        let fd =
+            fcntl(self.inner.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(0)).map_err(io::Error::from)?;
         // SAFETY: `F_DUPFD_CLOEXEC` returned a new descriptor that nothing
         // else owns; the `OwnedFd` is its only owner and the `AsyncFd` holds
         // it until dropped (as for `inner`).
