@@ -31,8 +31,9 @@ const DOUBT_PAUSE: Duration = Duration::from_millis(200);
 /// submission woke the loop (each submission, reload, maintenance end and
 /// printer change does). A safety net only: at 5 s its store read was a
 /// hand-off to the blocking pool and back, a few wake-ups each time, for
-/// nothing (`satellite bench --idle`).
-const IDLE_WAIT: Duration = Duration::from_secs(30);
+/// nothing (`satellite bench --idle`). The watchdog counts the wait as kept
+/// progress (the loop waits by choice).
+const IDLE_WAIT: Duration = Duration::from_secs(300);
 /// How often the loop says it is still waiting for a technician.
 const TECHNICIAN_TICK: Duration = Duration::from_secs(10);
 

@@ -8,7 +8,7 @@
 //! `[printer] idle_probe_ms`): the status
 //! words (where the firmware has them) and the error mode, whose loss shows
 //! a printer that restarted without the line dropping (read every
-//! [`FULL_EVERY`] only, where the status words' `just_rebooted` flag shows
+//! [`FULL_EVERY_WITH_WORDS`] only, where the status words' `just_rebooted` flag shows
 //! it). A full reading (sensors, feeders, ribbon, counters) follows every
 //! [`FULL_EVERY_WITH_WORDS`] where the status words carry the faults (every
 //! [`FULL_EVERY`] where they do not), after each connection, and when asked.
@@ -161,8 +161,8 @@ impl Printer {
                     // The read-to-clear `just_rebooted` flag shows a restart
                     // in the status words (`read_status` takes the link down
                     // on it), so `Rem` is then only a second check, every
-                    // FULL_EVERY: one exchange and one wake-up less a second
-                    // while idle (`satellite bench --idle`).
+                    // FULL_EVERY_WITH_WORDS: one exchange and one wake-up
+                    // less a second while idle (`satellite bench --idle`).
                     let words_tell = read && c.profile().flag("just_rebooted").is_some();
                     if (check_mode || !words_tell) && c.restarted().await? {
                         return Err(LinkError::NotReachable(
@@ -260,7 +260,7 @@ pub(super) async fn monitor(inner: Weak<Inner>) {
         let result = if full {
             printer.refresh(true).await
         } else {
-            let check_mode = mode_checked.is_none_or(|t| t.elapsed() >= FULL_EVERY);
+            let check_mode = mode_checked.is_none_or(|t| t.elapsed() >= FULL_EVERY_WITH_WORDS);
             if check_mode {
                 mode_checked = Some(Instant::now());
             }
