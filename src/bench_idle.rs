@@ -226,32 +226,14 @@ async fn start_agent(
 ) -> Result<Proc, String> {
     Keys::generate(&dir.join("card.key")).map_err(|e| e.to_string())?;
     let config = dir.join("satellite.toml");
-    let text = format!(
-        r#"kiosk_id = "IDLE01"
-[printer]
-device = "{printer}"
-model = "evolis-km500b"
-{probe}
-[chip]
-enabled = false
-[store]
-path = "{db}"
-key_file = "{key}"
-[api]
-socket = "{socket}"
-[[card_type]]
-id = "debit"
-magnetic = true
-chip = false
-emboss = false
-colour = false
-"#,
-        printer = printer.display(),
-        db = dir.join("satellite.db").display(),
-        key = dir.join("card.key").display(),
-        socket = dir.join("api.sock").display(),
-        probe = probe_ms.map_or(String::new(), |ms| format!("idle_probe_ms = {ms}")),
-    );
+    let mut text = crate::config::Config::local_text(dir, "IDLE01", &printer.display().to_string());
+    if let Some(ms) = probe_ms {
+        text = text.replacen(
+            "[printer]\n",
+            &format!("[printer]\nidle_probe_ms = {ms}\n"),
+            1,
+        );
+    }
     std::fs::write(&config, text).map_err(|e| e.to_string())?;
     spawn(
         Command::new(exe)
