@@ -196,38 +196,20 @@ pub(super) async fn monitor(inner: Weak<Inner>) {
     let mut mode_checked: Option<Instant> = None;
     // When the link was last used, as this task's own probe left it.
     let mut probed: Option<Instant> = None;
-    // One wake-up per probe (`tick.rs`); tokio's sleep where no timerfd can
-    // be had (then two).
     let Some(period) = inner.upgrade().map(|i| i.settings.idle_probe) else {
         return;
     };
-    let tick = match crate::tick::Tick::new(period) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            tracing::debug!(error = %e, "no timerfd for the idle probe; using tokio's timer");
-            None
-        }
-    };
+    // One wake-up per probe (`crate::tick`).
+    let tick = crate::tick::Tick::new(period);
     loop {
         if !asked {
             let Some(strong) = inner.upgrade() else {
                 return;
             };
             // Holds the handle for at most one probe interval after it is dropped.
-            asked = match &tick {
-                Some(t) => tokio::select! {
-                    _ = strong.refresh.notified() => true,
-                    r = t.next() => {
-                        if let Err(e) = r {
-                            tracing::debug!(error = %e, "idle probe timer failed");
-                            tokio::time::sleep(period).await;
-                        }
-                        false
-                    }
-                },
-                None => tokio::time::timeout(period, strong.refresh.notified())
-                    .await
-                    .is_ok(),
+            asked = tokio::select! {
+                _ = strong.refresh.notified() => true,
+                _ = tick.next() => false,
             };
             drop(strong);
         }

@@ -24,8 +24,8 @@ pub fn interval() -> Option<Duration> {
 /// Pings every half `every` while the loop keeps its word, until `stop`.
 pub async fn run(engine: Engine, every: Duration, stop: CancellationToken) {
     let tick = every / 2;
-    // One wake-up per ping (`crate::tick`); tokio's sleep where no timerfd.
-    let timer = crate::tick::Tick::new(tick).ok();
+    // One wake-up per ping (`crate::tick`).
+    let timer = crate::tick::Tick::new(tick);
     let mut late = false;
     loop {
         match engine.progress().overdue(Instant::now()) {
@@ -47,19 +47,9 @@ pub async fn run(engine: Engine, every: Duration, stop: CancellationToken) {
             }
             Some(_) => {}
         }
-        match &timer {
-            Some(t) => tokio::select! {
-                _ = stop.cancelled() => return,
-                r = t.next() => {
-                    if r.is_err() {
-                        tokio::time::sleep(tick).await;
-                    }
-                }
-            },
-            None => tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(tick) => {}
-            },
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = timer.next() => {}
         }
     }
 }
