@@ -173,7 +173,16 @@ pub fn render(doc: &Value) -> String {
             None => dim("unknown"),
         },
         match snap["cleaning_due"].as_bool() {
-            Some(true) => warn("due"),
+            Some(true) => bad("REQUIRED (no card starts until `satellite printer clean`)"),
+            Some(false)
+                if snap["flags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|f| f["name"] == "cleaning_recommended") =>
+            {
+                warn("recommended")
+            }
             Some(false) => good("not due"),
             None => dim("unknown"),
         }

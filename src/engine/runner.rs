@@ -81,6 +81,7 @@ impl Engine {
         });
         self.set_activity(Activity::Starting);
         self.recover(&shutdown).await;
+        let mut held = super::next_card::Held::new();
         while !shutdown.is_cancelled() {
             let t = self.link_timeouts();
             self.promise("loop turn", progress::turn(&t));
@@ -110,7 +111,7 @@ impl Engine {
                     None
                 }
             };
-            let Some(job) = next else {
+            if next.is_none() {
                 self.set_activity(Activity::Idle);
                 self.promise("idle", IDLE_WAIT + progress::turn(&t));
                 // Idle: fold the WAL into the database so that erased card
@@ -128,26 +129,33 @@ impl Engine {
                     _ = tokio::time::sleep(IDLE_WAIT) => {}
                 }
                 continue;
-            };
-            if let Err(f) = self.printer().check_ready().await {
-                let waiting = Activity::WaitingForPrinter {
-                    code: f.code,
-                    reason: f.description.clone(),
-                };
-                if self.inner.state.borrow().activity != waiting {
-                    tracing::warn!(error_code = %f.code, reason = %f.reason, description = %f.description, card_token = %job.meta.card_token, "printer not ready; cards wait");
-                }
-                self.set_activity(waiting);
-                self.promise(
-                    "waiting for the printer",
-                    NOT_READY_PAUSE + progress::turn(&t),
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(NOT_READY_PAUSE) => {}
-                    _ = shutdown.cancelled() => {}
-                }
-                continue;
             }
+            // Check before spending a blank card: the printer's state and
+            // what the card needs (its feeder, its ribbon panels), read now.
+            let job = match self.next_card(&mut held).await {
+                Ok(Some(job)) => job,
+                // Taken (cancelled) meanwhile.
+                Ok(None) => continue,
+                Err(f) => {
+                    let waiting = Activity::WaitingForPrinter {
+                        code: f.code,
+                        reason: f.description.clone(),
+                    };
+                    if self.inner.state.borrow().activity != waiting {
+                        tracing::warn!(error_code = %f.code, reason = %f.reason, description = %f.description, "printer not ready; cards wait");
+                    }
+                    self.set_activity(waiting);
+                    self.promise(
+                        "waiting for the printer",
+                        NOT_READY_PAUSE + progress::turn(&t),
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(NOT_READY_PAUSE) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                    continue;
+                }
+            };
             if matches!(
                 self.inner.state.borrow().activity,
                 Activity::WaitingForPrinter { .. }
@@ -1017,9 +1025,7 @@ impl Engine {
                 "no inventory: a technician has not yet set the card type and count of the feeders",
             ));
         }
-        let mut holding: Vec<_> = stock.iter().filter(|f| f.card_type == card_type).collect();
-        holding.sort_by_key(|f| std::cmp::Reverse(f.count));
-        holding.first().map(|f| f.feeder).ok_or_else(|| {
+        super::next_card::feeder_of(&stock, card_type).ok_or_else(|| {
             Fault::new(
                 ErrorCode::INV_NOT_INITIALIZED,
                 "inventory",
