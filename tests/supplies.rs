@@ -111,7 +111,10 @@ impl Kiosk {
     async fn submit(&self, token: &str, n: usize, card_type: &str) -> (u16, Value) {
         let a = self
             .client()
-            .post("/v1/cards", request(token, n, card_type).to_string().as_bytes())
+            .post(
+                "/v1/cards",
+                request(token, n, card_type).to_string().as_bytes(),
+            )
             .await
             .unwrap();
         (a.status, a.body)
@@ -154,6 +157,31 @@ impl Kiosk {
         panic!("the engine never waited with {code}: {st}");
     }
 
+    /// `satellite ARGS` against this kiosk, as a technician runs it: its
+    /// output (stdout and stderr) without colour.
+    async fn cli(&self, args: &[&str]) -> String {
+        let dir = self.parts.dir.path();
+        let config = dir.join("satellite.toml");
+        std::fs::write(&config, Config::local_text(dir, "KIOSK01", "sim")).unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_satellite"));
+        cmd.args(args)
+            .arg("--socket")
+            .arg(&self.parts.socket)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("SATELLITE_SOCKET")
+            .env_remove("SATELLITE_CONFIG")
+            .env("NO_COLOR", "1");
+        let o = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    }
+
     /// Cards the simulator took from its feeders, and where they went.
     fn physical(&self) -> (u64, u64, u64) {
         let s = self.parts.sim.state();
@@ -188,12 +216,32 @@ async fn cleaning_required_on(model: &str) {
     }
     let st = k.waiting_with("PRT_SETUP_ERROR").await;
     assert!(
-        st["engine"]["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("cleaning required") && r.contains("satellite printer clean")),
+        st["engine"]["reason"].as_str().is_some_and(
+            |r| r.contains("cleaning required") && r.contains("satellite printer clean")
+        ),
         "{st}"
     );
-    assert_eq!(st["printer"]["notReady"]["reason"], "cleaning-required", "{st}");
+    assert_eq!(
+        st["printer"]["notReady"]["reason"], "cleaning-required",
+        "{st}"
+    );
+    // The technician's tools say it, with the next step, and so does a scrape.
+    let status = k.cli(&["status"]).await;
+    assert!(
+        status.contains("cleaning required") && status.contains("satellite printer clean"),
+        "{status}"
+    );
+    let doctor = k.cli(&["doctor"]).await;
+    assert!(
+        doctor.contains("cleaning required") && doctor.contains("satellite printer clean"),
+        "{doctor}"
+    );
+    let (_, _, metrics) = k.client().get_text("/metrics").await.unwrap();
+    assert!(
+        metrics.contains(r#"satellite_printer_reason{reason="cleaning-required"} 1"#)
+            && metrics.contains(r#"satellite_printer_fault{code="PRT_SETUP_ERROR"} 1"#),
+        "{metrics}"
+    );
     // The two cards past the cleaning point wait, untouched.
     tokio::time::sleep(Duration::from_millis(300)).await;
     for i in 6..8 {
@@ -203,7 +251,10 @@ async fn cleaning_required_on(model: &str) {
     // A request now is told why it waits.
     let (status, body) = k.submit("c8", 8, "debit").await;
     assert_eq!(status, 201, "{body}");
-    assert_eq!(body["errorCode"], "REQUEST_CREATED_BUT_NOT_STARTED", "{body}");
+    assert_eq!(
+        body["errorCode"], "REQUEST_CREATED_BUT_NOT_STARTED",
+        "{body}"
+    );
     assert!(
         body["description"]
             .as_str()
@@ -214,10 +265,7 @@ async fn cleaning_required_on(model: &str) {
     let a = k.client().post("/v1/printer/clean", b"{}").await.unwrap();
     assert!(a.status < 300, "{} {}", a.status, a.body);
     for i in 6..9 {
-        assert_eq!(
-            k.final_state(&format!("c{i}")).await["status"],
-            "PRODUCED"
-        );
+        assert_eq!(k.final_state(&format!("c{i}")).await["status"], "PRODUCED");
     }
     assert_eq!(k.physical(), (9, 9, 0));
     k.stop().await;
@@ -249,7 +297,10 @@ async fn a_card_type_whose_ribbon_is_not_loaded_waits_and_the_others_go_on() {
     );
     // Asked now, a colour request is told why it waits.
     let (_, body) = k.submit("colour5", 5, "colour").await;
-    assert_eq!(body["errorCode"], "REQUEST_CREATED_BUT_NOT_STARTED", "{body}");
+    assert_eq!(
+        body["errorCode"], "REQUEST_CREATED_BUT_NOT_STARTED",
+        "{body}"
+    );
     assert!(
         body["description"]
             .as_str()
@@ -308,7 +359,11 @@ async fn a_ribbon_without_a_cards_worth_of_panels_left_takes_no_card() {
     k.submit("b", 2, "colour").await;
     k.waiting_with("PRT_RIBBON_ENDED").await;
     assert_eq!(k.production("b").await["status"], "READY");
-    assert_eq!(k.physical(), (1, 1, 0), "no card spent on a ribbon at its end");
+    assert_eq!(
+        k.physical(),
+        (1, 1, 0),
+        "no card spent on a ribbon at its end"
+    );
     k.parts.sim.load_ribbon("ymcko", 50).unwrap();
     assert_eq!(k.final_state("b").await["status"], "PRODUCED");
     k.stop().await;
@@ -354,7 +409,11 @@ async fn a_full_reject_box_stops_production_before_a_card_that_might_need_it() {
     k.parts.sim.set_customer(Customer::TakeAfter(20));
     k.submit("next", 2, "debit").await;
     k.waiting_with("PRD_REJECT_FULL").await;
-    assert_eq!(k.physical(), (1, 0, 1), "no card started with nowhere to reject it");
+    assert_eq!(
+        k.physical(),
+        (1, 0, 1),
+        "no card started with nowhere to reject it"
+    );
     k.parts.sim.empty_box("reject").unwrap();
     assert_eq!(k.final_state("next").await["status"], "PRODUCED");
     assert_eq!(k.physical(), (2, 1, 1));
@@ -372,7 +431,11 @@ async fn a_full_output_hopper_stops_production_before_a_card_is_taken() {
     assert_eq!(k.parts.sim.state().hopper.count, 1);
     k.submit("second", 2, "debit").await;
     k.waiting_with("PRD_HOPPER_FULL").await;
-    assert_eq!(k.physical().0, 1, "no card started with nowhere to deliver it");
+    assert_eq!(
+        k.physical().0,
+        1,
+        "no card started with nowhere to deliver it"
+    );
     k.parts.sim.empty_box("hopper").unwrap();
     assert_eq!(k.final_state("second").await["status"], "PRODUCED");
     assert_eq!(k.parts.sim.state().hopper.count, 1);
