@@ -1025,7 +1025,12 @@ impl Engine {
                 "no inventory: a technician has not yet set the card type and count of the feeders",
             ));
         }
-        super::next_card::feeder_of(&stock, card_type).ok_or_else(|| {
+        // The reading the loop took just before this card.
+        let reading = self.printer().view().borrow().reading.clone();
+        super::next_card::feeder_of(&stock, card_type, |n| {
+            super::next_card::sensed_empty(reading.as_ref(), n)
+        })
+        .ok_or_else(|| {
             Fault::new(
                 ErrorCode::INV_NOT_INITIALIZED,
                 "inventory",
