@@ -80,7 +80,7 @@ pub fn printer_replaced(
             "{cause} {at}; the steps of {card} went to two printers (serial {held_by}, then serial {second}) and printer {answering} answers now: the card cannot be located"
         ),
         None => format!(
-            "{cause} {at}; printer {held_by}, which holds {card}, was replaced by printer {answering}: the card cannot be located (printer {answering} never had it)"
+            "{cause} {at}; {card} was in production on printer {held_by}, which was replaced by printer {answering}: the card cannot be located (printer {answering} never had it)"
         ),
     };
     Some(Recovery::Technician { description })
