@@ -291,6 +291,12 @@ impl Engine {
             Some(f) => format!("production was interrupted ({}: {})", f.code, f.description),
             None => "the agent restarted".to_string(),
         };
+        // How a technician's description names the card: token, masked PAN.
+        let t = token.to_string();
+        let pan_masked = match self.db(move |s| s.job(&t)).await {
+            Ok(Some(job)) => job.meta.pan_masked,
+            _ => "unknown".to_string(),
+        };
         loop {
             // Each attempt reads the store and asks the printer, each bounded.
             self.promise(
@@ -334,6 +340,7 @@ impl Engine {
                         step,
                         outcome: if e.phase == Phase::Intent { None } else { e.ok },
                         detail: e.detail.clone(),
+                        printer: e.printer.clone(),
                     })
                 })
                 .collect();
@@ -375,6 +382,24 @@ impl Engine {
                 }
                 continue;
             }
+            // Only the printer holding the card can say where it is.
+            let Some(answering) = self.printer().serial() else {
+                self.pause(shutdown).await;
+                continue;
+            };
+            let card = recovery::CardName {
+                token,
+                pan_masked: &pan_masked,
+            };
+            if let Some(Recovery::Technician { description }) =
+                recovery::printer_replaced(&entries, &answering, &why, &card)
+            {
+                let held_by = recovery::holder(&entries).unwrap_or_default();
+                tracing::error!(card_token = %token, held_by = %held_by, answering = %answering, "the printer holding the card was replaced: it cannot be located; find it in printer {held_by}, take it out, then resolve it (satellite jobs resolve); no card starts on printer {answering} until then");
+                stuck = Some(description);
+                continue;
+            }
+            let _hold = self.printer().hold_card(Some(answering.clone()));
             let location = match self.printer().locate_card().await {
                 Ok(CardWhere::Unknown) | Err(_) => {
                     self.pause(shutdown).await;
@@ -406,7 +431,7 @@ impl Engine {
                         .await;
                 }
                 Recovery::RejectThenFail { description } => {
-                    match self.reject_checked(token, location).await {
+                    match self.reject_checked(token, location, Some(&answering)).await {
                         RejectEnd::InRejectBox => {
                             let d = format!("{description}; it went to the reject box; it is not produced again");
                             self.finish(token, Status::ProductionError, fail(d)).await;
@@ -602,6 +627,10 @@ impl Engine {
         let steps = plan(needs);
         let until = std::time::Instant::now() + progress::card(&steps, &card, &t, &self.config());
         *self.inner.card_until.lock().expect("card_until lock") = Some(until);
+        // Every step of this card goes to the printer answering now, and
+        // only to it: another printer on the link puts the card in doubt.
+        let on = self.printer().serial();
+        let _hold = self.printer().hold_card(on.clone());
         self.promise("feeder", progress::feeder(&t));
         if let Err(f) = self.printer().select_feeder(feeder).await {
             return if f.uncertain {
@@ -618,7 +647,7 @@ impl Engine {
             let run = self.step(job, step, &card, feeder);
             let budget = progress::step(step, &card, &t, &self.config());
             let f = match self
-                .journaled(&job.meta.card_token, step, budget, run)
+                .journaled(&job.meta.card_token, step, on.as_deref(), budget, run)
                 .await
             {
                 Journaled::Done => {
@@ -646,7 +675,10 @@ impl Engine {
             } else {
                 CardWhere::Inside
             };
-            return match self.reject_checked(&job.meta.card_token, was).await {
+            return match self
+                .reject_checked(&job.meta.card_token, was, on.as_deref())
+                .await
+            {
                 // After a refused insert, usually nothing is inside.
                 RejectEnd::Gone if step == Step::Insert => Ended::Certain(Err(f)),
                 RejectEnd::InRejectBox => Ended::Certain(Err(Fault {
@@ -765,16 +797,24 @@ impl Engine {
 
     /// Intent, step, outcome. A step whose outcome is uncertain keeps its
     /// intent open, as a crash would.
+    /// `on` is the serial number of the printer the step goes to (the one
+    /// holding the card), journaled with the intent and the outcome.
     async fn journaled(
         &self,
         token: &str,
         step: Step,
+        on: Option<&str>,
         budget: Duration,
         run: impl std::future::Future<Output = Result<(), Fault>>,
     ) -> Journaled {
         self.promise("journal", progress::journal(&self.link_timeouts()));
         let t = token.to_string();
-        if let Err(e) = self.db(move |s| s.intent(&t, step.name())).await {
+        let printer = on.map(str::to_string);
+        let p = printer.clone();
+        if let Err(e) = self
+            .db(move |s| s.intent_on(&t, step.name(), None, p.as_deref()))
+            .await
+        {
             self.store_failed(&e);
             return Journaled::Doubt(store_fault(e));
         }
@@ -795,7 +835,7 @@ impl Engine {
             Err(f) => (false, Some(format!("{} {}", f.code, f.description))),
         };
         if let Err(e) = self
-            .db(move |s| s.outcome(&t, step.name(), ok, detail.as_deref()))
+            .db(move |s| s.outcome_on(&t, step.name(), ok, detail.as_deref(), printer.as_deref()))
             .await
         {
             // It happened (or was refused), and the journal does not say so.
@@ -812,8 +852,11 @@ impl Engine {
     /// position, and the reject counter where the firmware has one. `was` is
     /// where the card was last known: a card last seen in the bezel and gone
     /// now was taken by the customer.
-    async fn reject_checked(&self, token: &str, was: CardWhere) -> RejectEnd {
+    /// `on` is the serial number of the printer holding the card, journaled
+    /// with the reject.
+    async fn reject_checked(&self, token: &str, was: CardWhere, on: Option<&str>) -> RejectEnd {
         let p = &self.printer();
+        let on = on.map(str::to_string);
         self.promise("reject", progress::reject(p.timeouts()));
         let before = match p.locate_card().await {
             Ok(CardWhere::None) if was == CardWhere::Presented => {
@@ -823,8 +866,14 @@ impl Engine {
                 let note = recovery::reject_note(true, None);
                 let r = self
                     .db(move |s| {
-                        s.intent_noted(&t, Step::Reject.name(), Some(&note))?;
-                        s.outcome(&t, Step::Reject.name(), true, Some(recovery::TAKEN))
+                        s.intent_on(&t, Step::Reject.name(), Some(&note), on.as_deref())?;
+                        s.outcome_on(
+                            &t,
+                            Step::Reject.name(),
+                            true,
+                            Some(recovery::TAKEN),
+                            on.as_deref(),
+                        )
                     })
                     .await;
                 if let Err(e) = r {
@@ -851,8 +900,9 @@ impl Engine {
         let count_before = self.rejected_count().await;
         let t = token.to_string();
         let note = recovery::reject_note(before == CardWhere::Presented, count_before);
+        let o = on.clone();
         if let Err(e) = self
-            .db(move |s| s.intent_noted(&t, Step::Reject.name(), Some(&note)))
+            .db(move |s| s.intent_on(&t, Step::Reject.name(), Some(&note), o.as_deref()))
             .await
         {
             self.store_failed(&e);
@@ -908,7 +958,7 @@ impl Engine {
         };
         let t = token.to_string();
         if let Err(e) = self
-            .db(move |s| s.outcome(&t, Step::Reject.name(), ok, Some(&detail)))
+            .db(move |s| s.outcome_on(&t, Step::Reject.name(), ok, Some(&detail), on.as_deref()))
             .await
         {
             self.store_failed(&e);
