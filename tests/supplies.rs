@@ -442,3 +442,26 @@ async fn a_full_output_hopper_stops_production_before_a_card_is_taken() {
     assert_eq!(k.physical().0, 2);
     k.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_card_that_uses_the_ribbons_last_panel_is_delivered() {
+    // The ribbon's end flag rises under the card that printed with its last
+    // panel: that card is fine and goes to the customer; the next one waits.
+    let k = kiosk(
+        |s| {
+            s.ribbon_type = "kb".into();
+            s.ribbon_cards = 1;
+        },
+        NotReady::Queue,
+    )
+    .await;
+    k.submit("last", 1, "debit").await;
+    let p = k.final_state("last").await;
+    assert_eq!(p["status"], "PRODUCED", "{p}");
+    k.submit("next", 2, "debit").await;
+    k.waiting_with("PRT_RIBBON_ENDED").await;
+    assert_eq!(k.physical(), (1, 1, 0));
+    k.parts.sim.load_ribbon("kb", 10).unwrap();
+    assert_eq!(k.final_state("next").await["status"], "PRODUCED");
+    k.stop().await;
+}

@@ -218,10 +218,18 @@ pub fn first_error_flag<'a>(
     profile: &'a Profile,
     s: &StatusWords,
 ) -> Option<&'a super::profile::FlagRule> {
-    profile
-        .flags
-        .iter()
-        .find(|f| f.severity == Severity::Error && f.code.is_some() && s.bit(&f.word, f.bit))
+    first_error_flag_where(profile, s, |_| true)
+}
+
+/// The first error flag set that `which` keeps.
+pub fn first_error_flag_where<'a>(
+    profile: &'a Profile,
+    s: &StatusWords,
+    which: impl Fn(&super::profile::FlagRule) -> bool,
+) -> Option<&'a super::profile::FlagRule> {
+    profile.flags.iter().find(|f| {
+        f.severity == Severity::Error && f.code.is_some() && s.bit(&f.word, f.bit) && which(f)
+    })
 }
 
 #[cfg(test)]
