@@ -107,6 +107,9 @@ pub struct Connection {
     error_mode: u32,
     /// The last status words read, for the driver to publish.
     last_status: Option<StatusWords>,
+    /// The printer showed it restarted (its `just_rebooted` flag, or its
+    /// error mode fell back), for the driver to count.
+    restart_seen: bool,
 }
 
 /// Commands (or resynchronisation probes) in a row left unanswered before
@@ -190,6 +193,7 @@ impl Connection {
             unanswered: 0,
             error_mode: 0,
             last_status: None,
+            restart_seen: false,
         };
         // Host error management first; ACK/NACK is a second `Pem` on top of
         // it (the guide's list of values, not its bit table).
@@ -277,6 +281,11 @@ impl Connection {
     /// The status words read since the last call, if any.
     pub fn take_status(&mut self) -> Option<StatusWords> {
         self.last_status.take()
+    }
+
+    /// Whether the printer showed a restart since the last call.
+    pub fn take_restart(&mut self) -> bool {
+        std::mem::take(&mut self.restart_seen)
     }
 
     /// Whether this firmware answers `Rst` (`None` until asked).
@@ -439,6 +448,7 @@ impl Connection {
                         if s.bit(&f.word, f.bit) {
                             // Settings not saved are gone: this connection's
                             // handshake no longer holds.
+                            self.restart_seen = true;
                             return Err(LinkError::NotReachable(
                                 "the printer says it has just restarted: its settings are set again"
                                     .into(),
@@ -487,7 +497,9 @@ impl Connection {
                     .split(|c: char| c == ';' || c.is_whitespace())
                     .find(|w| !w.is_empty())
                     .and_then(|w| w.parse::<u32>().ok());
-                Ok(current.is_some_and(|m| m != self.error_mode))
+                let restarted = current.is_some_and(|m| m != self.error_mode);
+                self.restart_seen |= restarted;
+                Ok(restarted)
             }
             // A firmware without `Rem`: nothing to compare.
             Err(_) => Ok(false),

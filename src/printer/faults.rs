@@ -224,6 +224,33 @@ pub fn first_error_flag<'a>(
         .find(|f| f.severity == Severity::Error && f.code.is_some() && s.bit(&f.word, f.bit))
 }
 
+/// A fault of the link itself (no answer, or no link): the printer may have
+/// done what it was asked, or not.
+pub fn is_link_fault(f: &Fault) -> bool {
+    matches!(
+        f.code,
+        ErrorCode::PRT_TIMEOUT | ErrorCode::PRT_NOT_REACHABLE
+    )
+}
+
+/// A link fault, once the printer has shown that it restarted since (its
+/// `just_rebooted` flag, or its error mode fallen back): not a printer that
+/// stopped answering, but one switched off and on (or that reset itself)
+/// while it executed the command, which it lost. Other faults are kept as
+/// they are.
+pub fn restarted_meanwhile(f: &Fault) -> Fault {
+    if !is_link_fault(f) {
+        return f.clone();
+    }
+    Fault {
+        description: format!(
+            "{}: the printer restarted (power cycle?) while executing it",
+            f.description
+        ),
+        ..f.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
