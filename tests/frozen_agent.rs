@@ -138,7 +138,8 @@ async fn an_answer_that_came_while_the_agent_was_frozen_wins_over_the_clock() {
     let state = sim.state();
     let card = state.card(1);
     assert_eq!(
-        production["status"], "PRODUCED",
+        production["status"],
+        "PRODUCED",
         "a good card was not produced after a {FREEZE:?} freeze: {production}\ncard 1: {:?}\n{log}",
         card.map(|c| (c.place, &c.events))
     );

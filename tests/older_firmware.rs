@@ -396,7 +396,8 @@ async fn a_power_cycle_under_a_card_is_told_by_the_error_mode() {
         .host_error_mode;
     assert!(
         exchanges(&record).iter().any(|(f, r)| f == "Rem"
-            && r.as_deref().is_some_and(|r| !r.starts_with(&host.to_string()))),
+            && r.as_deref()
+                .is_some_and(|r| !r.starts_with(&host.to_string()))),
         "no Rem answered with a fallen-back mode"
     );
     p.daemon.stop().await;

@@ -282,7 +282,9 @@ impl Engine {
         // A printer that shows it restarted after a link fault (power cycle)
         // explains the fault: the card's description says so.
         let restarts_before = self.printer().restarts();
-        let link_fault = cause.as_ref().is_some_and(crate::printer::faults::is_link_fault);
+        let link_fault = cause
+            .as_ref()
+            .is_some_and(crate::printer::faults::is_link_fault);
         let mut restart_checked = false;
         loop {
             let restarted = self.printer().restarts() > restarts_before;

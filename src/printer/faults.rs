@@ -457,4 +457,23 @@ mod tests {
         assert_eq!(names, ["cover_open", "feeder_near_empty"]);
         assert_eq!(unknown, vec![("ERR".to_string(), 30)]);
     }
+
+    #[test]
+    fn a_restart_is_noted_on_link_faults_only() {
+        let timeout = crate::printer::conn::LinkError::Timeout {
+            op: "Smw".into(),
+            after: std::time::Duration::from_millis(3000),
+        }
+        .to_fault();
+        let noted = restarted_meanwhile(&timeout);
+        assert_eq!(
+            noted.description,
+            "Smw: no answer within 3000 ms: the printer restarted (power cycle?) while executing it"
+        );
+        assert_eq!(noted.code, ErrorCode::PRT_TIMEOUT);
+        assert!(noted.uncertain, "still a fault whose outcome is unknown");
+        // A refusal is an answer: the printer did not lose the command.
+        let refusal = Fault::new(ErrorCode::PRT_RIBBON_MISSING, "ribbon", "ERROR RIBBON");
+        assert_eq!(restarted_meanwhile(&refusal), refusal);
+    }
 }
