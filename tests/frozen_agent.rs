@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 /// The magnetic write's time-out in this test: the freeze lasts longer.
-const MAGNETIC_MS: u64 = 800;
+const MAGNETIC_MS: u64 = 1500;
 /// How long the agent stays stopped: well past the write's time-out (and
 /// past a resynchronisation's probes), with its answer on the line.
-const FREEZE: Duration = Duration::from_millis(3 * MAGNETIC_MS);
+const FREEZE: Duration = Duration::from_millis(2 * MAGNETIC_MS + 500);
 
 async fn start(config: &Path, socket: &Path, log: &Path) -> Child {
     let child = Command::new(env!("CARGO_BIN_EXE_satellite"))
