@@ -470,12 +470,9 @@ async fn inventory_counts_down_and_the_feeder_sensor_wins() {
         Value::Null,
         "feeder 2 was never set: {inv}"
     );
-    // The count says 19, the feeder is empty: the sensor wins.
+    // The count says 19, the feeder is empty: the sensor wins, and the card
+    // waits instead of failing (nothing is taken from an empty feeder).
     k.sim.raise("feeder-empty".parse::<Condition>().unwrap());
-    k.submit(&request("t2", PANS[1], "JOHN DOE")).await;
-    assert_eq!(k.final_state("t2").await["errorCode"], "PRD_FEEDER_EMPTY");
-    // The count is set to 0 with the card's end; the sensor shows in the
-    // published reading the monitor takes right after a card (bounded wait).
     let mut inv = Value::Null;
     for _ in 0..200 {
         inv = k.client.get("/v1/inventory").await.unwrap().body;
@@ -484,11 +481,35 @@ async fn inventory_counts_down_and_the_feeder_sensor_wins() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
+    assert_eq!(inv[0]["empty"].as_bool(), Some(true), "{inv}");
+    let (status, body) = k.submit(&request("t2", PANS[1], "JOHN DOE")).await;
+    assert_eq!(status, 201, "{body}");
     assert_eq!(
-        (inv[0]["count"].as_u64(), inv[0]["empty"].as_bool()),
-        (Some(0), Some(true)),
-        "{inv}"
+        body["errorCode"], "REQUEST_CREATED_BUT_NOT_STARTED",
+        "{body}"
     );
+    assert!(
+        body["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("PRD_FEEDER_EMPTY") && d.contains("feeder 1")),
+        "{body}"
+    );
+    let mut st = Value::Null;
+    for _ in 0..200 {
+        st = k.client.get("/v1/status").await.unwrap().body;
+        if st["state"] == "waiting_for_printer" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(st["engine"]["code"], "PRD_FEEDER_EMPTY", "{st}");
+    assert_eq!(k.sim.state().counters.inserted, 1, "no card was taken");
+    let a = k.client.get("/v1/cards/t2/production").await.unwrap().body;
+    assert_eq!(a["status"], "READY", "{a}");
+    // Cards loaded: the waiting card is produced.
+    k.sim.clear(Some("feeder-empty"));
+    assert_eq!(k.final_state("t2").await["status"], "PRODUCED");
+    assert_eq!(k.sim.state().counters.inserted, 2);
     // Bad inventory input is refused with the field named.
     let a = k
         .client

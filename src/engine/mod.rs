@@ -10,6 +10,7 @@
 //! same transaction: the delivery of events upstream reads that outbox.
 
 pub mod maintenance;
+mod next_card;
 pub mod plan;
 pub mod progress;
 pub mod recovery;
@@ -17,6 +18,7 @@ pub mod reload;
 pub mod report;
 pub mod runner;
 pub mod state;
+pub mod supplies;
 pub mod view;
 
 use crate::chip::PcscStation;
@@ -452,7 +454,15 @@ impl Engine {
                 Some((accepted.pan.clone(), zeroize::Zeroizing::new(data))),
             )
         };
-        let not_ready = self.not_ready().await;
+        let not_ready = match self.not_ready().await {
+            Some(why) => Some(why),
+            // The printer works, but not for this card: its feeder or its
+            // ribbon panels (other card types go on).
+            None => self
+                .type_not_ready(&meta.card_type)
+                .await
+                .map(|f| format!("{}: {}", f.code, f.description)),
+        };
         if let (Some(why), NotReady::Reject) = (&not_ready, config.production.not_ready) {
             return Err(SubmitError::from(RequestError {
                 code: ErrorCode::PRINTER_OR_SATELLITE_NOT_READY,

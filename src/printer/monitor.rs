@@ -94,7 +94,7 @@ impl PrinterView {
             LinkState::Connected { .. } => self
                 .reading
                 .as_ref()
-                .and_then(|r| r.faults.first().cloned())
+                .and_then(|r| r.stopping_fault())
                 .map(|f| Fault {
                     description: format!("the printer is not ready: {}", f.description),
                     ..f
@@ -134,17 +134,25 @@ impl Printer {
     pub async fn refresh(&self, full: bool) -> Result<(), Fault> {
         if full {
             let s = self.snapshot().await?;
-            self.inner.view.send_modify(|v| {
-                let now = (crate::time::now_rfc3339(), Instant::now());
-                v.read_at = Some(now.0.clone());
-                v.read_instant = Some(now.1);
-                v.full_read_at = Some(now.0);
-                v.full_instant = Some(now.1);
-                v.reading = Some(s);
-            });
+            self.publish_reading(s, true);
             return Ok(());
         }
         self.probe(true).await
+    }
+
+    /// Publishes a reading taken on the link: a full one, or the status
+    /// words and supplies only (`full` false: the full reading's age stays).
+    pub(super) fn publish_reading(&self, s: Snapshot, full: bool) {
+        self.inner.view.send_modify(|v| {
+            let now = (crate::time::now_rfc3339(), Instant::now());
+            v.read_at = Some(now.0.clone());
+            v.read_instant = Some(now.1);
+            if full {
+                v.full_read_at = Some(now.0);
+                v.full_instant = Some(now.1);
+            }
+            v.reading = Some(s);
+        });
     }
 
     /// The idle probe: the status words, and the error mode (`Rem`) when

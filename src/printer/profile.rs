@@ -11,7 +11,7 @@ use dialect::commands::Commands;
 use dialect::panel::Geometry;
 use dialect::profiles::{self, ProfileError};
 use serde::Deserialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -200,6 +200,9 @@ struct ProfileFile {
     nack: Vec<ReplyRule>,
     #[serde(default)]
     flag: Vec<FlagRule>,
+    /// The panels each ribbon type carries (`ymcko = "YMCKO"`).
+    #[serde(default)]
+    ribbon_panels: BTreeMap<String, String>,
 }
 
 /// A loaded, checked profile.
@@ -215,6 +218,9 @@ pub struct Profile {
     pub flags: Vec<FlagRule>,
     /// Commands outside the guide this firmware answers (`[commands]`).
     pub commands: Commands,
+    /// The panels each ribbon type carries, by lower-case type (`ymcko` ->
+    /// `YMCKO`): which card types a loaded ribbon serves.
+    pub ribbon_panels: BTreeMap<String, String>,
     /// Where it came from, for diagnostics.
     pub source: String,
 }
@@ -340,6 +346,27 @@ impl Profile {
                 }
             }
         }
+        let mut ribbon_panels = BTreeMap::new();
+        for (ribbon, panels) in &file.ribbon_panels {
+            let panels = panels.to_ascii_uppercase();
+            if panels.is_empty() || !panels.chars().all(|p| "YMCKO".contains(p)) {
+                return bad(format!(
+                    "ribbon_panels.{ribbon} is {panels:?}: give the panels the ribbon carries, from Y, M, C, K and O"
+                ));
+            }
+            ribbon_panels.insert(ribbon.to_ascii_lowercase(), panels);
+        }
+        if !ribbon_panels.is_empty() {
+            if let Some(r) = c
+                .ribbons
+                .iter()
+                .find(|r| !ribbon_panels.contains_key(&r.to_ascii_lowercase()))
+            {
+                return bad(format!(
+                    "capabilities.ribbons lists {r:?}, which [ribbon_panels] does not describe"
+                ));
+            }
+        }
         Ok(Profile {
             model: file.model,
             link: file.link,
@@ -353,6 +380,7 @@ impl Profile {
             nacks: file.nack,
             flags: file.flag,
             commands,
+            ribbon_panels,
             source,
         })
     }
@@ -367,6 +395,14 @@ impl Profile {
 
     pub fn flag(&self, name: &str) -> Option<&FlagRule> {
         self.flags.iter().find(|f| f.name == name)
+    }
+
+    /// The panels a ribbon type carries, as the printer names the type
+    /// (`Rr`), or `None` when the profile does not describe it.
+    pub fn ribbon_panels(&self, ribbon: &str) -> Option<&str> {
+        self.ribbon_panels
+            .get(&ribbon.trim().to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// Ids of the embedded profiles.

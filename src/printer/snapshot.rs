@@ -5,7 +5,7 @@
 use super::conn::{Connection, Identity, Outcome};
 use super::driver::Printer;
 use super::faults::{self, ActiveFlag};
-use crate::codes::{Fault, Severity};
+use crate::codes::{ErrorCode, Fault, Severity};
 use dialect::ops::{Counter, Op, Sensor};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -42,11 +42,80 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn ready(&self) -> bool {
-        self.faults.is_empty()
+        self.stopping_fault().is_none()
+    }
+
+    /// What stops every card, from this reading: the first status flag of
+    /// error severity, then what firmware without status words tells by
+    /// other commands (cleaning required, the reject box full).
+    pub fn stopping_fault(&self) -> Option<Fault> {
+        if let Some(f) = self.faults.first() {
+            return Some(f.clone());
+        }
+        if self.cleaning_due == Some(true) {
+            return Some(cleaning_required());
+        }
+        if self.reject_box_full == Some(true) {
+            return Some(Fault::new(
+                ErrorCode::PRD_REJECT_FULL,
+                "reject-area-full",
+                "the reject box is full: a card that failed could not be put aside; empty it",
+            ));
+        }
+        None
     }
 }
 
+/// The printer refuses to print until it is cleaned.
+pub fn cleaning_required() -> Fault {
+    Fault::new(
+        ErrorCode::PRT_SETUP_ERROR,
+        "cleaning-required",
+        "cleaning required: the printer refuses to print until it is cleaned (load a cleaning card, run `satellite printer clean`)",
+    )
+}
+
 impl Printer {
+    /// Reads the status words and the supplies (see [`read_supplies`]) now,
+    /// waiting its turn on the link, and publishes them into the view (the
+    /// sensors and counters of the last full reading are kept). Returns the
+    /// reading as published.
+    pub async fn refresh_supplies(&self) -> Result<Snapshot, Fault> {
+        let profile = self.profile().clone();
+        let base = self.view().borrow().reading.clone();
+        let s = self
+            .with_conn(move |c| {
+                Box::pin(async move {
+                    let mut s =
+                        base.unwrap_or_else(|| Snapshot::empty(c.identity().cloned(), &profile));
+                    s.identity = c.identity().cloned();
+                    for k in [
+                        "status_words",
+                        "feeders",
+                        "feeder_warnings",
+                        "ribbon",
+                        "ribbon_cards_left",
+                        "cleaning",
+                        "reject_box",
+                    ] {
+                        s.unavailable.remove(k);
+                    }
+                    match c.read_status().await? {
+                        Ok(words) => s.apply_status(&profile, &words),
+                        Err(f) => {
+                            s.unavailable.insert("status_words".into(), f.description);
+                        }
+                    }
+                    s.feeders.clear();
+                    read_supplies(c, &profile, &mut s).await?;
+                    Ok(Ok(s))
+                })
+            })
+            .await?;
+        self.publish_reading(s.clone(), false);
+        Ok(s)
+    }
+
     /// Reads everything a technician wants to see.
     pub async fn snapshot(&self) -> Result<Snapshot, Fault> {
         let profile = self.profile().clone();
@@ -86,6 +155,13 @@ impl Snapshot {
             .filter(|f| f.severity == Severity::Error)
             .filter_map(|f| {
                 f.code.map(|code| {
+                    if f.reason == "cleaning-required" {
+                        // Said as the technician needs it, with the next step.
+                        return Fault {
+                            code,
+                            ..cleaning_required()
+                        };
+                    }
                     Fault::new(
                         code,
                         f.reason.clone(),
@@ -94,6 +170,15 @@ impl Snapshot {
                 })
             })
             .collect();
+        // Where the words carry each feeder's sensor, the feeders follow
+        // them between full readings: a feeder emptied while idle shows at
+        // the next probe, not a minute later.
+        for f in &mut self.feeders {
+            let name = format!("feeder{}_empty", f.feeder);
+            if profile.flag(&name).is_some() {
+                f.empty = flags.iter().any(|a| a.name == name);
+            }
+        }
         self.flags = flags;
         self.unknown_bits = unknown
             .into_iter()
@@ -112,70 +197,11 @@ async fn read_all(c: &mut Connection, profile: &super::Profile) -> Outcome<Snaps
             s.unavailable.insert("status_words".into(), f.description);
         }
     }
-    let n = profile.capabilities.feeders;
-    let empty = read(c, &Op::ReadFeeders, &mut s.unavailable, "feeders")
-        .await?
-        .and_then(|t| {
-            note(
-                dialect::status::parse_feeder_answer(&t, n),
-                "feeders",
-                &mut s.unavailable,
-            )
-        });
-    let near = read(
-        c,
-        &Op::ReadFeederWarnings,
-        &mut s.unavailable,
-        "feeder_warnings",
-    )
-    .await?
-    .and_then(|t| {
-        note(
-            dialect::status::parse_feeder_answer(&t, n),
-            "feeder_warnings",
-            &mut s.unavailable,
-        )
-    });
-    for i in 0..n as usize {
-        s.feeders.push(FeederState {
-            feeder: i as u8 + 1,
-            empty: empty.as_ref().is_some_and(|v| v[i]),
-            near_empty: near.as_ref().is_some_and(|v| v[i]),
-        });
-    }
+    read_supplies(c, profile, &mut s).await?;
     s.card_position = match c.read_text(&Op::ReadCardPosition).await? {
         Ok(t) => Some(t),
         Err(f) => {
             s.unavailable.insert("card_position".into(), f.description);
-            None
-        }
-    };
-    s.ribbon = read(c, &Op::ReadRibbonType, &mut s.unavailable, "ribbon").await?;
-    s.ribbon_cards_left = read(
-        c,
-        &Op::ReadCounter(Counter::RibbonCardsLeft),
-        &mut s.unavailable,
-        "ribbon_cards_left",
-    )
-    .await?
-    .and_then(|t| {
-        note(
-            dialect::status::parse_count(&t),
-            "ribbon_cards_left",
-            &mut s.unavailable,
-        )
-    });
-    s.cleaning_due = match c.read_text(&Op::ReadCleaning).await? {
-        Ok(t) => Some(t.contains("NEED CLEANING")),
-        Err(f) => {
-            s.unavailable.insert("cleaning".into(), f.description);
-            None
-        }
-    };
-    s.reject_box_full = match c.read_text(&Op::ReadRejectBox).await? {
-        Ok(t) => Some(t == "CARD"),
-        Err(f) => {
-            s.unavailable.insert("reject_box".into(), f.description);
             None
         }
     };
@@ -214,6 +240,78 @@ async fn read_all(c: &mut Connection, profile: &super::Profile) -> Outcome<Snaps
         }
     }
     Ok(Ok(s))
+}
+
+/// What a card uses up or needs room for, read into `s`: feeders (empty,
+/// near empty), the ribbon's type and cards left, whether cleaning is
+/// required, whether the reject box is full. Read before each card (the
+/// engine's supply check) as well as in a full reading.
+async fn read_supplies(
+    c: &mut Connection,
+    profile: &super::Profile,
+    s: &mut Snapshot,
+) -> Result<(), super::LinkError> {
+    let n = profile.capabilities.feeders;
+    let empty = read(c, &Op::ReadFeeders, &mut s.unavailable, "feeders")
+        .await?
+        .and_then(|t| {
+            note(
+                dialect::status::parse_feeder_answer(&t, n),
+                "feeders",
+                &mut s.unavailable,
+            )
+        });
+    let near = read(
+        c,
+        &Op::ReadFeederWarnings,
+        &mut s.unavailable,
+        "feeder_warnings",
+    )
+    .await?
+    .and_then(|t| {
+        note(
+            dialect::status::parse_feeder_answer(&t, n),
+            "feeder_warnings",
+            &mut s.unavailable,
+        )
+    });
+    for i in 0..n as usize {
+        s.feeders.push(FeederState {
+            feeder: i as u8 + 1,
+            empty: empty.as_ref().is_some_and(|v| v[i]),
+            near_empty: near.as_ref().is_some_and(|v| v[i]),
+        });
+    }
+    s.ribbon = read(c, &Op::ReadRibbonType, &mut s.unavailable, "ribbon").await?;
+    s.ribbon_cards_left = read(
+        c,
+        &Op::ReadCounter(Counter::RibbonCardsLeft),
+        &mut s.unavailable,
+        "ribbon_cards_left",
+    )
+    .await?
+    .and_then(|t| {
+        note(
+            dialect::status::parse_count(&t),
+            "ribbon_cards_left",
+            &mut s.unavailable,
+        )
+    });
+    s.cleaning_due = match c.read_text(&Op::ReadCleaning).await? {
+        Ok(t) => Some(t.contains("NEED CLEANING")),
+        Err(f) => {
+            s.unavailable.insert("cleaning".into(), f.description);
+            None
+        }
+    };
+    s.reject_box_full = match c.read_text(&Op::ReadRejectBox).await? {
+        Ok(t) => Some(t == "CARD"),
+        Err(f) => {
+            s.unavailable.insert("reject_box".into(), f.description);
+            None
+        }
+    };
+    Ok(())
 }
 
 async fn read(

@@ -67,6 +67,12 @@ pub struct CardType {
     /// A front image may be printed on the colour panels.
     #[serde(default)]
     pub colour: bool,
+    /// The ribbon panels a card of this type needs (`"YMCKO"`, `"K"`, `""`
+    /// for none); by default YMCK for a colour type, K (printed text)
+    /// otherwise. A card whose panels the loaded ribbon lacks never leaves
+    /// the feeder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panels: Option<String>,
     #[serde(default)]
     pub layout: Layout,
 }
@@ -264,6 +270,15 @@ impl CardType {
         missing
     }
 
+    /// The ribbon panels a card of this type needs, upper case.
+    pub fn needed_panels(&self) -> String {
+        match &self.panels {
+            Some(p) => p.to_ascii_uppercase(),
+            None if self.colour => "YMCK".into(),
+            None => "K".into(),
+        }
+    }
+
     /// Checks the card type against the panel geometry: an id, every slot and
     /// the first free line on the card, fonts and heights `Wt` accepts, emboss
     /// fonts the module has.
@@ -273,6 +288,13 @@ impl CardType {
             return Err(format!(
                 "card type id {id:?} must be 1 to 64 printable ASCII characters without spaces"
             ));
+        }
+        if let Some(p) = &self.panels {
+            if !p.to_ascii_uppercase().chars().all(|c| "YMCKO".contains(c)) {
+                return Err(format!(
+                    "card type {id}: panels {p:?} must be ribbon panels from Y, M, C, K and O (\"YMCKO\", \"K\", or \"\" for none)"
+                ));
+            }
         }
         for (name, pos) in &self.layout.slots {
             if name.is_empty()
@@ -438,6 +460,7 @@ mod tests {
             chip: false,
             emboss: false,
             colour: false,
+            panels: None,
             layout: Layout::default(),
         };
         assert_eq!(t.check(g), Ok(()));
@@ -487,6 +510,7 @@ mod tests {
             chip: true,
             emboss: true,
             colour: true,
+            panels: None,
             layout: Layout::default(),
         };
         assert_eq!(t.missing_capabilities(&km), vec!["an emboss module"]);

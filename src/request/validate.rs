@@ -916,6 +916,7 @@ mod tests {
             chip: true,
             emboss: true,
             colour: true,
+            panels: None,
             layout: Default::default(),
         };
         full.layout.slots.insert(
@@ -934,6 +935,7 @@ mod tests {
             chip: false,
             emboss: false,
             colour: false,
+            panels: None,
             layout: Default::default(),
         };
         vec![full, plain]

@@ -75,7 +75,6 @@ impl Printer {
             ..Latched::default()
         };
         self.counters.inserted += 1;
-        self.cards_since_cleaning = self.cards_since_cleaning.saturating_add(1);
         self.cards[i].event(cx.now, "inserted");
         Ok(i)
     }

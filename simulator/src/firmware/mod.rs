@@ -532,6 +532,12 @@ impl Printer {
         }
         card.record.place = to;
         card.event(cx.now, format!("moved to {}", place_name(to)));
+        // The cleaning counter counts a card once it has left the path: the
+        // `cleaning_required` flag then rises between cards, exactly when the
+        // next card's print would be refused, never under a card in progress.
+        if from.in_path() && !to.in_path() {
+            self.cards_since_cleaning = self.cards_since_cleaning.saturating_add(1);
+        }
     }
 
     fn prune_images(&mut self) {

@@ -768,10 +768,17 @@ fn maintenance_commands() {
     c.cleaning_interval = 1;
     let mut p = Printer::new(&c);
     insert(&mut p);
-    assert!(has(st(&p).inf, 8));
+    // A card counts towards cleaning once it has left the path.
+    assert!(!has(st(&p).inf, 8));
     ok(&mut p, "Ser");
+    assert!(has(st(&p).inf, 8));
+    assert!(!has(st(&p).inf, 9));
     insert(&mut p);
+    // The flag was clear when this card came in: it prints.
+    ok(&mut p, "Sp;k");
+    ok(&mut p, "Ser");
     assert!(has(st(&p).inf, 9));
+    insert(&mut p);
     assert_eq!(t(&mut p, "Rlr;r"), "ERR NEED CLEANING");
     assert_eq!(t(&mut p, "Sp;k"), NEED_CLEANING);
     ok(&mut p, "Scp");
@@ -779,8 +786,8 @@ fn maintenance_commands() {
     assert_eq!(t(&mut p, "Rco;n"), "1");
     ok(&mut p, "Ser");
     ok(&mut p, "St");
-    assert!(p.cards[2].record.test_card);
-    assert_eq!(p.cards[2].record.place, Place::Hopper);
+    assert!(p.cards[3].record.test_card);
+    assert_eq!(p.cards[3].record.place, Place::Hopper);
     ok(&mut p, "Srs");
     assert!(has(st(&p).inf, 11));
     ok(&mut p, "Scs");

@@ -191,12 +191,24 @@ fn printer_checks(h: Option<&Value>) -> Vec<Check> {
     } else {
         out.push(Check::pass("sensors", "Sensors", "read, no warning"));
     }
+    let recommended = snap["flags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|f| f["name"] == "cleaning_recommended");
     out.push(match snap["cleaning_due"].as_bool() {
-        Some(true) => Check::warn(
+        // The printer refuses to print: no card starts until it is cleaned.
+        Some(true) => Check::fail(
             "cleaning",
             "Cleaning",
-            "the printer asks for cleaning",
+            "cleaning required: production is stopped until the printer is cleaned",
             "load a cleaning card and run `satellite printer clean`",
+        ),
+        Some(false) if recommended => Check::warn(
+            "cleaning",
+            "Cleaning",
+            "cleaning recommended (production goes on until it is required)",
+            "clean at the next visit: `satellite printer clean` with a cleaning card loaded",
         ),
         Some(false) => Check::pass("cleaning", "Cleaning", "not due"),
         None => Check::warn("cleaning", "Cleaning", "unknown", "see the Sensors check"),
