@@ -287,10 +287,13 @@ impl Engine {
         shutdown: &CancellationToken,
     ) {
         let code = cause.as_ref().map_or(ErrorCode::UNKNOWN_ERROR, |f| f.code);
-        let why = match &cause {
-            Some(f) => format!("production was interrupted ({}: {})", f.code, f.description),
-            None => "the agent restarted".to_string(),
-        };
+        // A printer that shows it restarted after a link fault (power cycle)
+        // explains the fault: the card's description says so.
+        let restarts_before = self.printer().restarts();
+        let link_fault = cause
+            .as_ref()
+            .is_some_and(crate::printer::faults::is_link_fault);
+        let mut restart_checked = false;
         // How a technician's description names the card: token, masked PAN.
         let t = token.to_string();
         let pan_masked = match self.db(move |s| s.job(&t)).await {
@@ -298,6 +301,15 @@ impl Engine {
             _ => "unknown".to_string(),
         };
         loop {
+            let restarted = self.printer().restarts() > restarts_before;
+            let cause = match &cause {
+                Some(f) if restarted => Some(crate::printer::faults::restarted_meanwhile(f)),
+                c => c.clone(),
+            };
+            let why = match &cause {
+                Some(f) => format!("production was interrupted ({}: {})", f.code, f.description),
+                None => "the agent restarted".to_string(),
+            };
             // Each attempt reads the store and asks the printer, each bounded.
             self.promise(
                 "settling a card in doubt",
@@ -400,6 +412,14 @@ impl Engine {
                 continue;
             }
             let _hold = self.printer().hold_card(Some(answering.clone()));
+            if link_fault && !restarted && !restart_checked {
+                // Where the status words cannot show a restart (locating the
+                // card reads them), the error mode can: once per card.
+                restart_checked = true;
+                if self.printer().check_restart().await.is_err() {
+                    continue;
+                }
+            }
             let location = match self.printer().locate_card().await {
                 Ok(CardWhere::Unknown) | Err(_) => {
                     self.pause(shutdown).await;

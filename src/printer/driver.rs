@@ -116,6 +116,8 @@ pub(super) struct Inner {
     pub(super) last_used: std::sync::Mutex<Instant>,
     /// Handshakes completed (metrics count reconnections from it).
     connections: std::sync::atomic::AtomicU64,
+    /// Restarts the printer showed (see [`Printer::restarts`]).
+    restarts: std::sync::atomic::AtomicU64,
     /// Replaced by a new handle (a reloaded configuration): the connection
     /// is closed and never opened again, so that the new handle can open
     /// the same device.
@@ -175,6 +177,7 @@ impl Printer {
             refresh: Notify::new(),
             last_used: std::sync::Mutex::new(Instant::now()),
             connections: std::sync::atomic::AtomicU64::new(0),
+            restarts: std::sync::atomic::AtomicU64::new(0),
             retired: std::sync::atomic::AtomicBool::new(false),
             holder: std::sync::Mutex::new(None),
         });
@@ -235,6 +238,16 @@ impl Printer {
     pub fn connections(&self) -> u64 {
         self.inner
             .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Restarts the printer has shown since this handle was made: its
+    /// status words' `just_rebooted` flag, or its error-management mode
+    /// fallen back, read by any command. The engine compares counts to tell
+    /// a command a power cycle swallowed from one the printer never answered.
+    pub fn restarts(&self) -> u64 {
+        self.inner
+            .restarts
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
@@ -323,6 +336,11 @@ impl Printer {
         let result = f(conn).await;
         if let Some(words) = conn.take_status() {
             super::monitor::publish_status(&self.inner, &words);
+        }
+        if conn.take_restart() {
+            self.inner
+                .restarts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         *self.inner.last_used.lock().expect("last_used lock") = Instant::now();
         match result {
