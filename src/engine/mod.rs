@@ -17,6 +17,7 @@ pub mod reload;
 pub mod report;
 pub mod runner;
 pub mod state;
+pub mod store_trouble;
 pub mod view;
 
 use crate::chip::PcscStation;
@@ -29,6 +30,7 @@ use crate::store::{NewJob, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{oneshot, Notify};
+pub use store_trouble::refused_for_now;
 use view::{CardView, Production};
 
 /// Step durations kept per step: bounded, the daemon runs for months.
@@ -65,6 +67,8 @@ struct Inner {
     /// A store commit's outcome is unknown: nothing is accepted until the
     /// store has been reopened and read.
     store_suspect: std::sync::atomic::AtomicBool,
+    /// The store's trouble, as the log is told of it (once, then reminders).
+    store_trouble: store_trouble::StoreTrouble,
     /// What the engine does, published.
     state: tokio::sync::watch::Sender<state::EngineState>,
     /// Cards in doubt waiting for a technician's word.
@@ -182,6 +186,7 @@ impl Engine {
                 timings: Mutex::new(HashMap::new()),
                 producing: std::sync::atomic::AtomicBool::new(false),
                 store_suspect: std::sync::atomic::AtomicBool::new(false),
+                store_trouble: store_trouble::StoreTrouble::default(),
                 state: tokio::sync::watch::channel(state::EngineState::new(
                     state::Activity::Starting,
                 ))
@@ -299,7 +304,10 @@ impl Engine {
     /// Parses, validates and queues a request. A refused request whose token
     /// can be read is recorded as REQUEST_ERROR (so its status can be asked
     /// for), unless the token belongs to another request already; the refusal
-    /// then carries the time of that stored event.
+    /// then carries the time of that stored event. A refusal for now
+    /// ([`refused_for_now`]: a full queue, a store that cannot take it, a
+    /// printer not ready) is not recorded: the same request sent again is
+    /// considered afresh.
     pub async fn submit(&self, body: &[u8]) -> Result<Submitted, SubmitError> {
         if self
             .inner
@@ -330,7 +338,9 @@ impl Engine {
             }
         }
         tracing::info!(error_code = %e.code, field = e.field.as_deref().unwrap_or(""), "request refused");
-        if let (Some(token), true) = (token_hint, e.code != ErrorCode::REQUEST_ALREADY_EXISTS) {
+        let final_refusal =
+            e.code != ErrorCode::REQUEST_ALREADY_EXISTS && !refused_for_now(e.code);
+        if let (Some(token), true) = (token_hint, final_refusal) {
             let mut job = self.stub_job(token, body);
             job.request_digest = digest;
             let (code, message) = (e.code, e.message.clone());
@@ -346,9 +356,8 @@ impl Engine {
                 }
                 // The token is another request's, or unfit to be stored.
                 Err(StoreError::Duplicate | StoreError::Invalid(_)) => {}
-                Err(err) => {
-                    tracing::warn!(error = %err, "the refused request could not be recorded")
-                }
+                // Answered all the same; sent again, it is refused again.
+                Err(err) => self.store_trouble("recording a refused request", &err),
             }
         }
         Err(SubmitError::Refused(refused))
@@ -446,7 +455,14 @@ impl Engine {
             (request::validate_deferred(req, &ctx)?, None)
         } else {
             let accepted = request::validate(req, &ctx)?;
-            let data = serde_json::to_vec(&accepted.card).map_err(|e| internal(e.to_string()))?;
+            let data = serde_json::to_vec(&accepted.card).map_err(|e| {
+                tracing::error!(error = %e, "cannot serialise a request's card data");
+                internal(
+                    "the kiosk could not prepare this request (an internal error, logged); \
+                     send the request again later"
+                        .into(),
+                )
+            })?;
             (
                 accepted.meta.clone(),
                 Some((accepted.pan.clone(), zeroize::Zeroizing::new(data))),
@@ -517,8 +533,14 @@ impl Engine {
                     "outcome unknown: send the same request again".into(),
                 ));
             }
-            Err(e) => return Err(SubmitError::from(internal(e.to_string()))),
+            // Nothing was written: refused for now, in the kiosk's words;
+            // the store's own message is for the log.
+            Err(e) => {
+                self.store_trouble("accepting a request", &e);
+                return Err(SubmitError::from(store_trouble::unstored(&e)));
+            }
         };
+        self.store_ok();
         tracing::info!(card_token = %token, pan = %masked, card_type = %card_type, "request accepted");
         self.inner.wake.notify_one();
         let mut production = Production {
