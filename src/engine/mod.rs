@@ -29,8 +29,8 @@ use crate::request::{self, RequestError};
 use crate::store::{NewJob, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{oneshot, Notify};
 pub use store_trouble::refused_for_now;
+use tokio::sync::{oneshot, Notify};
 use view::{CardView, Production};
 
 /// Step durations kept per step: bounded, the daemon runs for months.
@@ -338,8 +338,7 @@ impl Engine {
             }
         }
         tracing::info!(error_code = %e.code, field = e.field.as_deref().unwrap_or(""), "request refused");
-        let final_refusal =
-            e.code != ErrorCode::REQUEST_ALREADY_EXISTS && !refused_for_now(e.code);
+        let final_refusal = e.code != ErrorCode::REQUEST_ALREADY_EXISTS && !refused_for_now(e.code);
         if let (Some(token), true) = (token_hint, final_refusal) {
             let mut job = self.stub_job(token, body);
             job.request_digest = digest;

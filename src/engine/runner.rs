@@ -321,6 +321,14 @@ impl Engine {
                 // A write's outcome is unknown: read the file afresh first.
                 if let Err(e) = self.db(|s| s.reopen()).await {
                     self.store_trouble("reopening the job store to settle a card", &e);
+                    // Said at once: the card waits for the store, not for a step.
+                    self.doubt(
+                        token,
+                        None,
+                        code,
+                        "the job store cannot be written: the card is settled once it can",
+                        false,
+                    );
                     tokio::select! {
                         _ = tokio::time::sleep(reopen_pause) => {}
                         _ = shutdown.cancelled() => {}

@@ -74,7 +74,10 @@ async fn handle(
     let submitted = engine.submit(body).await;
     if !matches!(submitted, Err(SubmitError::Unavailable(_))) {
         if let Some(end) = unanswered.recovered(std::time::Instant::now()) {
-            tracing::info!(lasted_ms = end.lasted.as_millis() as u64, "central base requests are answered again");
+            tracing::info!(
+                lasted_ms = end.lasted.as_millis() as u64,
+                "central base requests are answered again"
+            );
         }
     }
     let ack = match submitted {
@@ -98,8 +101,12 @@ async fn handle(
         },
         Err(SubmitError::Unavailable(why)) => {
             match unanswered.failed(std::time::Instant::now()) {
-                Some(n) => tracing::warn!(card_token = token.as_deref().unwrap_or(""), delivery = %d.delivery_id, reason = %why, down_s = n.since.as_secs(), "central base request not answered yet: it will come again"),
-                None => tracing::debug!(card_token = token.as_deref().unwrap_or(""), delivery = %d.delivery_id, reason = %why, "central base request not answered yet"),
+                Some(n) => {
+                    tracing::warn!(card_token = token.as_deref().unwrap_or(""), delivery = %d.delivery_id, reason = %why, down_s = n.since.as_secs(), "central base request not answered yet: it will come again")
+                }
+                None => {
+                    tracing::debug!(card_token = token.as_deref().unwrap_or(""), delivery = %d.delivery_id, reason = %why, "central base request not answered yet")
+                }
             }
             return false;
         }
