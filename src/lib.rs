@@ -11,6 +11,8 @@
 //!   counters kept where things happen.
 //! * [`supervision`]: the agent as a systemd service: readiness, status,
 //!   the watchdog, configuration reloads.
+//! * [`outage`]: how a loop that retries logs (once, then slowing reminders, then
+//!   how long it lasted).
 //! * [`bundled_sim`]: the bundled printer simulator (cargo feature `simulator`,
 //!   on by default), which `demo` and `bench` need.
 
@@ -39,6 +41,7 @@ pub mod engine;
 pub mod job;
 pub mod logging;
 pub mod metrics;
+pub mod outage;
 pub mod printer;
 pub mod request;
 pub mod store;

@@ -215,12 +215,10 @@ fn request_status(code: ErrorCode) -> StatusCode {
     use ErrorCode::*;
     match code {
         REQUEST_ALREADY_EXISTS | PAN_ALREADY_EXISTS => StatusCode::CONFLICT,
-        UNABLE_TO_ACCEPT_REQUEST | PRINTER_OR_SATELLITE_NOT_READY => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        // Not the request's fault, and not recorded: send it again later
+        // (UNKNOWN_ERROR: the store could not take a valid request).
+        c if crate::engine::refused_for_now(c) => StatusCode::SERVICE_UNAVAILABLE,
         DATA_PREPARATION_FAILED | PARTIAL_DATA_RECEIVED => StatusCode::BAD_REQUEST,
-        // The store could not take a valid request: not the request's fault.
-        UNKNOWN_ERROR => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }

@@ -18,6 +18,7 @@ pub mod reload;
 pub mod report;
 pub mod runner;
 pub mod state;
+pub mod store_trouble;
 pub mod supplies;
 pub mod view;
 
@@ -30,6 +31,7 @@ use crate::request::{self, RequestError};
 use crate::store::{NewJob, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+pub use store_trouble::refused_for_now;
 use tokio::sync::{oneshot, Notify};
 use view::{CardView, Production};
 
@@ -67,6 +69,8 @@ struct Inner {
     /// A store commit's outcome is unknown: nothing is accepted until the
     /// store has been reopened and read.
     store_suspect: std::sync::atomic::AtomicBool,
+    /// The store's trouble, as the log is told of it (once, then reminders).
+    store_trouble: store_trouble::StoreTrouble,
     /// What the engine does, published.
     state: tokio::sync::watch::Sender<state::EngineState>,
     /// Cards in doubt waiting for a technician's word.
@@ -184,6 +188,7 @@ impl Engine {
                 timings: Mutex::new(HashMap::new()),
                 producing: std::sync::atomic::AtomicBool::new(false),
                 store_suspect: std::sync::atomic::AtomicBool::new(false),
+                store_trouble: store_trouble::StoreTrouble::default(),
                 state: tokio::sync::watch::channel(state::EngineState::new(
                     state::Activity::Starting,
                 ))
@@ -301,7 +306,10 @@ impl Engine {
     /// Parses, validates and queues a request. A refused request whose token
     /// can be read is recorded as REQUEST_ERROR (so its status can be asked
     /// for), unless the token belongs to another request already; the refusal
-    /// then carries the time of that stored event.
+    /// then carries the time of that stored event. A refusal for now
+    /// ([`refused_for_now`]: a full queue, a store that cannot take it, a
+    /// printer not ready) is not recorded: the same request sent again is
+    /// considered afresh.
     pub async fn submit(&self, body: &[u8]) -> Result<Submitted, SubmitError> {
         if self
             .inner
@@ -332,7 +340,8 @@ impl Engine {
             }
         }
         tracing::info!(error_code = %e.code, field = e.field.as_deref().unwrap_or(""), "request refused");
-        if let (Some(token), true) = (token_hint, e.code != ErrorCode::REQUEST_ALREADY_EXISTS) {
+        let final_refusal = e.code != ErrorCode::REQUEST_ALREADY_EXISTS && !refused_for_now(e.code);
+        if let (Some(token), true) = (token_hint, final_refusal) {
             let mut job = self.stub_job(token, body);
             job.request_digest = digest;
             let (code, message) = (e.code, e.message.clone());
@@ -348,9 +357,8 @@ impl Engine {
                 }
                 // The token is another request's, or unfit to be stored.
                 Err(StoreError::Duplicate | StoreError::Invalid(_)) => {}
-                Err(err) => {
-                    tracing::warn!(error = %err, "the refused request could not be recorded")
-                }
+                // Answered all the same; sent again, it is refused again.
+                Err(err) => self.store_trouble("recording a refused request", &err),
             }
         }
         Err(SubmitError::Refused(refused))
@@ -448,7 +456,14 @@ impl Engine {
             (request::validate_deferred(req, &ctx)?, None)
         } else {
             let accepted = request::validate(req, &ctx)?;
-            let data = serde_json::to_vec(&accepted.card).map_err(|e| internal(e.to_string()))?;
+            let data = serde_json::to_vec(&accepted.card).map_err(|e| {
+                tracing::error!(error = %e, "cannot serialise a request's card data");
+                internal(
+                    "the kiosk could not prepare this request (an internal error, logged); \
+                     send the request again later"
+                        .into(),
+                )
+            })?;
             (
                 accepted.meta.clone(),
                 Some((accepted.pan.clone(), zeroize::Zeroizing::new(data))),
@@ -527,8 +542,14 @@ impl Engine {
                     "outcome unknown: send the same request again".into(),
                 ));
             }
-            Err(e) => return Err(SubmitError::from(internal(e.to_string()))),
+            // Nothing was written: refused for now, in the kiosk's words;
+            // the store's own message is for the log.
+            Err(e) => {
+                self.store_trouble("accepting a request", &e);
+                return Err(SubmitError::from(store_trouble::unstored(&e)));
+            }
         };
+        self.store_ok();
         tracing::info!(card_token = %token, pan = %masked, card_type = %card_type, "request accepted");
         self.inner.wake.notify_one();
         let mut production = Production {

@@ -34,6 +34,12 @@ const DOUBT_PAUSE: Duration = Duration::from_millis(200);
 /// nothing (`satellite bench --idle`). The watchdog counts the wait as kept
 /// progress (the loop waits by choice).
 const IDLE_WAIT: Duration = Duration::from_secs(300);
+/// Reopening a store that cannot be written: the first retry after this,
+/// each next one after twice the last, up to [`REOPEN_MAX`]. A store back
+/// within seconds is found within a fraction of that; one down for hours
+/// costs a reopen (and its `quick_check`) every few seconds, no more.
+const REOPEN_FIRST: Duration = Duration::from_millis(200);
+const REOPEN_MAX: Duration = Duration::from_secs(5);
 /// How often the loop says it is still waiting for a technician.
 const TECHNICIAN_TICK: Duration = Duration::from_secs(10);
 
@@ -107,7 +113,7 @@ impl Engine {
             let next = match self.db(|s| s.next_queued()).await {
                 Ok(j) => j,
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot read the queue");
+                    self.store_trouble("reading the queue", &e);
                     None
                 }
             };
@@ -192,25 +198,40 @@ impl Engine {
         self.inner.progress.promise(what, within);
     }
 
-    /// After a commit whose outcome is unknown: reopen the store and read
-    /// it before anything more is accepted or produced.
+    /// After a commit whose outcome is unknown, or a store that could not
+    /// be written: reopen the store (read-write, and a write through it
+    /// committed) and read it before anything more is accepted or produced.
+    /// Retried with back-off for as long as it takes: no restart needed.
     async fn check_store(&self, shutdown: &CancellationToken) {
         self.set_activity(Activity::CheckingStore {
-            reason: "a write's outcome is unknown".into(),
+            reason: "a write failed or its outcome is unknown".into(),
         });
+        let mut pause = REOPEN_FIRST;
         loop {
-            self.promise("checking the store", progress::turn(&self.link_timeouts()));
+            self.promise(
+                "checking the store",
+                pause + progress::turn(&self.link_timeouts()),
+            );
             match self.db(|s| s.reopen()).await {
                 Ok(()) => break,
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot reopen the job store; retrying");
+                    self.store_trouble("reopening the job store", &e);
+                    if matches!(e, StoreError::Unwritable(_)) {
+                        self.set_activity(Activity::CheckingStore {
+                            reason: "the job store cannot be written (a read-only file system, \
+                                     a full disk or another program's lock); retrying"
+                                .into(),
+                        });
+                    }
                     tokio::select! {
-                        _ = tokio::time::sleep(NOT_READY_PAUSE) => {}
+                        _ = tokio::time::sleep(pause) => {}
                         _ = shutdown.cancelled() => return,
                     }
+                    pause = (pause * 2).min(REOPEN_MAX);
                 }
             }
         }
+        self.store_ok();
         tracing::info!("job store reopened and read back");
         // A card started by the uncertain write is settled like after a
         // restart, before anything more is accepted.
@@ -228,7 +249,7 @@ impl Engine {
     async fn produce_in_span(&self, job: Job, token: String, shutdown: &CancellationToken) {
         let t = token.clone();
         if let Err(e) = self.db(move |s| s.start(&t)).await {
-            tracing::error!(error = %e, "cannot start the card");
+            self.store_trouble("starting a card", &e);
             self.store_failed(&e);
             // Do not spin on a store that refuses writes.
             tokio::time::sleep(NOT_READY_PAUSE).await;
@@ -269,9 +290,11 @@ impl Engine {
         self.set_activity(Activity::Idle);
     }
 
-    /// Marks the store as suspect when a write's outcome is unknown.
+    /// Marks the store as suspect when a write's outcome is unknown, or the
+    /// store cannot be written: it is reopened (and a write through it
+    /// checked) before anything more is done.
     fn store_failed(&self, e: &StoreError) {
-        if matches!(e, StoreError::Uncertain(_)) {
+        if matches!(e, StoreError::Uncertain(_) | StoreError::Unwritable(_)) {
             self.inner.store_suspect.store(true, Ordering::SeqCst);
         }
     }
@@ -300,6 +323,7 @@ impl Engine {
             Ok(Some(job)) => job.meta.pan_masked,
             _ => "unknown".to_string(),
         };
+        let mut reopen_pause = REOPEN_FIRST;
         loop {
             let restarted = self.printer().restarts() > restarts_before;
             let cause = match &cause {
@@ -313,7 +337,7 @@ impl Engine {
             // Each attempt reads the store and asks the printer, each bounded.
             self.promise(
                 "settling a card in doubt",
-                progress::turn(&self.link_timeouts()) + Duration::from_secs(5),
+                progress::turn(&self.link_timeouts()) + Duration::from_secs(5) + reopen_pause,
             );
             if shutdown.is_cancelled() {
                 tracing::warn!(card_token = %token, "stopping with a card in doubt: it is settled at the next start");
@@ -322,10 +346,24 @@ impl Engine {
             if self.inner.store_suspect.load(Ordering::SeqCst) {
                 // A write's outcome is unknown: read the file afresh first.
                 if let Err(e) = self.db(|s| s.reopen()).await {
-                    tracing::error!(card_token = %token, error = %e, "cannot reopen the job store");
-                    self.pause(shutdown).await;
+                    self.store_trouble("reopening the job store to settle a card", &e);
+                    // Said at once: the card waits for the store, not for a step.
+                    self.doubt(
+                        token,
+                        None,
+                        code,
+                        "the job store cannot be written: the card is settled once it can",
+                        false,
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(reopen_pause) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                    reopen_pause = (reopen_pause * 2).min(REOPEN_MAX);
                     continue;
                 }
+                reopen_pause = REOPEN_FIRST;
+                self.store_ok();
                 tracing::info!("job store reopened and read back");
                 self.inner.store_suspect.store(false, Ordering::SeqCst);
             }
@@ -333,7 +371,7 @@ impl Engine {
             let journal = match self.db(move |s| s.journal(&t)).await {
                 Ok(j) => j,
                 Err(e) => {
-                    tracing::error!(card_token = %token, error = %e, "cannot read the journal");
+                    self.store_trouble("reading a card's journal", &e);
                     self.doubt(
                         token,
                         None,
@@ -567,6 +605,7 @@ impl Engine {
                 .await
             {
                 Ok(_) => {
+                    self.store_ok();
                     self.inner.metrics.card_final(status, code);
                     if status == Status::ProductionError {
                         self.clear_card_faults().await;
@@ -587,7 +626,7 @@ impl Engine {
                 Err(e) => {
                     self.store_failed(&e);
                     uncertain |= matches!(e, StoreError::Uncertain(_));
-                    tracing::error!(card_token = %token, error = %e, retry_in_ms = pause.as_millis() as u64, "cannot record the end of production; retrying");
+                    self.store_trouble("recording the end of a card", &e);
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => {}
                         _ = stopping.cancelled() => {
@@ -1117,7 +1156,7 @@ impl Engine {
             match self.db(|s| s.in_progress()).await {
                 Ok(j) => break j,
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot read cards in production; retrying");
+                    self.store_trouble("reading the cards in production", &e);
                     tokio::select! {
                         _ = tokio::time::sleep(NOT_READY_PAUSE) => {}
                         _ = shutdown.cancelled() => return,
@@ -1150,7 +1189,10 @@ fn store_fault(e: StoreError) -> Fault {
         "store",
         format!("the job store failed: {e}"),
     );
-    if matches!(e, StoreError::Uncertain(_) | StoreError::Db(_)) {
+    if matches!(
+        e,
+        StoreError::Uncertain(_) | StoreError::Unwritable(_) | StoreError::Db(_)
+    ) {
         f.uncertain()
     } else {
         f

@@ -41,6 +41,14 @@ pub enum StoreError {
     /// accepted.
     #[error("database: outcome unknown: {0}")]
     Uncertain(String),
+    /// The store cannot be written now, and nothing was: the file system
+    /// is read-only (remounted after an error) or refuses this process
+    /// (EROFS, EPERM), the disk is full, another process holds the lock (a
+    /// backup tool) past the busy time-out, or an I/O error. A new request
+    /// meets `UNABLE_TO_ACCEPT_REQUEST`; the engine reopens the store
+    /// until a write succeeds. The message is for the log, not the kiosk.
+    #[error("database cannot be written now: {0}")]
+    Unwritable(String),
     /// SQLite failed; the message names what the store was doing.
     #[error("database: {0}")]
     Db(String),
@@ -64,6 +72,7 @@ impl StoreError {
             StoreError::PanInProduction => Some(ErrorCode::PAN_ALREADY_EXISTS),
             StoreError::QueueFull => Some(ErrorCode::UNABLE_TO_ACCEPT_REQUEST),
             StoreError::SizeLimit { .. } => Some(ErrorCode::UNABLE_TO_ACCEPT_REQUEST),
+            StoreError::Unwritable(_) => Some(ErrorCode::UNABLE_TO_ACCEPT_REQUEST),
             _ => None,
         }
     }
@@ -71,12 +80,70 @@ impl StoreError {
 
 /// Adds what the store was doing to a SQLite error. rusqlite's messages name
 /// constraints and columns, never bound values, so no card data leaks here.
+/// Errors of the file rather than of the statement (read-only, locked,
+/// full, I/O) are [`StoreError::Unwritable`]: they pass.
 pub(crate) trait Context<T> {
     fn ctx(self, what: &str) -> Result<T, StoreError>;
 }
 
 impl<T> Context<T> for rusqlite::Result<T> {
     fn ctx(self, what: &str) -> Result<T, StoreError> {
-        self.map_err(|e| StoreError::Db(format!("{what}: {e}")))
+        self.map_err(|e| {
+            if of_the_file(&e) {
+                StoreError::Unwritable(format!("{what}: {e}"))
+            } else {
+                StoreError::Db(format!("{what}: {e}"))
+            }
+        })
+    }
+}
+
+/// Whether SQLite failed because of the file system or another process,
+/// not because of what was asked.
+pub(crate) fn of_the_file(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            ReadOnly
+                | SystemIoFailure
+                | DiskFull
+                | CannotOpen
+                | PermissionDenied
+                | DatabaseBusy
+                | DatabaseLocked
+        )
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_of_the_file_pass_and_errors_of_the_statement_do_not() {
+        let file = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+            Some("attempt to write a readonly database".into()),
+        );
+        let e = Err::<(), _>(file).ctx("insert job").unwrap_err();
+        assert!(matches!(e, StoreError::Unwritable(_)), "{e}");
+        assert_eq!(e.code(), Some(ErrorCode::UNABLE_TO_ACCEPT_REQUEST));
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(matches!(
+            Err::<(), _>(busy).ctx("begin"),
+            Err(StoreError::Unwritable(_))
+        ));
+        let constraint = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+            None,
+        );
+        assert!(matches!(
+            Err::<(), _>(constraint).ctx("insert job"),
+            Err(StoreError::Db(_))
+        ));
     }
 }

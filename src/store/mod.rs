@@ -118,6 +118,7 @@ impl Store {
         let shown = path.display();
         let mut conn = Connection::open_with_flags(path, flags)
             .ctx(&format!("cannot open the database {shown}"))?;
+        refuse_read_only(&conn, &shown)?;
         conn.busy_timeout(BUSY_TIMEOUT).ctx("busy_timeout")?;
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
@@ -185,12 +186,18 @@ impl Store {
 
     /// Closes the database connection and opens it again, then reads the
     /// schema back: after an uncertain commit, what the file holds is what
-    /// counts, not what the old connection believed.
+    /// counts, not what the old connection believed. The new connection
+    /// replaces the old one only once a write through it has committed: a
+    /// store that opens read-only, or opens but cannot write (a file
+    /// system remounted read-only, another process's lock), is
+    /// [`StoreError::Unwritable`] and the old connection stays; call again
+    /// later.
     pub fn reopen(&self) -> Result<(), StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let shown = self.path.display();
-        let conn = Connection::open_with_flags(&self.path, flags)
+        let mut conn = Connection::open_with_flags(&self.path, flags)
             .ctx(&format!("cannot reopen the database {shown}"))?;
+        refuse_read_only(&conn, &shown)?;
         conn.busy_timeout(BUSY_TIMEOUT).ctx("busy_timeout")?;
         for (pragma, value) in [
             ("synchronous", "FULL"),
@@ -217,7 +224,27 @@ impl Store {
             )));
         }
         conn.set_prepared_statement_cache_capacity(48);
+        // SQLite can open a file it may not write, and only a commit that
+        // reaches the disk shows that writing works again.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("reopen: write check: begin")?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('store_reopened_at', ?1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [now()],
+        )
+        .ctx("reopen: write check")?;
+        tx.commit().map_err(|e| {
+            let what = format!("reopen: write check: commit: {e}");
+            if error::of_the_file(&e) {
+                StoreError::Unwritable(what)
+            } else {
+                StoreError::Db(what)
+            }
+        })?;
         *self.lock() = conn;
+        self.written.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
     }
 
@@ -944,6 +971,23 @@ impl Store {
         })?;
         self.written.send_modify(|n| *n = n.wrapping_add(1));
         Ok(out)
+    }
+}
+
+/// SQLite opens a file it may not write read-only, without an error (a
+/// read-only file system, EPERM, an immutable file), and every write then
+/// fails "attempt to write a readonly database" until the connection is
+/// replaced. A store that opens read-only has failed to open.
+fn refuse_read_only(conn: &Connection, shown: &impl fmt::Display) -> Result<(), StoreError> {
+    match conn.is_readonly(rusqlite::MAIN_DB) {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(StoreError::Unwritable(format!(
+            "{shown} opens read-only: the file system is read-only, or the file's \
+             permissions or attributes refuse this process's writes"
+        ))),
+        Err(e) => Err(StoreError::Db(format!(
+            "cannot tell whether {shown} is writable: {e}"
+        ))),
     }
 }
 

@@ -2,7 +2,10 @@
 //! through the same validation and queue as the local API's, and its
 //! outcome acknowledged. A request whose outcome the agent cannot give yet
 //! (the store is being checked) is not acknowledged: it comes again, and,
-//! like any request delivered twice, gets its first answer.
+//! like any request delivered twice, gets its first answer. A refusal for
+//! now (`UNABLE_TO_ACCEPT_REQUEST`: a full queue, a store that cannot take
+//! it; a printer not ready) is acknowledged REFUSED with its code, and is
+//! not recorded: the same request delivered again is considered afresh.
 
 use super::central::{Ack, CentralBase, Delivery};
 use super::policy::Backoff;
@@ -20,6 +23,9 @@ pub async fn run(cb: Arc<CentralBase>, engine: Engine, backoff: Backoff, stop: C
         ..backoff
     };
     let mut failures = 0u32;
+    // Requests not answered yet (the store is being checked): told once,
+    // then at a slowing rate, and when they are answered again.
+    let mut unanswered = crate::outage::Outage::default();
     loop {
         let polled = tokio::select! {
             _ = stop.cancelled() => return,
@@ -33,7 +39,7 @@ pub async fn run(cb: Arc<CentralBase>, engine: Engine, backoff: Backoff, stop: C
                     if stop.is_cancelled() {
                         return;
                     }
-                    all_acked &= handle(&cb, &engine, d).await;
+                    all_acked &= handle(&cb, &engine, d, &mut unanswered).await;
                 }
                 // An acknowledgement that did not go through brings the
                 // request back at once: do not spin on it.
@@ -57,10 +63,24 @@ pub async fn run(cb: Arc<CentralBase>, engine: Engine, backoff: Backoff, stop: C
 
 /// Submits one request and acknowledges its outcome; false when the
 /// acknowledgement did not go through (or was not sent).
-async fn handle(cb: &CentralBase, engine: &Engine, d: Delivery) -> bool {
+async fn handle(
+    cb: &CentralBase,
+    engine: &Engine,
+    d: Delivery,
+    unanswered: &mut crate::outage::Outage,
+) -> bool {
     let body = d.request.get().as_bytes();
     let token = crate::request::token_of(body);
-    let ack = match engine.submit(body).await {
+    let submitted = engine.submit(body).await;
+    if !matches!(submitted, Err(SubmitError::Unavailable(_))) {
+        if let Some(end) = unanswered.recovered(std::time::Instant::now()) {
+            tracing::info!(
+                lasted_ms = end.lasted.as_millis() as u64,
+                "central base requests are answered again"
+            );
+        }
+    }
+    let ack = match submitted {
         Ok(s) => Ack {
             card_token: token.clone(),
             outcome: "ACCEPTED",
@@ -80,7 +100,14 @@ async fn handle(cb: &CentralBase, engine: &Engine, d: Delivery) -> bool {
             reason: Some(r.error.message),
         },
         Err(SubmitError::Unavailable(why)) => {
-            tracing::warn!(card_token = token.as_deref().unwrap_or(""), delivery = %d.delivery_id, reason = %why, "central base request not answered yet: it will come again");
+            match unanswered.failed(std::time::Instant::now()) {
+                Some(n) => {
+                    tracing::warn!(card_token = token.as_deref().unwrap_or(""), delivery = %d.delivery_id, reason = %why, down_s = n.since.as_secs(), "central base request not answered yet: it will come again")
+                }
+                None => {
+                    tracing::debug!(card_token = token.as_deref().unwrap_or(""), delivery = %d.delivery_id, reason = %why, "central base request not answered yet")
+                }
+            }
             return false;
         }
     };
@@ -88,7 +115,7 @@ async fn handle(cb: &CentralBase, engine: &Engine, d: Delivery) -> bool {
     match cb.ack(&d.delivery_id, &ack).await {
         Ok(()) => true,
         Err(e) => {
-            tracing::warn!(card_token = token.as_deref().unwrap_or(""), delivery = %d.delivery_id, error = %e, "acknowledgement not delivered: the request comes again and gets the same answer");
+            tracing::warn!(card_token = token.as_deref().unwrap_or(""), delivery = %d.delivery_id, error = %e, "acknowledgement not delivered: the request comes again (a refusal for now is considered afresh, any other answer is the same)");
             false
         }
     }

@@ -19,6 +19,12 @@ use tokio_util::sync::CancellationToken;
 /// missed wake-up costs no more than this).
 const IDLE_RECHECK: Duration = Duration::from_secs(30);
 
+/// After the store failed (it cannot be read or written now), the first
+/// pause; each next one twice the last, up to [`STORE_PAUSE_MAX`]: what
+/// could not be recorded as delivered is sent again after it.
+const STORE_PAUSE: Duration = Duration::from_secs(1);
+const STORE_PAUSE_MAX: Duration = Duration::from_secs(30);
+
 /// A sink's failures in a row, in memory (the store keeps each delivery's).
 #[derive(Debug, Default)]
 struct Streak {
@@ -36,6 +42,9 @@ pub async fn run(
     let sink = Arc::new(sink);
     let mut written = store.written();
     let mut streak = Streak::default();
+    // The store's trouble, told once and then at a slowing rate.
+    let mut trouble = crate::outage::Outage::default();
+    let mut store_pause = STORE_PAUSE;
     loop {
         if stop.is_cancelled() {
             return;
@@ -49,8 +58,11 @@ pub async fn run(
         let due = match due {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => {
-                tracing::error!(sink = %sink.name, error = %e, "cannot read the outbox");
-                sleep_or_stop(Duration::from_secs(1), &stop).await;
+                if let Some(n) = trouble.failed(std::time::Instant::now()) {
+                    tracing::error!(sink = %sink.name, error = %e, down_s = n.since.as_secs(), failed_attempts = n.failures, "cannot read the outbox; retrying");
+                }
+                sleep_or_stop(store_pause, &stop).await;
+                store_pause = (store_pause * 2).min(STORE_PAUSE_MAX);
                 continue;
             }
             Err(e) => {
@@ -134,6 +146,10 @@ pub async fn run(
             // Counted once recorded: what is not goes out again, and is
             // counted then.
             Ok(Ok(())) => {
+                store_pause = STORE_PAUSE;
+                if let Some(end) = trouble.recovered(std::time::Instant::now()) {
+                    tracing::info!(sink = %sink.name, lasted_ms = end.lasted.as_millis() as u64, failed_attempts = end.failures, "delivery outcomes are recorded again");
+                }
                 for latency in latencies {
                     metrics.delivery(&sink.name, Delivery::Delivered, Some(latency));
                 }
@@ -147,8 +163,11 @@ pub async fn run(
             // Not recorded: the deliveries stay pending and go out again
             // (at least once; the receivers de-duplicate by event id).
             Ok(Err(e)) => {
-                tracing::error!(sink = %sink.name, error = %e, "cannot record delivery outcomes; they will be sent again");
-                sleep_or_stop(Duration::from_secs(1), &stop).await;
+                if let Some(n) = trouble.failed(std::time::Instant::now()) {
+                    tracing::error!(sink = %sink.name, error = %e, down_s = n.since.as_secs(), failed_attempts = n.failures, "cannot record delivery outcomes; they will be sent again");
+                }
+                sleep_or_stop(store_pause, &stop).await;
+                store_pause = (store_pause * 2).min(STORE_PAUSE_MAX);
             }
             Err(e) => {
                 tracing::error!(sink = %sink.name, error = %e, "outbox task failed");
