@@ -52,6 +52,23 @@ fn signal(child: &Child, s: Signal) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_that_came_while_the_agent_was_frozen_wins_over_the_clock() {
+    // After SIGCONT the answer's readiness and the time-out's expiry are
+    // both pending; on a loaded machine the reactor may see the answer
+    // first, and then the last read before a time-out is not needed. Each
+    // attempt asserts the card's fate; the test also wants one attempt in
+    // which the time-out fell due first and the answer on the line won.
+    for attempt in 1..=3 {
+        if freeze_during_the_magnetic_write().await {
+            return;
+        }
+        eprintln!("attempt {attempt}: the answer was read before its time-out fell due; again");
+    }
+    panic!("in 3 attempts the freeze never outlasted the write's time-out: nothing was proven about the late read");
+}
+
+/// One card, the agent frozen during its magnetic write. Returns whether
+/// the time-out fell due with the answer on the line (and the answer won).
+async fn freeze_during_the_magnetic_write() -> bool {
     let dir = tempfile::tempdir().unwrap();
     Keys::generate(&dir.path().join("card.key")).unwrap();
     let mut c = SimConfig::for_model("evolis-km500b").unwrap();
@@ -152,8 +169,5 @@ async fn an_answer_that_came_while_the_agent_was_frozen_wins_over_the_clock() {
     // And the agent did not take the answer for a time-out at all: the
     // freeze did outlast the deadline, and the answer on the line won.
     assert!(!log.contains("PRT_TIMEOUT"), "{log}");
-    assert!(
-        log.contains("the answer was on the line when its time-out fell due"),
-        "the freeze did not outlast the write's time-out:\n{log}"
-    );
+    log.contains("the answer was on the line when its time-out fell due")
 }
