@@ -10,6 +10,7 @@
 //! same transaction: the delivery of events upstream reads that outbox.
 
 pub mod forecast;
+pub mod forecast_watch;
 pub mod maintenance;
 mod next_card;
 pub mod plan;

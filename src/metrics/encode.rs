@@ -7,12 +7,16 @@
 
 use super::events::Metrics;
 use super::published::{Published, PRINTER_STATES};
+use crate::engine::forecast::SupplyForecast;
 use crate::engine::state::Activity;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::MetricType;
 use std::time::SystemTime;
+
+/// A supply's levels (`SupplyForecast::level`).
+const SUPPLY_LEVELS: [&str; 4] = ["ok", "warning", "exhausted", "unknown"];
 
 /// The upstream link states (`upstream::health::LinkHealth::state`).
 const LINK_STATES: [&str; 3] = ["up", "down", "unknown"];
@@ -190,6 +194,75 @@ impl Scrape {
             )?
             .encode_gauge(&u64::from(due))?;
         }
+        self.forecast(e)
+    }
+
+    /// The supplies forecast: per supply (and feeder) what is left, its
+    /// threshold, its level and the hours left at the recent rate.
+    fn forecast(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(fc) = &self.published.forecast else {
+            return Ok(());
+        };
+        let labels = |s: &SupplyForecast| {
+            let mut l = vec![("supply", s.supply.to_string())];
+            if let Some(n) = s.feeder {
+                l.push(("feeder", n.to_string()));
+            }
+            l
+        };
+        let mut f = gauge(
+            e,
+            "satellite_supply_left",
+            "What is left of each supply: cards (ribbon, feeder, cleaning: cards until required) or free slots (reject_box); absent while unknown",
+        )?;
+        for s in &fc.supplies {
+            if let Some(n) = s.left {
+                f.encode_family(&labels(s))?.encode_gauge(&n)?;
+            }
+        }
+        let mut f = gauge(
+            e,
+            "satellite_supply_warn_at",
+            "The configured threshold ([supplies]): a supply at or below it raises its warning",
+        )?;
+        for s in &fc.supplies {
+            f.encode_family(&labels(s))?.encode_gauge(&s.warn_at)?;
+        }
+        let mut f = gauge(
+            e,
+            "satellite_supply_level",
+            "Each supply's level: ok, warning (at or below its threshold), exhausted (production stops for the cards that need it) or unknown; 1 for the current level",
+        )?;
+        for s in &fc.supplies {
+            let now = s.level();
+            for level in SUPPLY_LEVELS {
+                let mut l = labels(s);
+                l.push(("level", level.to_string()));
+                set(&mut f, &l, level == now)?;
+            }
+        }
+        let mut f = gauge(
+            e,
+            "satellite_supply_hours_left",
+            "Hours until each supply runs out at the recent production rate; absent while unknown or with no recent production",
+        )?;
+        for s in &fc.supplies {
+            if let Some(h) = s.hours_left {
+                f.encode_family(&labels(s))?.encode_gauge(&h)?;
+            }
+        }
+        let mut f = gauge(
+            e,
+            "satellite_production_rate_cards_per_hour",
+            "Blank cards taken (kind=cards) and cards rejected (kind=rejects) per hour over [supplies] rate_window_hours",
+        )?;
+        for (kind, r) in [
+            ("cards", fc.rate.cards_per_hour),
+            ("rejects", fc.rate.rejects_per_hour),
+        ] {
+            f.encode_family(&[("kind", kind)])?
+                .encode_gauge(&r.unwrap_or(0.0))?;
+        }
         Ok(())
     }
 
@@ -359,6 +432,7 @@ mod tests {
                 limit_bytes: 8192,
                 stock: vec![],
             }),
+            forecast: None,
         }
     }
 
