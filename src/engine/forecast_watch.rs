@@ -22,16 +22,15 @@ pub const CLEANING_MARK: &str = "cleaning_mark";
 
 /// At most one forecast this often for the log: the view changes at every
 /// idle probe, the supplies only with a card or a technician.
-const EVERY: Duration = Duration::from_secs(2);
+const EVERY: Duration = Duration::from_secs(1);
 
 impl Engine {
     /// Every supply's forecast, from what is published and the store.
     pub async fn forecast(&self) -> Forecast {
         let config = self.config();
         let window = config.supplies.rate_window_hours;
-        let since = crate::time::rfc3339(
-            SystemTime::now() - Duration::from_secs(u64::from(window) * 3600),
-        );
+        let since =
+            crate::time::rfc3339(SystemTime::now() - Duration::from_secs(u64::from(window) * 3600));
         let (stock, usage, reject_mark, cleaning_mark) = self
             .db(move |s| {
                 let usage = s.usage_since(&since).unwrap_or_else(|e| {
@@ -102,7 +101,11 @@ impl Engine {
         self.db(move |s| s.set_meta(REJECT_MARK, &mark.to_string()))
             .await
             .map_err(|e| CardError::Internal(e.to_string()))?;
-        tracing::info!(cards, reject_counter = counter, "reject box: a technician says what it holds");
+        tracing::info!(
+            cards,
+            reject_counter = counter,
+            "reject box: a technician says what it holds"
+        );
         Ok(mark)
     }
 }
@@ -126,18 +129,23 @@ impl StoredCleaning {
 }
 
 /// What a new reading changes in the marks: the reject counter when the
-/// box's full indication cleared (it was emptied), and a new cleaning mark
-/// when the cleanings counter moved. Pure.
+/// box's full indication cleared (it was emptied), or first seen at 0 (no
+/// card was ever rejected: the box is empty), and a new cleaning mark when
+/// the cleanings counter moved. Pure.
 fn new_marks(
     prev: Option<&Snapshot>,
     now: &Snapshot,
+    reject_mark: Option<u64>,
     cleaning: Option<StoredCleaning>,
 ) -> (Option<u64>, Option<StoredCleaning>) {
-    let emptied = prev.is_some_and(|p| p.reject_box_full == Some(true))
-        && now.reject_box_full == Some(false);
-    let reject = emptied
-        .then(|| now.counters.get("rejected").copied())
-        .flatten();
+    let emptied =
+        prev.is_some_and(|p| p.reject_box_full == Some(true)) && now.reject_box_full == Some(false);
+    let counter = now.counters.get("rejected").copied();
+    let reject = if emptied {
+        counter
+    } else {
+        counter.filter(|c| *c == 0 && reject_mark.is_none())
+    };
     let counters = (
         now.counters.get("cleanings").copied(),
         now.counters.get("inserted_cards").copied(),
@@ -177,13 +185,24 @@ pub async fn watch(engine: Engine, stop: CancellationToken) {
         }
         let reading = view.borrow().reading.clone();
         if let Some(now) = &reading {
-            let stored = engine
-                .db(|s| s.meta(CLEANING_MARK).ok().flatten())
-                .await
-                .and_then(|m| serde_json::from_str::<StoredCleaning>(&m).ok());
-            let (reject, cleaning) = new_marks(prev.as_ref(), now, stored);
+            let (reject_mark, stored) = engine
+                .db(|s| {
+                    (
+                        s.meta(REJECT_MARK).ok().flatten(),
+                        s.meta(CLEANING_MARK).ok().flatten(),
+                    )
+                })
+                .await;
+            let reject_mark = reject_mark.and_then(|m| m.parse().ok());
+            let stored = stored.and_then(|m| serde_json::from_str::<StoredCleaning>(&m).ok());
+            let (reject, cleaning) = new_marks(prev.as_ref(), now, reject_mark, stored);
             if let Some(counter) = reject {
-                tracing::info!(reject_counter = counter, "reject box emptied (its full indication cleared)");
+                if counter > 0 {
+                    tracing::info!(
+                        reject_counter = counter,
+                        "reject box emptied (its full indication cleared)"
+                    );
+                }
                 if let Err(e) = engine
                     .db(move |s| s.set_meta(REJECT_MARK, &counter.to_string()))
                     .await
@@ -193,7 +212,10 @@ pub async fn watch(engine: Engine, stop: CancellationToken) {
             }
             if let Some(mark) = cleaning {
                 if mark.inserted.is_some() && stored.is_some() {
-                    tracing::info!(cleanings = mark.cleanings, "printer cleaned: cards until cleaning count again");
+                    tracing::info!(
+                        cleanings = mark.cleanings,
+                        "printer cleaned: cards until cleaning count again"
+                    );
                 }
                 let text = serde_json::to_string(&mark).unwrap_or_default();
                 if let Err(e) = engine.db(move |s| s.set_meta(CLEANING_MARK, &text)).await {
@@ -201,6 +223,10 @@ pub async fn watch(engine: Engine, stop: CancellationToken) {
                 }
             }
             prev = reading;
+        } else {
+            // Until the first reading, nothing to forecast or mark: the
+            // first one is taken in as soon as it is published.
+            continue;
         }
         let f = engine.forecast().await;
         log_changes(&mut levels, &f);
@@ -266,22 +292,27 @@ mod tests {
     fn the_box_is_emptied_when_its_full_indication_clears() {
         let full = reading(true, 20, 0, 50);
         let emptied = reading(false, 20, 0, 50);
-        assert_eq!(new_marks(Some(&full), &emptied, None).0, Some(20));
-        assert_eq!(new_marks(Some(&emptied), &emptied, None).0, None);
-        assert_eq!(new_marks(None, &emptied, None).0, None);
+        assert_eq!(new_marks(Some(&full), &emptied, Some(0), None).0, Some(20));
+        assert_eq!(new_marks(Some(&emptied), &emptied, Some(0), None).0, None);
+        assert_eq!(new_marks(None, &emptied, Some(0), None).0, None);
+        // A counter first seen at 0: nothing was ever rejected, the box is empty.
+        let new = reading(false, 0, 0, 0);
+        assert_eq!(new_marks(None, &new, None, None).0, Some(0));
+        assert_eq!(new_marks(None, &new, Some(0), None).0, None);
+        assert_eq!(new_marks(None, &emptied, None, None).0, None);
     }
 
     #[test]
     fn a_cleaning_is_marked_when_the_agent_sees_the_counter_go_up() {
         let r = reading(false, 0, 3, 900);
         // First seen already cleaned: not exact.
-        let first = new_marks(None, &r, None).1.unwrap();
+        let first = new_marks(None, &r, None, None).1.unwrap();
         assert_eq!(first.exact(), None);
         // Unchanged: nothing to store.
-        assert_eq!(new_marks(None, &r, Some(first)).1, None);
+        assert_eq!(new_marks(None, &r, None, Some(first)).1, None);
         // Up by one: counted from now.
         let after = reading(false, 0, 4, 950);
-        let m = new_marks(Some(&r), &after, Some(first)).1.unwrap();
+        let m = new_marks(Some(&r), &after, None, Some(first)).1.unwrap();
         assert_eq!(
             m.exact(),
             Some(CleaningMark {
@@ -291,6 +322,10 @@ mod tests {
         );
         // A printer never cleaned: exact from the start.
         let new = reading(false, 0, 0, 10);
-        assert!(new_marks(None, &new, None).1.unwrap().exact().is_some());
+        assert!(new_marks(None, &new, None, None)
+            .1
+            .unwrap()
+            .exact()
+            .is_some());
     }
 }
