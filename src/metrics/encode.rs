@@ -243,12 +243,12 @@ impl Scrape {
         }
         let mut f = gauge(
             e,
-            "satellite_supply_hours_left",
-            "Hours until each supply runs out at the recent production rate; absent while unknown or with no recent production",
+            "satellite_supply_time_left_seconds",
+            "Time until each supply runs out at the recent production rate (the status document says it in hours); absent while unknown or with no recent production",
         )?;
         for s in &fc.supplies {
             if let Some(h) = s.hours_left {
-                f.encode_family(&labels(s))?.encode_gauge(&h)?;
+                f.encode_family(&labels(s))?.encode_gauge(&(h * 3600.0))?;
             }
         }
         let mut f = gauge(
