@@ -10,7 +10,7 @@
 //! * [`CLEANING_MARK`]: the counters when the agent saw the cleanings
 //!   counter (`Rco;n`) go up: cards since cleaning count from it.
 
-use super::forecast::{self, CleaningMark, Forecast, Inputs, Rate};
+use super::forecast::{self, CleaningMark, Forecast, Inputs, Rate, SupplyForecast};
 use super::{CardError, Engine};
 use crate::printer::snapshot::Snapshot;
 use std::collections::BTreeMap;
@@ -237,10 +237,14 @@ pub async fn watch(engine: Engine, stop: CancellationToken) {
     }
 }
 
-/// Logs the supplies whose level changed since the last forecast: a
-/// warning when one reaches its threshold or runs out, an info when it is
-/// replenished. Unknown figures are not news.
-fn log_changes(levels: &mut BTreeMap<String, &'static str>, f: &Forecast) {
+/// What a new forecast brings to the log: a supply that reached its
+/// threshold or ran out (`true`), or one replenished above it (`false`).
+/// A level seen before is not news; nor is an unknown figure. Pure.
+fn news<'f>(
+    levels: &mut BTreeMap<String, &'static str>,
+    f: &'f Forecast,
+) -> Vec<(&'f SupplyForecast, bool)> {
+    let mut out = Vec::new();
     for s in &f.supplies {
         let level = s.level();
         let before = levels.insert(s.name(), level);
@@ -248,24 +252,37 @@ fn log_changes(levels: &mut BTreeMap<String, &'static str>, f: &Forecast) {
             continue;
         }
         match level {
-            "warning" | "exhausted" => tracing::warn!(
+            "warning" | "exhausted" => out.push((s, true)),
+            _ if matches!(before, Some("warning" | "exhausted")) => out.push((s, false)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Logs each supply's change of level once: a warning when one reaches its
+/// threshold or runs out, an info when it is replenished.
+fn log_changes(levels: &mut BTreeMap<String, &'static str>, f: &Forecast) {
+    for (s, warn) in news(levels, f) {
+        if warn {
+            tracing::warn!(
                 supply = %s.name(),
-                level,
+                level = s.level(),
                 left = s.left,
                 warn_at = s.warn_at,
                 hours_left = s.hours_left,
                 next_step = s.next_step.as_deref().unwrap_or(""),
                 "{}",
                 s.summary
-            ),
-            _ if matches!(before, Some("warning" | "exhausted")) => tracing::info!(
+            );
+        } else {
+            tracing::info!(
                 supply = %s.name(),
                 left = s.left,
                 warn_at = s.warn_at,
                 "{}: replenished, above its threshold again",
                 s.name()
-            ),
-            _ => {}
+            );
         }
     }
 }
@@ -327,5 +344,47 @@ mod tests {
             .unwrap()
             .exact()
             .is_some());
+    }
+
+    #[test]
+    fn a_change_of_level_is_news_once() {
+        let mut s = Snapshot::empty(None, &Profile::load("evolis-km500b", None).unwrap());
+        let t = crate::config::SuppliesConfig::default();
+        let at = |s: &Snapshot| {
+            forecast::forecast(&Inputs {
+                reading: Some(s),
+                stock: &[],
+                feeders: 1,
+                reject_capacity: None,
+                cleaning_rule: None,
+                reject_mark: None,
+                cleaning_mark: None,
+                rate: Rate::of(Default::default(), 6),
+                thresholds: &t,
+            })
+        };
+        let mut levels = BTreeMap::new();
+        s.ribbon_cards_left = Some(200);
+        assert!(
+            news(&mut levels, &at(&s)).is_empty(),
+            "ok at start is not news"
+        );
+        s.ribbon_cards_left = Some(50);
+        let f = at(&s);
+        let n = news(&mut levels, &f);
+        assert_eq!(n.len(), 1);
+        assert_eq!((n[0].0.supply, n[0].1), ("ribbon", true));
+        // The next card: still a warning, not news again.
+        s.ribbon_cards_left = Some(49);
+        assert!(news(&mut levels, &at(&s)).is_empty());
+        s.ribbon_cards_left = Some(0);
+        let f = at(&s);
+        assert_eq!(news(&mut levels, &f)[0].0.level(), "exhausted");
+        // A new ribbon: replenished, once.
+        s.ribbon_cards_left = Some(500);
+        let f = at(&s);
+        let n = news(&mut levels, &f);
+        assert_eq!((n.len(), n[0].1), (1, false));
+        assert!(news(&mut levels, &at(&s)).is_empty());
     }
 }

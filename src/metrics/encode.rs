@@ -481,6 +481,67 @@ mod tests {
     }
 
     #[test]
+    fn the_supplies_forecast_is_one_series_per_supply_with_bounded_labels() {
+        use crate::engine::forecast::{forecast, Inputs, Rate};
+        use crate::store::{FeederStock, Usage};
+        let mut reading = crate::printer::snapshot::Snapshot::empty(
+            None,
+            &crate::printer::Profile::load("evolis-km500b", None).unwrap(),
+        );
+        reading.ribbon_cards_left = Some(12);
+        let stock = [FeederStock {
+            feeder: 1,
+            card_type: "debit".into(),
+            count: 30,
+            set_at: String::new(),
+        }];
+        let thresholds = crate::config::SuppliesConfig::default();
+        let fc = forecast(&Inputs {
+            reading: Some(&reading),
+            stock: &stock,
+            feeders: 2,
+            reject_capacity: Some(20),
+            cleaning_rule: None,
+            reject_mark: None,
+            cleaning_mark: None,
+            rate: Rate::of(
+                Usage {
+                    taken: 24,
+                    rejected: 0,
+                },
+                6,
+            ),
+            thresholds: &thresholds,
+        });
+        let mut p = published();
+        p.forecast = Some(fc);
+        let text = render(Scrape {
+            events: Metrics::default(),
+            published: p,
+            at: std::time::SystemTime::now(),
+        });
+        for line in [
+            r#"satellite_supply_left{supply="ribbon"} 12"#,
+            r#"satellite_supply_left{supply="feeder",feeder="1"} 30"#,
+            r#"satellite_supply_warn_at{supply="ribbon"} 50"#,
+            r#"satellite_supply_level{supply="ribbon",level="warning"} 1"#,
+            r#"satellite_supply_level{supply="ribbon",level="ok"} 0"#,
+            r#"satellite_supply_level{supply="feeder",feeder="2",level="unknown"} 1"#,
+            r#"satellite_supply_level{supply="cleaning",level="unknown"} 1"#,
+            r#"satellite_supply_time_left_seconds{supply="ribbon"} 10800.0"#,
+            r#"satellite_production_rate_cards_per_hour{kind="cards"} 4.0"#,
+            r#"satellite_production_rate_cards_per_hour{kind="rejects"} 0.0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
+        }
+        // Unknown is left out rather than guessed.
+        assert!(
+            !text.contains(r#"satellite_supply_left{supply="cleaning"}"#),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn every_family_has_help_and_a_type_and_counters_end_in_total() {
         let events = Metrics::default();
         events.card_final(Status::ProductionError, Some(ErrorCode::PRD_MAGSTRIPE));
