@@ -155,6 +155,8 @@ struct Known {
     left: Result<u64, String>,
     warn_at: u64,
     per_hour: Option<f64>,
+    /// What the rate counts (`cards`, `rejects`).
+    per: &'static str,
 }
 
 /// Builds one forecast: the level from the count and the threshold, the
@@ -187,10 +189,17 @@ fn finish(
     };
     let summary = match (left, &unknown) {
         (Some(n), _) => {
+            // "1 card left", "1 free slot".
+            let unit = if n == 1 {
+                unit.replacen("cards", "card", 1)
+                    .replacen("slots", "slot", 1)
+            } else {
+                unit.to_string()
+            };
             let mut line = format!("{title}: {n} {unit}");
             match (hours_left, k.per_hour) {
                 (Some(h), Some(r)) => {
-                    line.push_str(&format!(" (about {} at {} cards/h)", hours(h), rate(r)))
+                    line.push_str(&format!(" (about {} at {} {}/h)", hours(h), rate(r), k.per))
                 }
                 _ => line.push_str(" (no recent production: no estimate in hours)"),
             }
@@ -266,6 +275,7 @@ fn ribbon(i: &Inputs<'_>) -> SupplyForecast {
             left,
             warn_at: i.thresholds.ribbon_warn_cards,
             per_hour: i.rate.cards_per_hour,
+            per: "cards",
         },
         "Ribbon",
         "cards left",
@@ -296,6 +306,7 @@ fn feeder(i: &Inputs<'_>, n: u8) -> SupplyForecast {
             left,
             warn_at: i.thresholds.feeder_warn_cards,
             per_hour: i.rate.cards_per_hour,
+            per: "cards",
         },
         &format!("Feeder {n}"),
         "cards left",
@@ -342,6 +353,7 @@ fn reject_box(i: &Inputs<'_>) -> SupplyForecast {
             left,
             warn_at: i.thresholds.reject_warn_free,
             per_hour: i.rate.rejects_per_hour,
+            per: "rejects",
         },
         "Reject box",
         "free slots",
@@ -390,6 +402,7 @@ fn cleaning(i: &Inputs<'_>) -> SupplyForecast {
             left,
             warn_at: i.thresholds.cleaning_warn_cards,
             per_hour: i.rate.cards_per_hour,
+            per: "cards",
         },
         "Cleaning",
         "cards until required",
