@@ -24,6 +24,8 @@ pub mod bench_link;
 #[cfg(feature = "simulator")]
 pub mod bench_startup;
 #[cfg(feature = "simulator")]
+pub mod bench_supplies;
+#[cfg(feature = "simulator")]
 pub mod bench_upstream;
 pub mod bundled_sim;
 pub mod chip;

@@ -326,6 +326,84 @@ async fn the_agent_recovers_a_card_after_a_restart_from_err_card() {
     assert_guide_commands_only(&record, "the whole agent");
 }
 
+/// A power cycle under a card, on a firmware whose status words cannot
+/// show a restart: the command it swallowed times out, and the error mode
+/// (`Rem`, a guide command), fallen back to the saved one, tells the agent
+/// the printer restarted. The card's description says so; the card is in
+/// the reject box.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_power_cycle_under_a_card_is_told_by_the_error_mode() {
+    use serde_json::json;
+    let dir_rec = tempfile::tempdir().unwrap();
+    let record = dir_rec.path().join("kiosk.jsonl");
+    let scenario = "[[at]]\ncard = 1\nstep = \"magnetic\"\nraise = \"power-cycle:400\"\n";
+    let p = kiosk::start(
+        |c| {
+            c.profile = printer_sim::Profile::embedded(OLDER).unwrap();
+            c.scenario = Some(Scenario::parse("power", scenario).unwrap());
+            c.record = Some(record.clone());
+        },
+        |_, cfg| {
+            cfg.printer.model = OLDER.into();
+            cfg.printer.timeouts.take = Some(1500);
+            cfg.printer.timeouts.command = Some(600);
+            cfg.printer.timeouts.movement = Some(1000);
+            cfg.printer.timeouts.magnetic = Some(1000);
+        },
+    )
+    .await;
+    kiosk::stock(&p.client).await;
+    let pan = "4000001234567899";
+    let body = json!({
+        "cardToken": "pc1", "profileId": 42, "kioskId": "KIOSK01", "cardType": "debit",
+        "issuerRequestId": "req-pc1", "cardId": "card-pc1",
+        "pan": pan, "expiry": "2812", "cardholderName": "JANE DOE",
+        "printedLines": [{ "text": "JANE DOE", "slot": "name" }],
+        "tracks": { "track2": format!("{pan}=2812101") }
+    });
+    let a = p
+        .client
+        .post("/v1/cards", body.to_string().as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(a.status, 201, "{}", a.body);
+    let mut first = serde_json::Value::Null;
+    for _ in 0..1000 {
+        first = p.client.get("/v1/cards/pc1/production").await.unwrap().body;
+        if matches!(
+            first["status"].as_str(),
+            Some("PRODUCED" | "PRODUCTION_ERROR")
+        ) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(first["status"], "PRODUCTION_ERROR", "{first}");
+    assert_eq!(first["errorCode"], "PRT_TIMEOUT", "{first}");
+    let d = first["description"].as_str().unwrap();
+    assert!(
+        d.contains("no answer within")
+            && d.contains("the printer restarted (power cycle?) while executing it")
+            && d.contains("reject box"),
+        "{first}"
+    );
+    let s = p.sim.state();
+    assert_eq!(s.cards[0].place, Place::RejectBox, "{}", s.summary());
+    // Told by the error mode: `Rem` answered the saved mode, not the host's.
+    let host = satellite::printer::Profile::load(OLDER, None)
+        .unwrap()
+        .link
+        .host_error_mode;
+    assert!(
+        exchanges(&record).iter().any(|(f, r)| f == "Rem"
+            && r.as_deref()
+                .is_some_and(|r| !r.starts_with(&host.to_string()))),
+        "no Rem answered with a fallen-back mode"
+    );
+    p.daemon.stop().await;
+    assert_guide_commands_only(&record, "a power cycle under a card");
+}
+
 /// The negative check: the default profile still reads the status words.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_profile_still_reads_status_words() {

@@ -127,6 +127,42 @@ async fn the_link_comes_back_by_itself_and_a_new_serial_is_reported() {
     assert!(rig.printer.status().borrow().identity_change.is_none());
 }
 
+/// A card bound to its printer: once another printer answers on the link,
+/// no step of the card reaches it (refused unsent, as a link failure of
+/// unknown outcome, so the card goes into doubt); the binding released, the
+/// new printer is used as any other.
+#[tokio::test]
+async fn no_step_of_a_card_goes_to_a_printer_that_does_not_hold_it() {
+    let rig = rig(Options {
+        serial: Some("SN-FIRST".into()),
+        ..no_chip()
+    })
+    .await;
+    rig.printer.connect().await.unwrap();
+    let hold = rig.printer.hold_card(rig.printer.serial());
+    let mut status = rig.printer.status();
+    rig.sim.set_serial("SN-SECOND");
+    rig.sim
+        .raise("unreachable:300".parse::<Condition>().unwrap());
+    let _ = rig.printer.run(Op::ReadModel).await;
+    wait_connected(&mut status).await;
+    assert_eq!(rig.printer.serial().as_deref(), Some("SN-SECOND"));
+    let f = rig.printer.insert().await.unwrap_err();
+    assert_eq!(f.code, ErrorCode::PRT_NOT_REACHABLE, "{f}");
+    assert!(f.uncertain, "{f}");
+    assert!(
+        f.description.contains("SN-FIRST") && f.description.contains("SN-SECOND"),
+        "{f}"
+    );
+    assert!(
+        rig.sim.state().cards.is_empty(),
+        "no card taken by the printer that does not hold it"
+    );
+    drop(hold);
+    rig.printer.insert().await.unwrap();
+    assert_eq!(rig.sim.state().cards.len(), 1);
+}
+
 async fn wait_connected(status: &mut tokio::sync::watch::Receiver<satellite::printer::LinkStatus>) {
     let ok = tokio::time::timeout(
         std::time::Duration::from_secs(20),

@@ -51,6 +51,15 @@ pub enum Request {
     Identity {
         serial: String,
     },
+    /// A new ribbon loaded.
+    Ribbon {
+        ribbon_type: String,
+        cards: u32,
+    },
+    /// The reject box or the output hopper emptied.
+    Empty {
+        which: String,
+    },
     State,
     Dump {
         card: u64,
@@ -117,6 +126,14 @@ pub fn handle(sim: &Simulator, req: Request) -> Value {
             sim.set_serial(&serial);
             ok(Value::Null)
         }
+        Request::Ribbon { ribbon_type, cards } => match sim.load_ribbon(&ribbon_type, cards) {
+            Ok(()) => ok(Value::Null),
+            Err(e) => fail(e),
+        },
+        Request::Empty { which } => match sim.empty_box(&which) {
+            Ok(()) => ok(Value::Null),
+            Err(e) => fail(e),
+        },
         Request::State => match serde_json::to_value(sim.state()) {
             Ok(s) => ok(json!({ "state": s })),
             Err(e) => fail(e),

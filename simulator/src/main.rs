@@ -98,9 +98,19 @@ struct ServeArgs {
     /// take:MS | never | refuse
     #[arg(long)]
     customer: Option<Customer>,
-    /// Cards between cleanings: past it the printer answers NEED CLEANING.
+    /// Cards between cleanings: recommended at this count, required (the
+    /// printer answers NEED CLEANING) at twice it.
     #[arg(long)]
     cleaning_interval: Option<u32>,
+    /// The ribbon loaded at start (a type the profile lists: ymcko, ko, kb, k).
+    #[arg(long)]
+    ribbon: Option<String>,
+    /// Cards' worth of panels on that ribbon.
+    #[arg(long)]
+    ribbon_cards: Option<u32>,
+    /// Cards the reject box holds.
+    #[arg(long)]
+    reject_capacity: Option<u32>,
     /// pcscd's vpcd socket (HOST:PORT) for the card's chip.
     #[arg(long)]
     vpcd: Option<String>,
@@ -178,6 +188,15 @@ enum CtlOp {
         #[arg(long = "type")]
         card_type: Option<String>,
     },
+    /// Load a new ribbon (a type the profile lists) with this many cards' worth of panels.
+    Ribbon {
+        #[arg(long = "type")]
+        ribbon_type: String,
+        #[arg(long)]
+        cards: u32,
+    },
+    /// Empty the reject box or the output hopper.
+    Empty { which: String },
     /// Change the serial number `Rsn` answers.
     Identity {
         #[arg(long)]
@@ -273,6 +292,23 @@ async fn serve(a: ServeArgs) -> Result<ExitCode, String> {
     }
     if let Some(n) = a.cleaning_interval {
         cfg.cleaning_interval = n;
+    }
+    if let Some(r) = a.ribbon {
+        let r = r.to_ascii_lowercase();
+        if !cfg.profile.ribbons.contains(&r) {
+            return Err(format!(
+                "--ribbon {r}: {} takes {}",
+                cfg.profile.id,
+                cfg.profile.ribbons.join(", ")
+            ));
+        }
+        cfg.ribbon_type = r;
+    }
+    if let Some(n) = a.ribbon_cards {
+        cfg.ribbon_cards = n;
+    }
+    if let Some(n) = a.reject_capacity {
+        cfg.reject_capacity = n;
     }
     if let Some(c) = a.customer {
         cfg.customer = c;
@@ -371,6 +407,8 @@ async fn ctl(control: Option<PathBuf>, op: CtlOp) -> Result<ExitCode, String> {
             false,
         ),
         CtlOp::Identity { serial } => (Request::Identity { serial }, false),
+        CtlOp::Ribbon { ribbon_type, cards } => (Request::Ribbon { ribbon_type, cards }, false),
+        CtlOp::Empty { which } => (Request::Empty { which }, false),
         CtlOp::State { json } => (Request::State, json),
         CtlOp::Dump { card, dir } => {
             // The simulator writes the files: give it a path that means the same there.

@@ -387,6 +387,16 @@ impl Simulator {
         self.printer().set_feeder(n, count, card_type)
     }
 
+    /// A technician loads a new ribbon (see `Printer::load_ribbon`).
+    pub fn load_ribbon(&self, ribbon_type: &str, cards: u32) -> Result<(), String> {
+        self.printer().load_ribbon(ribbon_type, cards)
+    }
+
+    /// A technician empties the reject box or the output hopper.
+    pub fn empty_box(&self, which: &str) -> Result<(), String> {
+        self.printer().empty_box(which)
+    }
+
     pub fn state(&self) -> State {
         let mut s = self.printer().snapshot(self.now_ms());
         s.chip = self.inner.chip.as_ref().map(VpcdCard::stats);

@@ -115,6 +115,12 @@ pub enum Command {
         /// unless given).
         #[arg(long, requires = "idle", value_name = "MS")]
         probe_ms: Option<u64>,
+        /// Instead: a kiosk's ordinary life on a schedule (--cards, 1,000
+        /// unless given): the ribbon runs out, the feeder empties, cleaning
+        /// falls due, the reject box fills; blank cards spent on foreseeable
+        /// refusals, and how long before each stop the warning came.
+        #[arg(long, conflicts_with_all = ["link", "upstream", "startup", "idle"])]
+        supplies: bool,
     },
     /// Every check a technician makes at a broken kiosk, PASS / WARN / FAIL
     /// with a remedy each. Exit status: the worst result (0, 1, 2).
@@ -257,6 +263,19 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("satellite bench --upstream: {e}");
+                ExitCode::from(1)
+            }
+        },
+        #[cfg(feature = "simulator")]
+        Command::Bench {
+            supplies: true,
+            cards,
+            json,
+            ..
+        } => match crate::bench_supplies::run(cards.unwrap_or(1000), json).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("satellite bench --supplies: {e}");
                 ExitCode::from(1)
             }
         },

@@ -115,6 +115,25 @@ pub fn render(doc: &Value) -> String {
             other => other.to_string(),
         }
     ));
+    // Another printer answers than before (replaced, or another one on the
+    // port): said until acknowledged, so that a swap is never silent.
+    if let Some(change) = link["identity_change"].as_object() {
+        let serial = |k: &str| {
+            change
+                .get(k)
+                .and_then(|i| i.get("serial"))
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string()
+        };
+        out.push(format!(
+            "           {} printer {} was replaced by printer {} (at {})",
+            warn("replaced:"),
+            serial("previous"),
+            serial("current"),
+            change.get("at").and_then(Value::as_str).unwrap_or("?")
+        ));
+    }
     if let Some(nr) = printer["notReady"].as_object() {
         out.push(format!(
             "           {} {}",

@@ -7,6 +7,7 @@ use super::supplies::{self, CardNeeds};
 use super::Engine;
 use crate::codes::Fault;
 use crate::config::Config;
+use crate::printer::snapshot::Snapshot;
 use crate::store::{FeederStock, Job};
 use std::collections::BTreeMap;
 
@@ -46,7 +47,7 @@ impl Engine {
         let mut first_fault = None;
         let mut chosen = None;
         for job in queued {
-            let needs = needs_of(&config, &stock, &job.meta.card_type);
+            let needs = needs_of(&config, &stock, Some(&reading), &job.meta.card_type);
             match supplies::check(&needs, &reading, &profile) {
                 Ok(()) => {
                     chosen = Some(job);
@@ -82,14 +83,19 @@ impl Engine {
     pub(super) async fn type_not_ready(&self, card_type: &str) -> Option<Fault> {
         let reading = self.printer().view().borrow().reading.clone()?;
         let stock = self.db(|s| s.inventory()).await.unwrap_or_default();
-        let needs = needs_of(&self.config(), &stock, card_type);
+        let needs = needs_of(&self.config(), &stock, Some(&reading), card_type);
         supplies::check(&needs, &reading, self.printer().profile()).err()
     }
 }
 
 /// What a card of `card_type` needs, from the configuration and the
 /// inventory. A type no longer configured needs what its steps will find.
-pub(super) fn needs_of(config: &Config, stock: &[FeederStock], card_type: &str) -> CardNeeds {
+pub(super) fn needs_of(
+    config: &Config,
+    stock: &[FeederStock],
+    reading: Option<&Snapshot>,
+    card_type: &str,
+) -> CardNeeds {
     let panels = config
         .card_types
         .iter()
@@ -99,18 +105,30 @@ pub(super) fn needs_of(config: &Config, stock: &[FeederStock], card_type: &str) 
     CardNeeds {
         card_type: card_type.to_string(),
         panels,
-        feeder: feeder_of(stock, card_type),
+        feeder: feeder_of(stock, card_type, |n| sensed_empty(reading, n)),
     }
 }
 
 /// The feeder a card type's blank cards come from: of those the inventory
-/// gives that type, the one with the most cards.
-pub(super) fn feeder_of(stock: &[FeederStock], card_type: &str) -> Option<u8> {
+/// gives that type, one whose sensor does not say empty (`empty`, from the
+/// last reading), then the one with the most cards.
+pub(super) fn feeder_of(
+    stock: &[FeederStock],
+    card_type: &str,
+    empty: impl Fn(u8) -> bool,
+) -> Option<u8> {
     stock
         .iter()
         .filter(|f| f.card_type == card_type)
-        .max_by_key(|f| (f.count, std::cmp::Reverse(f.feeder)))
+        .max_by_key(|f| (!empty(f.feeder), f.count, std::cmp::Reverse(f.feeder)))
         .map(|f| f.feeder)
+}
+
+/// Whether the reading's sensor says feeder `n` is empty.
+pub(super) fn sensed_empty(reading: Option<&Snapshot>, n: u8) -> bool {
+    reading.is_some_and(|r| {
+        !r.unavailable.contains_key("feeders") && r.feeders.iter().any(|f| f.feeder == n && f.empty)
+    })
 }
 
 #[cfg(test)]
@@ -128,12 +146,17 @@ mod tests {
 
     #[test]
     fn the_fullest_feeder_of_the_type_serves_it() {
+        let none = |_| false;
         let s = [stock(1, "a", 3), stock(2, "b", 9), stock(3, "a", 7)];
-        assert_eq!(feeder_of(&s, "a"), Some(3));
-        assert_eq!(feeder_of(&s, "b"), Some(2));
-        assert_eq!(feeder_of(&s, "c"), None);
+        assert_eq!(feeder_of(&s, "a", none), Some(3));
+        assert_eq!(feeder_of(&s, "b", none), Some(2));
+        assert_eq!(feeder_of(&s, "c", none), None);
         // A tie goes to the lower feeder, as the sort before did.
         let s = [stock(1, "a", 5), stock(2, "a", 5)];
-        assert_eq!(feeder_of(&s, "a"), Some(1));
+        assert_eq!(feeder_of(&s, "a", none), Some(1));
+        // A feeder its sensor says is empty goes last, whatever its count.
+        let s = [stock(1, "a", 3), stock(3, "a", 7)];
+        assert_eq!(feeder_of(&s, "a", |n| n == 3), Some(1));
+        assert_eq!(feeder_of(&s, "a", |_| true), Some(3));
     }
 }

@@ -7,6 +7,12 @@
 //! A card that is nowhere in the printer after the agent presented it, with
 //! no retraction journaled, left through the bezel: the customer has it, so
 //! it is PRODUCED. Anything else ends in PRODUCTION_ERROR naming the step.
+//!
+//! Only the printer that holds the card can say where it is: each journal
+//! line names the printer it was sent to (its serial number), and a card
+//! whose printer is no longer the one answering (replaced, or another one
+//! on the port) is not located at all but left to a technician
+//! ([`printer_replaced`]).
 
 use super::plan::Step;
 use crate::printer::steps::CardWhere;
@@ -20,6 +26,64 @@ pub struct Entry {
     /// What the line says besides: for a reject, where the card came from and
     /// the reject counter before it ([`reject_note`]), or that it was taken.
     pub detail: Option<String>,
+    /// The serial number of the printer the step was sent to (`None` in a
+    /// journal older than the store's schema v4).
+    pub printer: Option<String>,
+}
+
+/// The card, as a technician's description names it: its token, and its
+/// PAN masked (never more).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardName<'a> {
+    pub token: &'a str,
+    pub pan_masked: &'a str,
+}
+
+/// The printer that holds the card: the one its first journaled step was
+/// sent to. `None` when no step names a printer (nothing physical was
+/// journaled, or a journal older than schema v4).
+pub fn holder(journal: &[Entry]) -> Option<&str> {
+    journal.iter().find_map(|e| e.printer.as_deref())
+}
+
+/// A card that only a technician can settle because the printer answering
+/// now (`answering`, its serial number) is not the one that holds it: asking
+/// the new printer where the card is would be asking the wrong one (a card
+/// in the old printer's bezel is not in the new one's: it was not taken).
+/// Also a journal whose steps went to two printers: neither can say where
+/// the card is. `None`: the printer answering is the card's, or no step
+/// names a printer, and [`decide`] applies.
+pub fn printer_replaced(
+    journal: &[Entry],
+    answering: &str,
+    cause: &str,
+    card: &CardName<'_>,
+) -> Option<Recovery> {
+    let held_by = holder(journal)?;
+    let other = journal
+        .iter()
+        .filter_map(|e| e.printer.as_deref())
+        .find(|p| *p != held_by);
+    if held_by == answering && other.is_none() {
+        return None;
+    }
+    let at = match interrupted_step(journal) {
+        Some(s) => format!("during step {}", s.name()),
+        None => match journal.last() {
+            Some(e) => format!("after step {}", e.step.name()),
+            None => "before the first physical step".into(),
+        },
+    };
+    let card = format!("card {} (PAN {})", card.token, card.pan_masked);
+    let description = match other {
+        Some(second) => format!(
+            "{cause} {at}; the steps of {card} went to two printers (serial {held_by}, then serial {second}) and printer {answering} answers now: the card cannot be located"
+        ),
+        None => format!(
+            "{cause} {at}; {card} was in production on printer {held_by}, which was replaced by printer {answering}: the card cannot be located (printer {answering} never had it)"
+        ),
+    };
+    Some(Recovery::Technician { description })
 }
 
 /// The outcome detail of a reject that found the card gone from the bezel:
@@ -184,6 +248,7 @@ mod tests {
             step,
             outcome: None,
             detail: None,
+            printer: None,
         }
     }
     fn done(step: Step) -> Entry {
@@ -191,8 +256,19 @@ mod tests {
             step,
             outcome: Some(true),
             detail: None,
+            printer: None,
         }
     }
+    fn on(printer: &str, e: Entry) -> Entry {
+        Entry {
+            printer: Some(printer.into()),
+            ..e
+        }
+    }
+    const CARD: CardName<'static> = CardName {
+        token: "c1",
+        pan_masked: "400000******7899",
+    };
 
     #[test]
     fn a_card_inside_is_rejected_and_never_produced_again() {
@@ -225,6 +301,7 @@ mod tests {
             step,
             outcome: Some(false),
             detail: None,
+            printer: None,
         };
         let j = [intent(Step::Present), failed(Step::Present)];
         assert!(matches!(
@@ -327,6 +404,7 @@ mod tests {
             step: Step::Reject,
             outcome: None,
             detail: Some(reject_note(true, Some(4))),
+            printer: None,
         };
         let j = [done(Step::Present), intent(Step::Taken), from_bezel.clone()];
         let cause = "the agent restarted";
@@ -361,17 +439,95 @@ mod tests {
                 step: Step::Taken,
                 outcome: Some(false),
                 detail: None,
+                printer: None,
             },
             intent(Step::Reject),
             Entry {
                 step: Step::Reject,
                 outcome: Some(true),
                 detail: Some(TAKEN.into()),
+                printer: None,
             },
         ];
         assert_eq!(
             decide(&j, CardWhere::None, "the agent restarted", None),
             Recovery::Produced
         );
+    }
+
+    #[test]
+    fn a_card_in_the_old_printers_bezel_is_never_settled_by_the_new_one() {
+        // Presented by printer A, waiting in its bezel; printer B answers.
+        let j = [
+            on("A", done(Step::Verify)),
+            on("A", intent(Step::Present)),
+            on("A", done(Step::Present)),
+            on("A", intent(Step::Taken)),
+        ];
+        let r = printer_replaced(&j, "B", "the printer link failed", &CARD);
+        let Some(Recovery::Technician { description }) = &r else {
+            panic!("{r:?}")
+        };
+        for said in [
+            "printer A",
+            "printer B",
+            "c1",
+            "400000******7899",
+            "during step take",
+        ] {
+            assert!(description.contains(said), "{said:?} in {description}");
+        }
+    }
+
+    #[test]
+    fn a_card_mid_insert_on_a_replaced_printer_is_not_said_never_taken() {
+        let j = [on("A", intent(Step::Insert))];
+        let r = printer_replaced(&j, "B", "the agent restarted", &CARD);
+        assert!(
+            matches!(&r, Some(Recovery::Technician { description })
+                if description.contains("during step insert") && !description.contains("none was taken")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn the_printer_that_holds_the_card_decides_as_before() {
+        let j = [on("A", intent(Step::Insert)), on("A", done(Step::Insert))];
+        assert_eq!(printer_replaced(&j, "A", "x", &CARD), None);
+        // Nothing journaled, or a journal older than the printer column:
+        // nothing names a printer, the location decides.
+        assert_eq!(printer_replaced(&[], "B", "x", &CARD), None);
+        assert_eq!(
+            printer_replaced(&[intent(Step::Insert)], "B", "x", &CARD),
+            None
+        );
+    }
+
+    #[test]
+    fn steps_sent_to_two_printers_go_to_a_technician_whoever_answers() {
+        let j = [
+            on("A", intent(Step::Insert)),
+            on("A", done(Step::Insert)),
+            on("B", intent(Step::Magnetic)),
+        ];
+        for answering in ["A", "B", "C"] {
+            let r = printer_replaced(&j, answering, "x", &CARD);
+            assert!(
+                matches!(&r, Some(Recovery::Technician { description })
+                    if description.contains("serial A") && description.contains("serial B")),
+                "{answering}: {r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_holder_is_the_printer_of_the_first_step() {
+        let j = [
+            intent(Step::Insert),
+            on("A", done(Step::Insert)),
+            on("A", intent(Step::Print)),
+        ];
+        assert_eq!(holder(&j), Some("A"));
+        assert_eq!(holder(&[intent(Step::Insert)]), None);
     }
 }

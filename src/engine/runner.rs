@@ -287,11 +287,29 @@ impl Engine {
         shutdown: &CancellationToken,
     ) {
         let code = cause.as_ref().map_or(ErrorCode::UNKNOWN_ERROR, |f| f.code);
-        let why = match &cause {
-            Some(f) => format!("production was interrupted ({}: {})", f.code, f.description),
-            None => "the agent restarted".to_string(),
+        // A printer that shows it restarted after a link fault (power cycle)
+        // explains the fault: the card's description says so.
+        let restarts_before = self.printer().restarts();
+        let link_fault = cause
+            .as_ref()
+            .is_some_and(crate::printer::faults::is_link_fault);
+        let mut restart_checked = false;
+        // How a technician's description names the card: token, masked PAN.
+        let t = token.to_string();
+        let pan_masked = match self.db(move |s| s.job(&t)).await {
+            Ok(Some(job)) => job.meta.pan_masked,
+            _ => "unknown".to_string(),
         };
         loop {
+            let restarted = self.printer().restarts() > restarts_before;
+            let cause = match &cause {
+                Some(f) if restarted => Some(crate::printer::faults::restarted_meanwhile(f)),
+                c => c.clone(),
+            };
+            let why = match &cause {
+                Some(f) => format!("production was interrupted ({}: {})", f.code, f.description),
+                None => "the agent restarted".to_string(),
+            };
             // Each attempt reads the store and asks the printer, each bounded.
             self.promise(
                 "settling a card in doubt",
@@ -334,6 +352,7 @@ impl Engine {
                         step,
                         outcome: if e.phase == Phase::Intent { None } else { e.ok },
                         detail: e.detail.clone(),
+                        printer: e.printer.clone(),
                     })
                 })
                 .collect();
@@ -375,6 +394,32 @@ impl Engine {
                 }
                 continue;
             }
+            // Only the printer holding the card can say where it is.
+            let Some(answering) = self.printer().serial() else {
+                self.pause(shutdown).await;
+                continue;
+            };
+            let card = recovery::CardName {
+                token,
+                pan_masked: &pan_masked,
+            };
+            if let Some(Recovery::Technician { description }) =
+                recovery::printer_replaced(&entries, &answering, &why, &card)
+            {
+                let held_by = recovery::holder(&entries).unwrap_or_default();
+                tracing::error!(card_token = %token, held_by = %held_by, answering = %answering, "the printer holding the card was replaced: it cannot be located; find it in printer {held_by}, take it out, then resolve it (satellite jobs resolve); no card starts on printer {answering} until then");
+                stuck = Some(description);
+                continue;
+            }
+            let _hold = self.printer().hold_card(Some(answering.clone()));
+            if link_fault && !restarted && !restart_checked {
+                // Where the status words cannot show a restart (locating the
+                // card reads them), the error mode can: once per card.
+                restart_checked = true;
+                if self.printer().check_restart().await.is_err() {
+                    continue;
+                }
+            }
             let location = match self.printer().locate_card().await {
                 Ok(CardWhere::Unknown) | Err(_) => {
                     self.pause(shutdown).await;
@@ -406,7 +451,7 @@ impl Engine {
                         .await;
                 }
                 Recovery::RejectThenFail { description } => {
-                    match self.reject_checked(token, location).await {
+                    match self.reject_checked(token, location, Some(&answering)).await {
                         RejectEnd::InRejectBox => {
                             let d = format!("{description}; it went to the reject box; it is not produced again");
                             self.finish(token, Status::ProductionError, fail(d)).await;
@@ -602,6 +647,10 @@ impl Engine {
         let steps = plan(needs);
         let until = std::time::Instant::now() + progress::card(&steps, &card, &t, &self.config());
         *self.inner.card_until.lock().expect("card_until lock") = Some(until);
+        // Every step of this card goes to the printer answering now, and
+        // only to it: another printer on the link puts the card in doubt.
+        let on = self.printer().serial();
+        let _hold = self.printer().hold_card(on.clone());
         self.promise("feeder", progress::feeder(&t));
         if let Err(f) = self.printer().select_feeder(feeder).await {
             return if f.uncertain {
@@ -618,7 +667,7 @@ impl Engine {
             let run = self.step(job, step, &card, feeder);
             let budget = progress::step(step, &card, &t, &self.config());
             let f = match self
-                .journaled(&job.meta.card_token, step, budget, run)
+                .journaled(&job.meta.card_token, step, on.as_deref(), budget, run)
                 .await
             {
                 Journaled::Done => {
@@ -646,7 +695,10 @@ impl Engine {
             } else {
                 CardWhere::Inside
             };
-            return match self.reject_checked(&job.meta.card_token, was).await {
+            return match self
+                .reject_checked(&job.meta.card_token, was, on.as_deref())
+                .await
+            {
                 // After a refused insert, usually nothing is inside.
                 RejectEnd::Gone if step == Step::Insert => Ended::Certain(Err(f)),
                 RejectEnd::InRejectBox => Ended::Certain(Err(Fault {
@@ -765,16 +817,24 @@ impl Engine {
 
     /// Intent, step, outcome. A step whose outcome is uncertain keeps its
     /// intent open, as a crash would.
+    /// `on` is the serial number of the printer the step goes to (the one
+    /// holding the card), journaled with the intent and the outcome.
     async fn journaled(
         &self,
         token: &str,
         step: Step,
+        on: Option<&str>,
         budget: Duration,
         run: impl std::future::Future<Output = Result<(), Fault>>,
     ) -> Journaled {
         self.promise("journal", progress::journal(&self.link_timeouts()));
         let t = token.to_string();
-        if let Err(e) = self.db(move |s| s.intent(&t, step.name())).await {
+        let printer = on.map(str::to_string);
+        let p = printer.clone();
+        if let Err(e) = self
+            .db(move |s| s.intent_on(&t, step.name(), None, p.as_deref()))
+            .await
+        {
             self.store_failed(&e);
             return Journaled::Doubt(store_fault(e));
         }
@@ -795,7 +855,7 @@ impl Engine {
             Err(f) => (false, Some(format!("{} {}", f.code, f.description))),
         };
         if let Err(e) = self
-            .db(move |s| s.outcome(&t, step.name(), ok, detail.as_deref()))
+            .db(move |s| s.outcome_on(&t, step.name(), ok, detail.as_deref(), printer.as_deref()))
             .await
         {
             // It happened (or was refused), and the journal does not say so.
@@ -812,8 +872,11 @@ impl Engine {
     /// position, and the reject counter where the firmware has one. `was` is
     /// where the card was last known: a card last seen in the bezel and gone
     /// now was taken by the customer.
-    async fn reject_checked(&self, token: &str, was: CardWhere) -> RejectEnd {
+    /// `on` is the serial number of the printer holding the card, journaled
+    /// with the reject.
+    async fn reject_checked(&self, token: &str, was: CardWhere, on: Option<&str>) -> RejectEnd {
         let p = &self.printer();
+        let on = on.map(str::to_string);
         self.promise("reject", progress::reject(p.timeouts()));
         let before = match p.locate_card().await {
             Ok(CardWhere::None) if was == CardWhere::Presented => {
@@ -823,8 +886,14 @@ impl Engine {
                 let note = recovery::reject_note(true, None);
                 let r = self
                     .db(move |s| {
-                        s.intent_noted(&t, Step::Reject.name(), Some(&note))?;
-                        s.outcome(&t, Step::Reject.name(), true, Some(recovery::TAKEN))
+                        s.intent_on(&t, Step::Reject.name(), Some(&note), on.as_deref())?;
+                        s.outcome_on(
+                            &t,
+                            Step::Reject.name(),
+                            true,
+                            Some(recovery::TAKEN),
+                            on.as_deref(),
+                        )
                     })
                     .await;
                 if let Err(e) = r {
@@ -851,8 +920,9 @@ impl Engine {
         let count_before = self.rejected_count().await;
         let t = token.to_string();
         let note = recovery::reject_note(before == CardWhere::Presented, count_before);
+        let o = on.clone();
         if let Err(e) = self
-            .db(move |s| s.intent_noted(&t, Step::Reject.name(), Some(&note)))
+            .db(move |s| s.intent_on(&t, Step::Reject.name(), Some(&note), o.as_deref()))
             .await
         {
             self.store_failed(&e);
@@ -908,7 +978,7 @@ impl Engine {
         };
         let t = token.to_string();
         if let Err(e) = self
-            .db(move |s| s.outcome(&t, Step::Reject.name(), ok, Some(&detail)))
+            .db(move |s| s.outcome_on(&t, Step::Reject.name(), ok, Some(&detail), on.as_deref()))
             .await
         {
             self.store_failed(&e);
@@ -1025,7 +1095,12 @@ impl Engine {
                 "no inventory: a technician has not yet set the card type and count of the feeders",
             ));
         }
-        super::next_card::feeder_of(&stock, card_type).ok_or_else(|| {
+        // The reading the loop took just before this card.
+        let reading = self.printer().view().borrow().reading.clone();
+        super::next_card::feeder_of(&stock, card_type, |n| {
+            super::next_card::sensed_empty(reading.as_ref(), n)
+        })
+        .ok_or_else(|| {
             Fault::new(
                 ErrorCode::INV_NOT_INITIALIZED,
                 "inventory",

@@ -160,7 +160,12 @@ impl PrinterNow {
                         faults.insert(f.code, true);
                     }
                 }
-                if view.not_ready().is_some() {
+                // What stops production without a status flag (cleaning
+                // required or a full reject box read by `Rlr` on firmware
+                // without status words) counts too.
+                if let Some(f) = view.not_ready() {
+                    reasons.insert(f.reason, true);
+                    faults.insert(f.code, true);
                     "not_ready"
                 } else {
                     "ready"

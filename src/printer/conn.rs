@@ -107,6 +107,9 @@ pub struct Connection {
     error_mode: u32,
     /// The last status words read, for the driver to publish.
     last_status: Option<StatusWords>,
+    /// The printer showed it restarted (its `just_rebooted` flag, or its
+    /// error mode fell back), for the driver to count.
+    restart_seen: bool,
 }
 
 /// Commands (or resynchronisation probes) in a row left unanswered before
@@ -190,6 +193,7 @@ impl Connection {
             unanswered: 0,
             error_mode: 0,
             last_status: None,
+            restart_seen: false,
         };
         // Host error management first; ACK/NACK is a second `Pem` on top of
         // it (the guide's list of values, not its bit table).
@@ -277,6 +281,11 @@ impl Connection {
     /// The status words read since the last call, if any.
     pub fn take_status(&mut self) -> Option<StatusWords> {
         self.last_status.take()
+    }
+
+    /// Whether the printer showed a restart since the last call.
+    pub fn take_restart(&mut self) -> bool {
+        std::mem::take(&mut self.restart_seen)
     }
 
     /// Whether this firmware answers `Rst` (`None` until asked).
@@ -439,6 +448,7 @@ impl Connection {
                         if s.bit(&f.word, f.bit) {
                             // Settings not saved are gone: this connection's
                             // handshake no longer holds.
+                            self.restart_seen = true;
                             return Err(LinkError::NotReachable(
                                 "the printer says it has just restarted: its settings are set again"
                                     .into(),
@@ -487,7 +497,9 @@ impl Connection {
                     .split(|c: char| c == ';' || c.is_whitespace())
                     .find(|w| !w.is_empty())
                     .and_then(|w| w.parse::<u32>().ok());
-                Ok(current.is_some_and(|m| m != self.error_mode))
+                let restarted = current.is_some_and(|m| m != self.error_mode);
+                self.restart_seen |= restarted;
+                Ok(restarted)
             }
             // A firmware without `Rem`: nothing to compare.
             Err(_) => Ok(false),
@@ -506,10 +518,19 @@ impl Connection {
             }
             match tokio::time::timeout_at(deadline, self.link.recv(&mut chunk)).await {
                 Err(_) => {
-                    return Err(LinkError::Timeout {
-                        op: String::new(),
-                        after: Duration::ZERO,
-                    })
+                    return match self.read_on_the_line(&mut chunk)? {
+                        Some(r) => {
+                            tracing::info!(
+                                overdue_ms = Instant::now().saturating_duration_since(deadline).as_millis() as u64,
+                                "the answer was on the line when its time-out fell due (the agent was frozen?): taken"
+                            );
+                            Ok(r)
+                        }
+                        None => Err(LinkError::Timeout {
+                            op: String::new(),
+                            after: Duration::ZERO,
+                        }),
+                    }
                 }
                 Ok(Ok(0)) => {
                     self.buf.clear();
@@ -521,6 +542,39 @@ impl Connection {
                 Ok(Err(e)) => return Err(LinkError::NotReachable(format!("read failed: {e}"))),
             }
         }
+    }
+
+    /// The last look before a time-out is declared: what the line already
+    /// holds, read without waiting, decoded. The deadline is measured on a
+    /// clock that runs on while the agent cannot (SIGSTOP, a VM pause, a
+    /// clock that jumps on resume): an answer that came meanwhile was in
+    /// time, and is taken. Without this, the reactor, which learns of it only
+    /// at its next turn, lost the race to the timer and a good card was
+    /// rejected as PRT_TIMEOUT.
+    fn read_on_the_line(&mut self, chunk: &mut [u8]) -> Result<Option<Reply>, LinkError> {
+        // Bounded: a line that keeps streaming noise cannot hold the agent
+        // here (the codec ends an oversized reply as malformed anyway).
+        for _ in 0..64 {
+            match self.link.read_now(chunk) {
+                Ok(None) => return Ok(None),
+                Ok(Some(0)) => {
+                    self.buf.clear();
+                    return Err(LinkError::NotReachable(
+                        "the printer closed the link".into(),
+                    ));
+                }
+                Ok(Some(n)) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(LinkError::NotReachable(format!("read failed: {e}"))),
+            }
+            if let Some(r) = self
+                .codec
+                .decode(&mut self.buf)
+                .map_err(|e| LinkError::NotReachable(e.to_string()))?
+            {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
     }
 
     /// Brings the link back in step after a time-out or noise: waits for the line
@@ -787,6 +841,66 @@ mod tests {
         assert_eq!(e.to_fault().code, ErrorCode::PRD_UNEXPECTED_DATA, "{e}");
         // And the link is usable again.
         assert_eq!(conn.run(&Op::ReadModel).await.unwrap().unwrap(), "KM500B");
+    }
+
+    /// A device on a socket pair, played by a thread of its own (so that it
+    /// answers while the test's runtime is blocked): the link is a real
+    /// descriptor driven by tokio's reactor, as a serial line is.
+    fn fd_device(answer: fn(&str) -> Vec<u8>) -> Link {
+        use std::io::{Read, Write};
+        let (host, mut dev) = std::os::unix::net::UnixStream::pair().unwrap();
+        std::thread::spawn(move || {
+            let mut codec = CommandCodec::new(dialect::panel::Geometry::default());
+            let mut buf = BytesMut::new();
+            let mut chunk = [0u8; 1024];
+            loop {
+                while let Some(item) = codec.decode(&mut buf).unwrap() {
+                    if let Inbound::Command(c) = item {
+                        if dev.write_all(&answer(&c.mnemonic)).is_err() {
+                            return;
+                        }
+                    }
+                }
+                match dev.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+        });
+        let stream =
+            crate::printer::transport::FdStream::new(std::os::fd::OwnedFd::from(host)).unwrap();
+        Link::from_descriptor(stream)
+    }
+
+    /// The agent frozen (SIGSTOP, a VM pause) past a command's deadline while
+    /// the answer came: on waking, the reactor has not been told yet that the
+    /// line is readable (`epoll_wait` ends with EINTR, no events), and the
+    /// deadline is already past. The answer on the line wins.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_answer_already_on_the_line_wins_over_a_deadline_already_past() {
+        let profile = Arc::new(Profile::load("evolis-km500b", None).unwrap());
+        let mut settings =
+            LinkSettings::from_profile(Endpoint::Tcp("in-process:0".into()), &profile);
+        settings.timeouts.command = 300;
+        let link = fd_device(normal);
+        let (mut conn, _) = Connection::handshake(link, false, &settings, profile)
+            .await
+            .unwrap()
+            .unwrap();
+        let long_ago = Instant::now();
+        // A read that finds nothing: the reactor's readiness is cleared, as
+        // on a line that was quiet when the command went out.
+        let quiet = conn
+            .read_reply(Instant::now() + Duration::from_millis(50))
+            .await;
+        assert!(matches!(quiet, Err(LinkError::Timeout { .. })), "{quiet:?}");
+        let bytes = Op::ReadSerial.command().to_bytes().unwrap();
+        conn.link.send(&bytes).await.unwrap();
+        // Frozen: the thread blocks, so the runtime's reactor does not run
+        // while the device answers.
+        std::thread::sleep(Duration::from_millis(200));
+        let reply = conn.read_reply(long_ago).await;
+        assert_eq!(reply, Ok(Reply::Text("SN1".into())));
     }
 
     #[tokio::test]

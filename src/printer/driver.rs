@@ -116,10 +116,15 @@ pub(super) struct Inner {
     pub(super) last_used: std::sync::Mutex<Instant>,
     /// Handshakes completed (metrics count reconnections from it).
     connections: std::sync::atomic::AtomicU64,
+    /// Restarts the printer showed (see [`Printer::restarts`]).
+    restarts: std::sync::atomic::AtomicU64,
     /// Replaced by a new handle (a reloaded configuration): the connection
     /// is closed and never opened again, so that the new handle can open
     /// the same device.
     retired: std::sync::atomic::AtomicBool,
+    /// The serial number of the printer holding the card in production
+    /// ([`Printer::hold_card`]): while set, no command goes to another one.
+    holder: std::sync::Mutex<Option<String>>,
 }
 
 struct Slot {
@@ -172,7 +177,9 @@ impl Printer {
             refresh: Notify::new(),
             last_used: std::sync::Mutex::new(Instant::now()),
             connections: std::sync::atomic::AtomicU64::new(0),
+            restarts: std::sync::atomic::AtomicU64::new(0),
             retired: std::sync::atomic::AtomicBool::new(false),
+            holder: std::sync::Mutex::new(None),
         });
         if supervise {
             tokio::spawn(supervisor(Arc::downgrade(&inner)));
@@ -234,6 +241,16 @@ impl Printer {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Restarts the printer has shown since this handle was made: its
+    /// status words' `just_rebooted` flag, or its error-management mode
+    /// fallen back, read by any command. The engine compares counts to tell
+    /// a command a power cycle swallowed from one the printer never answered.
+    pub fn restarts(&self) -> u64 {
+        self.inner
+            .restarts
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn status(&self) -> watch::Receiver<LinkStatus> {
         self.inner.status.subscribe()
     }
@@ -250,6 +267,28 @@ impl Printer {
         self.inner
             .view
             .send_modify(|v| v.link.identity_change = None);
+    }
+
+    /// The serial number of the printer answering now; `None` while the
+    /// link is down.
+    pub fn serial(&self) -> Option<String> {
+        match &self.inner.status.borrow().state {
+            LinkState::Connected { identity } => Some(identity.serial.clone()),
+            _ => None,
+        }
+    }
+
+    /// Binds the link to the printer holding a card (its serial number)
+    /// until the guard is dropped: a command that would reach another
+    /// printer (replaced, or another one answering on the port) is refused
+    /// unsent, as a link failure whose outcome is unknown, so that no step
+    /// of the card is ever sent to a printer that does not hold it and the
+    /// card goes into doubt. `None` binds nothing.
+    pub fn hold_card(&self, serial: Option<String>) -> CardHold {
+        *self.inner.holder.lock().expect("holder lock") = serial;
+        CardHold {
+            inner: self.inner.clone(),
+        }
     }
 
     /// Waits until the link is up (the supervisor reconnects on its own).
@@ -291,9 +330,17 @@ impl Printer {
             }
         }
         let conn = slot.conn.as_mut().expect("connected above");
+        if let Some(fault) = self.inner.foreign(conn) {
+            return Err(fault);
+        }
         let result = f(conn).await;
         if let Some(words) = conn.take_status() {
             super::monitor::publish_status(&self.inner, &words);
+        }
+        if conn.take_restart() {
+            self.inner
+                .restarts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         *self.inner.last_used.lock().expect("last_used lock") = Instant::now();
         match result {
@@ -338,7 +385,41 @@ fn offline(slot: &Slot) -> Fault {
     .uncertain()
 }
 
+/// See [`Printer::hold_card`]; releases the binding when dropped.
+#[must_use = "the binding ends when the guard is dropped"]
+pub struct CardHold {
+    inner: Arc<Inner>,
+}
+
+impl Drop for CardHold {
+    fn drop(&mut self) {
+        *self.inner.holder.lock().expect("holder lock") = None;
+    }
+}
+
 impl Inner {
+    /// Why a command may not go out on `conn`: a card is bound to another
+    /// printer than the one answering.
+    fn foreign(&self, conn: &Connection) -> Option<Fault> {
+        let holder = self.holder.lock().expect("holder lock");
+        let holder = holder.as_deref()?;
+        let answering = conn.identity().map(|i| i.serial.as_str());
+        if answering == Some(holder) {
+            return None;
+        }
+        Some(
+            Fault::new(
+                ErrorCode::PRT_NOT_REACHABLE,
+                "replaced",
+                format!(
+                    "the printer holding the card (serial {holder}) no longer answers: printer {} does",
+                    answering.unwrap_or("(unidentified)")
+                ),
+            )
+            .uncertain(),
+        )
+    }
+
     /// One connection attempt: open and handshake without the link's lock,
     /// then install the connection (or record the failure).
     async fn try_connect(&self) -> Result<Identity, Fault> {
@@ -365,7 +446,7 @@ impl Inner {
                     .as_ref()
                     .filter(|p| p.serial != id.serial)
                 {
-                    tracing::warn!(previous = %prev.serial, current = %id.serial, model = %id.model, "the printer's serial number changed");
+                    tracing::warn!(previous = %prev.serial, current = %id.serial, model = %id.model, "the printer's serial number changed: printer {} was replaced by printer {}", prev.serial, id.serial);
                     let change = IdentityChange {
                         previous: prev.clone(),
                         current: id.clone(),

@@ -218,10 +218,45 @@ pub fn first_error_flag<'a>(
     profile: &'a Profile,
     s: &StatusWords,
 ) -> Option<&'a super::profile::FlagRule> {
-    profile
-        .flags
-        .iter()
-        .find(|f| f.severity == Severity::Error && f.code.is_some() && s.bit(&f.word, f.bit))
+    first_error_flag_where(profile, s, |_| true)
+}
+
+/// The first error flag set that `which` keeps.
+pub fn first_error_flag_where<'a>(
+    profile: &'a Profile,
+    s: &StatusWords,
+    which: impl Fn(&super::profile::FlagRule) -> bool,
+) -> Option<&'a super::profile::FlagRule> {
+    profile.flags.iter().find(|f| {
+        f.severity == Severity::Error && f.code.is_some() && s.bit(&f.word, f.bit) && which(f)
+    })
+}
+
+/// A fault of the link itself (no answer, or no link): the printer may have
+/// done what it was asked, or not.
+pub fn is_link_fault(f: &Fault) -> bool {
+    matches!(
+        f.code,
+        ErrorCode::PRT_TIMEOUT | ErrorCode::PRT_NOT_REACHABLE
+    )
+}
+
+/// A link fault, once the printer has shown that it restarted since (its
+/// `just_rebooted` flag, or its error mode fallen back): not a printer that
+/// stopped answering, but one switched off and on (or that reset itself)
+/// while it executed the command, which it lost. Other faults are kept as
+/// they are.
+pub fn restarted_meanwhile(f: &Fault) -> Fault {
+    if !is_link_fault(f) {
+        return f.clone();
+    }
+    Fault {
+        description: format!(
+            "{}: the printer restarted (power cycle?) while executing it",
+            f.description
+        ),
+        ..f.clone()
+    }
 }
 
 #[cfg(test)]
@@ -429,5 +464,24 @@ mod tests {
         let names: Vec<_> = flags.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["cover_open", "feeder_near_empty"]);
         assert_eq!(unknown, vec![("ERR".to_string(), 30)]);
+    }
+
+    #[test]
+    fn a_restart_is_noted_on_link_faults_only() {
+        let timeout = crate::printer::conn::LinkError::Timeout {
+            op: "Smw".into(),
+            after: std::time::Duration::from_millis(3000),
+        }
+        .to_fault();
+        let noted = restarted_meanwhile(&timeout);
+        assert_eq!(
+            noted.description,
+            "Smw: no answer within 3000 ms: the printer restarted (power cycle?) while executing it"
+        );
+        assert_eq!(noted.code, ErrorCode::PRT_TIMEOUT);
+        assert!(noted.uncertain, "still a fault whose outcome is unknown");
+        // A refusal is an answer: the printer did not lose the command.
+        let refusal = Fault::new(ErrorCode::PRT_RIBBON_MISSING, "ribbon", "ERROR RIBBON");
+        assert_eq!(restarted_meanwhile(&refusal), refusal);
     }
 }

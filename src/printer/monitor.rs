@@ -40,6 +40,9 @@ pub const FULL_EVERY: Duration = Duration::from_secs(15);
 /// (`satellite bench --idle`).
 pub const FULL_EVERY_WITH_WORDS: Duration = Duration::from_secs(60);
 
+/// Why the link is taken down when the error mode fell back.
+const MODE_FELL_BACK: &str = "the printer restarted (its error-management mode fell back to the saved one): setting it up again";
+
 /// What is known of the printer without asking it.
 #[derive(Debug, Clone, Serialize)]
 pub struct PrinterView {
@@ -173,9 +176,7 @@ impl Printer {
                     // less a second while idle (`satellite bench --idle`).
                     let words_tell = read && c.profile().flag("just_rebooted").is_some();
                     if (check_mode || !words_tell) && c.restarted().await? {
-                        return Err(LinkError::NotReachable(
-                            "the printer restarted (its error-management mode fell back to the saved one): setting it up again".into(),
-                        ));
+                        return Err(LinkError::NotReachable(MODE_FELL_BACK.into()));
                     }
                     Ok(Ok(read))
                 })
@@ -189,6 +190,25 @@ impl Printer {
             });
         }
         Ok(())
+    }
+
+    /// Asks whether the printer restarted, where its status words cannot say
+    /// so (no `just_rebooted` flag, or no `Rst`): by its error mode. A
+    /// restart takes the link down (the handshake sets the printer up again)
+    /// and counts in [`Printer::restarts`]. Where the words can say, the next
+    /// reading of them shows it, and nothing is sent here.
+    pub async fn check_restart(&self) -> Result<(), Fault> {
+        self.with_conn(move |c| {
+            Box::pin(async move {
+                let words_tell = c.status_supported() != Some(false)
+                    && c.profile().flag("just_rebooted").is_some();
+                if !words_tell && c.restarted().await? {
+                    return Err(LinkError::NotReachable(MODE_FELL_BACK.into()));
+                }
+                Ok(Ok(()))
+            })
+        })
+        .await
     }
 
     /// Asks the monitor for a full reading soon (after a card, an inventory change).

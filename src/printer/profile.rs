@@ -187,6 +187,12 @@ pub struct FlagRule {
     pub code: Option<ErrorCode>,
     pub severity: Severity,
     pub reason: String,
+    /// An error that stops the next card but not the one in progress: a
+    /// supply its own printing may have used up (the ribbon's last panel,
+    /// the cleaning counter's last card). Checked before a card starts,
+    /// not before the card in progress is presented.
+    #[serde(default)]
+    pub between_cards: bool,
 }
 
 /// When the printer requires cleaning, as its counters tell (`[cleaning]`):
@@ -486,6 +492,22 @@ mod tests {
     }
 
     #[test]
+    fn ribbons_say_which_panels_they_carry() {
+        let p = Profile::load("evolis-km500b", None).unwrap();
+        assert_eq!(p.ribbon_panels("YMCKO"), Some("YMCKO"));
+        assert_eq!(p.ribbon_panels("kb"), Some("K"));
+        assert_eq!(p.ribbon_panels("hologram"), None);
+        // The embosser inherits the table.
+        let e = Profile::load("instant-embosser-ie4", None).unwrap();
+        assert_eq!(e.ribbon_panels("ko"), Some("KO"));
+        // Supplies a card's own printing may use up stop the next card only.
+        for name in ["ribbon_ended", "cleaning_required"] {
+            assert!(p.flag(name).unwrap().between_cards, "{name}");
+        }
+        assert!(!p.flag("cover_open").unwrap().between_cards);
+    }
+
+    #[test]
     fn bad_profiles_get_specific_errors() {
         let base = dialect::profiles::EMBEDDED[0].1;
         let cases = [
@@ -499,6 +521,8 @@ mod tests {
             (base.replace("sensors = [\"o\",", "sensors = [\"x\","), "commands.sensors"),
             (base.replace("{ command = \"Se\",", "{ command = \"Se;1\","), "Se;1"),
             (base.replace("{ command = \"Se\",", "{ flag = \"card_eject\", command = \"Se\","), "either"),
+            (base.replace("kb = \"K\"", "kb = \"KX\""), "ribbon_panels.kb"),
+            (base.replace("kb = \"K\"\n", ""), "[ribbon_panels] does not describe"),
         ];
         for (text, needle) in cases {
             let err = Profile::from_toml(&text, "test.toml")

@@ -119,11 +119,13 @@ const POLL_FIRST: Duration = Duration::from_millis(2);
 const POLL_MAX: Duration = Duration::from_millis(50);
 
 impl Printer {
-    /// Is the printer able to take a card now? Reads the status words: the first
-    /// error flag set (cover open, reject box full, ribbon missing, ...) is the
-    /// fault. A card is never started on a printer that could not finish it or
-    /// could not dispose of it. Firmware without status words passes: its
-    /// faults surface as reply words at the step that meets them.
+    /// Can the card in progress go on? Reads the status words: the first
+    /// error flag set (cover open, jam, ...) is the fault, except flags the
+    /// profile marks `between_cards` (the ribbon's last panel or the
+    /// cleaning counter's last card used by this very card). Before a card
+    /// starts, the engine checks every flag (`Printer::refresh_supplies`).
+    /// Firmware without status words passes: its faults surface as reply
+    /// words at the step that meets them.
     pub async fn check_ready(&self) -> Result<(), Fault> {
         let profile = self.profile().clone();
         self.with_conn(move |c| {
@@ -131,7 +133,10 @@ impl Printer {
                 let Ok(words) = c.read_status().await? else {
                     return Ok(Ok(()));
                 };
-                match super::faults::first_error_flag(&profile, &words) {
+                // A supply this card's own printing used up (`between_cards`
+                // flags) stops the next card, not this one.
+                match super::faults::first_error_flag_where(&profile, &words, |f| !f.between_cards)
+                {
                     Some(f) => Ok(Err(Fault::new(
                         f.code.expect("error flags have codes"),
                         f.reason.clone(),

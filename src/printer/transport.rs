@@ -9,7 +9,11 @@
 //! * TCP (`tcp://host:port`) for networked printers.
 //! * in-process: any `AsyncRead + AsyncWrite` (the simulator's duplex stream) for tests.
 //!
-//! The codec sits above this: a link only moves bytes.
+//! The codec sits above this: a link only moves bytes. Besides waiting for
+//! bytes, a link can say what its descriptor holds right now without asking
+//! the reactor ([`Link::read_now`]): after a freeze (SIGSTOP, a VM pause)
+//! `epoll_wait` returns EINTR without events, so the time-out's timer can
+//! fire before tokio learns that the answer came meanwhile.
 
 use super::profile::{FlowControl, LinkDefaults, Parity};
 use std::fmt;
@@ -107,8 +111,16 @@ impl SerialSettings {
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
+/// A stream on a descriptor of its own (a serial line, a TCP socket), which
+/// can be read without waiting and without the reactor.
+pub trait FdBacked: Stream + AsRawFd {}
+impl<T: Stream + AsRawFd> FdBacked for T {}
+
 /// An open link.
 pub enum Link {
+    /// A serial line or a TCP socket.
+    Fd(Box<dyn FdBacked>),
+    /// In-process (tests): no descriptor.
     Stream(Box<dyn Stream>),
     Usb(UsbLink),
 }
@@ -116,6 +128,7 @@ pub enum Link {
 impl fmt::Debug for Link {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Link::Fd(s) => write!(f, "Link::Fd({})", s.as_raw_fd()),
             Link::Stream(_) => f.write_str("Link::Stream"),
             Link::Usb(u) => write!(f, "Link::Usb({})", u.path.display()),
         }
@@ -132,9 +145,9 @@ impl Link {
             Endpoint::Tcp(addr) => {
                 let s = tokio::net::TcpStream::connect(addr).await?;
                 s.set_nodelay(true)?;
-                Ok(Link::Stream(Box::new(s)))
+                Ok(Link::Fd(Box::new(s)))
             }
-            Endpoint::Serial(path) => Ok(Link::Stream(Box::new(open_serial(path, serial)?))),
+            Endpoint::Serial(path) => Ok(Link::Fd(Box::new(open_serial(path, serial)?))),
             Endpoint::Usb(path) => Ok(Link::Usb(UsbLink::open(path.clone(), usb_reopen)?)),
         }
     }
@@ -144,8 +157,18 @@ impl Link {
         Link::Stream(Box::new(s))
     }
 
+    /// Wraps a stream on a descriptor of its own (in-process tests of
+    /// what only a descriptor shows).
+    pub fn from_descriptor(s: impl FdBacked + 'static) -> Link {
+        Link::Fd(Box::new(s))
+    }
+
     pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {
+            Link::Fd(s) => {
+                s.write_all(bytes).await?;
+                s.flush().await
+            }
             Link::Stream(s) => {
                 s.write_all(bytes).await?;
                 s.flush().await
@@ -157,8 +180,44 @@ impl Link {
     /// Reads what is there (at least one byte); `Ok(0)` is the end of the link.
     pub async fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
+            Link::Fd(s) => s.read(buf).await,
             Link::Stream(s) => s.read(buf).await,
             Link::Usb(u) => u.recv(buf).await,
+        }
+    }
+
+    /// Reads what the line holds right now, without waiting: `None` when
+    /// nothing is there, `Some(0)` at the end of the link. A descriptor is
+    /// read directly: the reactor may not know yet that bytes came (after a
+    /// freeze, see the module's documentation). An in-process stream is
+    /// polled once.
+    pub fn read_now(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        match self {
+            Link::Fd(s) => read_descriptor_now(s.as_raw_fd(), buf),
+            Link::Usb(u) => match &u.node {
+                Some(n) => read_descriptor_now(n.as_raw_fd(), buf),
+                // Reopened for the next read: nothing read on it yet.
+                None => Ok(None),
+            },
+            Link::Stream(s) => futures::FutureExt::now_or_never(s.read(buf)).transpose(),
+        }
+    }
+}
+
+/// One non-blocking `read(2)` on a descriptor the link owns (set
+/// non-blocking by tokio or [`FdStream::new`]). Reading behind the
+/// reactor's back is harmless: a readiness it reports later for these bytes
+/// ends in `EAGAIN`, which clears it.
+fn read_descriptor_now(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    use nix::errno::Errno;
+    loop {
+        match nix::unistd::read(fd, buf) {
+            Ok(n) => return Ok(Some(n)),
+            Err(Errno::EAGAIN) => return Ok(None),
+            Err(Errno::EINTR) => continue,
+            // A tty whose other end went away: the end of the link.
+            Err(Errno::EIO) => return Ok(Some(0)),
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -257,6 +316,12 @@ impl FdStream {
         let dup = unsafe { OwnedFd::from_raw_fd(fd) };
         unsafe { AsyncFd::register_with_interest(dup, Interest::WRITABLE) }
             .map_err(|e| e.into_parts().1)
+    }
+}
+
+impl AsRawFd for FdStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
     }
 }
 

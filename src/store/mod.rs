@@ -570,6 +570,18 @@ impl Store {
         step: &str,
         note: Option<&str>,
     ) -> Result<Event, StoreError> {
+        self.intent_on(card_token, step, note, None)
+    }
+
+    /// [`Store::intent_noted`], recording the serial number of the printer
+    /// the step is sent to (what the engine writes for every step).
+    pub fn intent_on(
+        &self,
+        card_token: &str,
+        step: &str,
+        note: Option<&str>,
+        printer: Option<&str>,
+    ) -> Result<Event, StoreError> {
         check_step(step)?;
         let note = note.map(dialect::redact::mask_text);
         self.write("intent", |tx| {
@@ -584,6 +596,7 @@ impl Store {
                 None,
                 note.as_deref(),
                 &at,
+                printer,
             )?;
             let event = push_event(
                 tx,
@@ -612,6 +625,19 @@ impl Store {
         step: &str,
         ok: bool,
         detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.outcome_on(card_token, step, ok, detail, None)
+    }
+
+    /// [`Store::outcome`], recording the serial number of the printer that
+    /// did the step (what the engine writes for every step).
+    pub fn outcome_on(
+        &self,
+        card_token: &str,
+        step: &str,
+        ok: bool,
+        detail: Option<&str>,
+        printer: Option<&str>,
     ) -> Result<(), StoreError> {
         check_step(step)?;
         let detail = detail.map(dialect::redact::mask_text);
@@ -644,6 +670,7 @@ impl Store {
                 Some(ok),
                 detail.as_deref(),
                 &now(),
+                printer,
             )
         })
     }
@@ -654,7 +681,8 @@ impl Store {
         let seq = job_seq(&conn, card_token)?;
         let mut st = conn
             .prepare_cached(
-                "SELECT step, phase, ok, detail, at FROM journal WHERE job_seq = ?1 ORDER BY id",
+                "SELECT step, phase, ok, detail, at, printer FROM journal WHERE job_seq = ?1 \
+                 ORDER BY id",
             )
             .ctx("journal")?;
         let rows = st
@@ -665,6 +693,7 @@ impl Store {
                     ok: r.get(2)?,
                     detail: r.get(3)?,
                     at: r.get(4)?,
+                    printer: r.get(5)?,
                 })
             })
             .ctx("journal")?;
@@ -1147,6 +1176,7 @@ fn close_job(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn journal_insert(
     tx: &Transaction<'_>,
     job_seq: i64,
@@ -1155,11 +1185,23 @@ fn journal_insert(
     ok: Option<bool>,
     detail: Option<&str>,
     at: &str,
+    printer: Option<&str>,
 ) -> Result<(), StoreError> {
     tx.prepare_cached(
-        "INSERT INTO journal (job_seq, step, phase, ok, detail, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO journal (job_seq, step, phase, ok, detail, at, printer) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
-    .and_then(|mut st| st.execute(params![job_seq, step, phase.as_str(), ok, detail, at]))
+    .and_then(|mut st| {
+        st.execute(params![
+            job_seq,
+            step,
+            phase.as_str(),
+            ok,
+            detail,
+            at,
+            printer
+        ])
+    })
     .ctx("journal")?;
     Ok(())
 }

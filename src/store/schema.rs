@@ -35,10 +35,23 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "per-sink delivery of status changes, D1 operation ids",
         sql: V3,
     },
+    Migration {
+        version: 4,
+        name: "the printer (serial number) of each journaled step",
+        sql: V4,
+    },
 ];
 
 /// The schema version this program writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
+
+/// Which printer did each journaled step (its serial number): a card in
+/// doubt is settled only by the printer that holds it, so recovery must know
+/// which one that is. NULL on lines written before this version, and where
+/// no printer was connected when the line was written.
+const V4: &str = r#"
+ALTER TABLE journal ADD COLUMN printer TEXT;
+"#;
 
 /// The outbox per sink. `sinks` lists every upstream the configuration ever
 /// named (an inactive one keeps what it had pending, shown, not sent); each

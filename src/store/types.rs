@@ -160,6 +160,9 @@ pub struct JournalEntry {
     pub ok: Option<bool>,
     pub detail: Option<String>,
     pub at: String,
+    /// The serial number of the printer the step was sent to; `None` on
+    /// lines older than schema v4.
+    pub printer: Option<String>,
 }
 
 /// What a technician loaded into one feeder, counted down per card taken.

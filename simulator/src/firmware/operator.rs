@@ -84,6 +84,32 @@ impl Printer {
         Ok(())
     }
 
+    /// A technician loads a new ribbon: `ribbon_type` (one the profile lists)
+    /// with `cards` cards' worth of panels.
+    pub fn load_ribbon(&mut self, ribbon_type: &str, cards: u32) -> Result<(), String> {
+        let t = ribbon_type.to_ascii_lowercase();
+        if !self.cfg.profile.ribbons.contains(&t) {
+            return Err(format!(
+                "ribbon {t:?} does not fit this printer (it takes {})",
+                self.cfg.profile.ribbons.join(", ")
+            ));
+        }
+        self.ribbon.ribbon_type = t;
+        self.ribbon.panels_left = cards.saturating_mul(self.ribbon.panels_per_card());
+        Ok(())
+    }
+
+    /// A technician empties the reject box (`reject`) or the output hopper
+    /// (`hopper`).
+    pub fn empty_box(&mut self, which: &str) -> Result<(), String> {
+        match which {
+            "reject" => self.reject.count = 0,
+            "hopper" => self.hopper.count = 0,
+            other => return Err(format!("no box {other:?}: reject or hopper")),
+        }
+        Ok(())
+    }
+
     /// Changes the customer; a card already waiting in the bezel gets the new behaviour.
     pub fn set_customer(&mut self, c: Customer) -> Vec<Effect> {
         self.customer = c;

@@ -127,10 +127,22 @@ fn printer_checks(h: Option<&Value>) -> Vec<Check> {
         out.push(Check::warn(
             "printer-identity",
             "Printer identity",
-            format!(
-                "another printer is connected than before: {}",
-                Value::Object(change.clone())
-            ),
+            {
+                let serial = |k: &str| {
+                    change
+                        .get(k)
+                        .and_then(|i| i.get("serial"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                        .to_string()
+                };
+                format!(
+                    "printer {} was replaced by printer {} (at {})",
+                    serial("previous"),
+                    serial("current"),
+                    change.get("at").and_then(Value::as_str).unwrap_or("?")
+                )
+            },
             "if the printer was replaced on purpose, nothing to do; otherwise check which printer is cabled",
         ));
     } else if id.is_object() {
