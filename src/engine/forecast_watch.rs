@@ -23,6 +23,9 @@ pub const CLEANING_MARK: &str = "cleaning_mark";
 /// At most one forecast this often for the log: the view changes at every
 /// idle probe, the supplies only with a card or a technician.
 const EVERY: Duration = Duration::from_secs(1);
+/// A reading whose supplies did not change is taken in again this often
+/// (the rate's window moves, a technician sets the inventory).
+const RECHECK: Duration = Duration::from_secs(30);
 
 impl Engine {
     /// Every supply's forecast, from what is published and the store.
@@ -175,16 +178,28 @@ fn new_marks(
 pub async fn watch(engine: Engine, stop: CancellationToken) {
     let mut prev: Option<Snapshot> = None;
     let mut levels: BTreeMap<String, &'static str> = BTreeMap::new();
+    // The last reading's supplies and when they were taken in.
+    let mut last: Option<(String, tokio::time::Instant)> = None;
     loop {
         let mut view = engine.printer().view();
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = view.changed() => {}
             // A reload, a technician's word or the rate's window moving.
-            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            _ = tokio::time::sleep(RECHECK) => {}
         }
         let reading = view.borrow().reading.clone();
         if let Some(now) = &reading {
+            // An idle probe that changed no supply is not worth a store
+            // read each second (`satellite bench --idle`).
+            let key = supplies_key(now);
+            if last
+                .as_ref()
+                .is_some_and(|(k, at)| *k == key && at.elapsed() < RECHECK)
+            {
+                continue;
+            }
+            last = Some((key, tokio::time::Instant::now()));
             let (reject_mark, stored) = engine
                 .db(|s| {
                     (
@@ -235,6 +250,20 @@ pub async fn watch(engine: Engine, stop: CancellationToken) {
             _ = tokio::time::sleep(EVERY) => {}
         }
     }
+}
+
+/// What in a reading the forecast and the marks depend on.
+fn supplies_key(s: &Snapshot) -> String {
+    let feeders: Vec<(u8, bool)> = s.feeders.iter().map(|f| (f.feeder, f.empty)).collect();
+    let faults: Vec<&str> = s.faults.iter().map(|f| f.code.as_str()).collect();
+    format!(
+        "{:?}|{feeders:?}|{:?}|{:?}|{:?}|{faults:?}|{:?}",
+        s.ribbon_cards_left,
+        s.reject_box_full,
+        s.cleaning_due,
+        s.counters,
+        s.unavailable.keys().collect::<Vec<_>>()
+    )
 }
 
 /// What a new forecast brings to the log: a supply that reached its
