@@ -32,8 +32,11 @@ impl Engine {
     pub async fn forecast(&self) -> Forecast {
         let config = self.config();
         let window = config.supplies.rate_window_hours;
-        let since =
-            crate::time::rfc3339(SystemTime::now() - Duration::from_secs(u64::from(window) * 3600));
+        let since = crate::time::rfc3339(
+            SystemTime::now()
+                .checked_sub(Duration::from_secs(u64::from(window) * 3600))
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+        );
         let (stock, usage, reject_mark, cleaning_mark) = self
             .db(move |s| {
                 let usage = s.usage_since(&since).unwrap_or_else(|e| {
