@@ -20,6 +20,9 @@ pub struct Config {
     pub api: ApiConfig,
     #[serde(default)]
     pub production: ProductionConfig,
+    /// When a supply raises its warning, ahead of production stopping.
+    #[serde(default)]
+    pub supplies: SuppliesConfig,
     /// The card types this kiosk produces.
     #[serde(rename = "card_type", default)]
     pub card_types: Vec<CardType>,
@@ -249,6 +252,84 @@ impl Default for ProductionConfig {
     }
 }
 
+/// The supplies forecast: at or below each threshold a supply raises its
+/// warning (status, doctor, metrics, heartbeat, one log line), ahead of
+/// production stopping. Reloadable (SIGHUP): the next forecast uses it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuppliesConfig {
+    /// Cards' worth of ribbon left.
+    #[serde(default = "ribbon_warn_cards")]
+    pub ribbon_warn_cards: u64,
+    /// Blank cards left in a feeder.
+    #[serde(default = "feeder_warn_cards")]
+    pub feeder_warn_cards: u64,
+    /// Free slots left in the reject box.
+    #[serde(default = "reject_warn_free")]
+    pub reject_warn_free: u64,
+    /// Cards left before the printer requires cleaning.
+    #[serde(default = "cleaning_warn_cards")]
+    pub cleaning_warn_cards: u64,
+    /// The recent production rate (hours left) is counted over this many hours.
+    #[serde(default = "rate_window_hours")]
+    pub rate_window_hours: u32,
+}
+
+fn ribbon_warn_cards() -> u64 {
+    50
+}
+fn feeder_warn_cards() -> u64 {
+    20
+}
+fn reject_warn_free() -> u64 {
+    3
+}
+fn cleaning_warn_cards() -> u64 {
+    50
+}
+fn rate_window_hours() -> u32 {
+    6
+}
+
+impl Default for SuppliesConfig {
+    fn default() -> Self {
+        SuppliesConfig {
+            ribbon_warn_cards: ribbon_warn_cards(),
+            feeder_warn_cards: feeder_warn_cards(),
+            reject_warn_free: reject_warn_free(),
+            cleaning_warn_cards: cleaning_warn_cards(),
+            rate_window_hours: rate_window_hours(),
+        }
+    }
+}
+
+impl SuppliesConfig {
+    fn check(&self) -> Result<(), String> {
+        // A threshold beyond any real supply is a typo (a ribbon holds at
+        // most a few thousand cards), and would keep the warning on for ever.
+        const MAX_CARDS: u64 = 100_000;
+        for (key, v) in [
+            ("supplies.ribbon_warn_cards", self.ribbon_warn_cards),
+            ("supplies.feeder_warn_cards", self.feeder_warn_cards),
+            ("supplies.reject_warn_free", self.reject_warn_free),
+            ("supplies.cleaning_warn_cards", self.cleaning_warn_cards),
+        ] {
+            if v > MAX_CARDS {
+                return Err(format!(
+                    "{key} = {v}: at most {MAX_CARDS} (0 warns only when the supply is exhausted)"
+                ));
+            }
+        }
+        if !(1..=168).contains(&self.rate_window_hours) {
+            return Err(format!(
+                "supplies.rate_window_hours = {}: between 1 and 168 (a week)",
+                self.rate_window_hours
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// A kiosk in one directory (store, key, socket), on the bundled simulator,
     /// without chip, with one magnetic card type `debit`: what the demo, the
@@ -383,6 +464,7 @@ colour = false
                 return Err(format!("{key} = {v} ms: at most {DAY_MS} ms (a day)"));
             }
         }
+        self.supplies.check()?;
         if self.production.queue_limit == 0 {
             return Err("production.queue_limit must be at least 1".into());
         }
@@ -435,6 +517,42 @@ mod tests {
             (c.api.header_read_timeout_ms, c.api.body_read_timeout_ms),
             (10_000, 30_000)
         );
+    }
+
+    #[test]
+    fn supplies_thresholds_have_defaults_and_are_checked() {
+        let base = Config::local_text(Path::new("/tmp/x"), "K1", "sim");
+        let c = Config::parse(&base).unwrap();
+        assert_eq!(c.supplies, SuppliesConfig::default());
+        for (table, ok, needle) in [
+            ("[supplies]\nribbon_warn_cards = 10\n", true, ""),
+            (
+                "[supplies]\nrate_window_hours = 0\n",
+                false,
+                "supplies.rate_window_hours",
+            ),
+            (
+                "[supplies]\nrate_window_hours = 169\n",
+                false,
+                "supplies.rate_window_hours",
+            ),
+            (
+                "[supplies]\nfeeder_warn_cards = 100001\n",
+                false,
+                "supplies.feeder_warn_cards",
+            ),
+            (
+                "[supplies]\nribon_warn_cards = 1\n",
+                false,
+                "ribon_warn_cards",
+            ),
+        ] {
+            let r = Config::parse(&format!("{base}{table}"));
+            assert_eq!(r.is_ok(), ok, "{table}: {r:?}");
+            if let Err(e) = r {
+                assert!(e.contains(needle), "{needle}: {e}");
+            }
+        }
     }
 
     #[test]

@@ -113,6 +113,11 @@ impl Daemon {
             let (engine, shutdown) = (engine.clone(), shutdown.clone());
             async move { engine.run(shutdown).await }
         });
+        // The supplies forecast's marks and its warnings in the log.
+        tokio::spawn(crate::engine::forecast_watch::watch(
+            engine.clone(),
+            shutdown.clone(),
+        ));
         let header_read =
             std::time::Duration::from_millis(engine.config().api.header_read_timeout_ms);
         let api_task = tokio::spawn(api::serve(

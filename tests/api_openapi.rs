@@ -236,6 +236,17 @@ async fn representative_run() -> Vec<Exchange> {
         415,
     );
     expect(&r.get("/v1/inventory").await, 200);
+    // The reject box emptied (the supplies forecast counts from here).
+    expect(
+        &r.json("PUT", "/v1/inventory/reject-box", &json!({"cards": 0}))
+            .await,
+        204,
+    );
+    expect(
+        &r.json("PUT", "/v1/inventory/reject-box", &json!({"cards": 999}))
+            .await,
+        409,
+    );
 
     // A card presented and waiting for its verdict (the customer does not
     // take it); meanwhile the same PAN is refused, another card queues and

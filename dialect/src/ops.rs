@@ -84,6 +84,9 @@ pub enum Counter {
     /// Cards put in the reject box (`Rco;r`): not in the public guide; used
     /// only where the profile says the model has it (`reject_counter`).
     Rejected,
+    /// The cleaning interval in cards (`Rco;m`): read only where the
+    /// profile's `[cleaning]` table says the firmware answers it.
+    CleaningInterval,
 }
 
 impl Counter {
@@ -94,6 +97,7 @@ impl Counter {
             Counter::CleaningsDone => "n",
             Counter::RibbonCardsLeft => "l",
             Counter::Rejected => "r",
+            Counter::CleaningInterval => "m",
         }
     }
 }

@@ -14,6 +14,7 @@
 //! | `GET /v1/status` | what the engine does (since when) and the printer's published view |
 //! | `GET /v1/printer` | the printer's published view (`?fresh=true`: read it now) |
 //! | `GET /v1/inventory`, `PUT /v1/inventory/{feeder}` | feeder stock, `{"cardType": .., "count": ..}` |
+//! | `PUT /v1/inventory/reject-box` | `{"cards": 0}`: what the reject box holds now (0 once emptied), for the supplies forecast |
 //! | `GET /v1/outbox`, `POST /v1/outbox/{sink}/replay` | each sink's backlog and dead letters; send them again |
 //! | `GET /v1/openapi.yaml` | the OpenAPI document of all this |
 //!
@@ -72,6 +73,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/v1/outbox/{sink}/replay", post(outbox_replay))
         .route("/v1/printer", get(printer))
         .route("/v1/inventory", get(inventory))
+        .route("/v1/inventory/reject-box", put(set_reject_box))
         .route("/v1/inventory/{feeder}", put(set_inventory))
         .merge(technician::routes())
         .route("/metrics", get(crate::metrics::serve))
@@ -429,6 +431,25 @@ async fn inventory(State(engine): State<Engine>) -> Response {
 struct Stock {
     card_type: String,
     count: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RejectBox {
+    cards: u64,
+}
+
+/// A technician says what the reject box holds (0 once emptied): the
+/// supplies forecast counts its free slots from here.
+async fn set_reject_box(State(engine): State<Engine>, JsonBody(body): JsonBody) -> Response {
+    let r: RejectBox = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    match engine.set_reject_box(r.cards).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => card_error(e),
+    }
 }
 
 async fn set_inventory(

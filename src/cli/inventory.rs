@@ -19,6 +19,16 @@ pub enum InventoryCommand {
         /// How many cards it holds now.
         count: u32,
     },
+    /// After emptying the reject box: the supplies forecast counts its
+    /// free slots again from the printer's reject counter.
+    RejectBox {
+        /// The box was emptied (it holds no card now).
+        #[arg(long, conflicts_with = "cards", required_unless_present = "cards")]
+        emptied: bool,
+        /// Or: how many cards it holds now.
+        #[arg(long)]
+        cards: Option<u64>,
+    },
 }
 
 pub async fn run(agent: &Agent, cmd: InventoryCommand, json_out: bool) -> Result<u8, CliError> {
@@ -59,6 +69,19 @@ pub async fn run(agent: &Agent, cmd: InventoryCommand, json_out: bool) -> Result
                 &["FEEDER", "CARD TYPE", "COUNT", "SENSOR", "SET AT"],
                 rows,
             ));
+            Ok(exit::OK)
+        }
+        InventoryCommand::RejectBox { emptied, cards } => {
+            let cards = if emptied { 0 } else { cards.unwrap_or(0) };
+            let body = json!({ "cards": cards }).to_string();
+            agent
+                .call("PUT", "/v1/inventory/reject-box", Some(body.as_bytes()))
+                .await?;
+            if json_out {
+                output::json(&json!({ "rejectBox": { "cards": cards } }));
+            } else {
+                output::line(format!("reject box: {cards} cards in it"));
+            }
             Ok(exit::OK)
         }
         InventoryCommand::Set {

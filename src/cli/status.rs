@@ -207,6 +207,8 @@ pub fn render(doc: &Value) -> String {
         }
     ));
 
+    out.extend(forecast_lines(&doc["supplies"]));
+
     let in_doubt = if state == "card_in_doubt" { 1 } else { 0 };
     out.push(format!(
         "Queue      {} waiting, {} in production, {} in doubt",
@@ -291,6 +293,40 @@ pub fn render(doc: &Value) -> String {
         ));
     }
     out.join("\n")
+}
+
+/// The supplies forecast: one line per supply, painted by its level, with
+/// the next step on a warning (the agent wrote each line).
+fn forecast_lines(supplies: &Value) -> Vec<String> {
+    let Some(list) = supplies["forecast"].as_array() else {
+        return vec![];
+    };
+    let rate = &supplies["rate"];
+    let head = match rate["cardsPerHour"].as_f64() {
+        Some(r) => format!(
+            "{r:.1} cards/h over the last {} h",
+            rate["windowHours"].as_u64().unwrap_or(0)
+        ),
+        None => format!(
+            "no card in the last {} h: no estimate in hours",
+            rate["windowHours"].as_u64().unwrap_or(0)
+        ),
+    };
+    let mut out = vec![format!("Forecast   {}", dim(&head))];
+    for f in list {
+        let line = s(f, "summary");
+        let painted = if f["exhausted"].as_bool() == Some(true) {
+            bad(line)
+        } else if f["warning"].as_bool() == Some(true) {
+            warn(line)
+        } else if f["left"].is_null() {
+            dim(line)
+        } else {
+            line.to_string()
+        };
+        out.push(format!("           {painted}"));
+    }
+    out
 }
 
 fn mb(b: u64) -> f64 {

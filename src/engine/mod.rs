@@ -9,6 +9,8 @@
 //! Every status change goes through the store, which writes its event in the
 //! same transaction: the delivery of events upstream reads that outbox.
 
+pub mod forecast;
+pub mod forecast_watch;
 pub mod maintenance;
 mod next_card;
 pub mod plan;

@@ -67,6 +67,7 @@ pub async fn health(engine: &Engine) -> Value {
             .into()
     });
     let inventory = engine.inventory().await.ok();
+    let forecast = engine.forecast().await;
     let store_json = usage.map(|(used, limit)| {
         json!({
             "usedBytes": used,
@@ -82,7 +83,14 @@ pub async fn health(engine: &Engine) -> Value {
         "state": engine_json["state"].clone(),
         "engine": engine_json,
         "printer": printer(engine, None),
-        "supplies": { "feeders": inventory },
+        // The feeders as set and sensed, and every supply's forecast
+        // (cards left, threshold, warning, hours at the recent rate).
+        "supplies": {
+            "feeders": inventory,
+            "rate": forecast.rate,
+            "forecast": forecast.supplies,
+            "warning": forecast.any_warning(),
+        },
         "queueDepth": queue,
         "inProduction": in_production,
         "outbox": outbox,

@@ -7,12 +7,16 @@
 
 use super::events::Metrics;
 use super::published::{Published, PRINTER_STATES};
+use crate::engine::forecast::SupplyForecast;
 use crate::engine::state::Activity;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::MetricType;
 use std::time::SystemTime;
+
+/// A supply's levels (`SupplyForecast::level`).
+const SUPPLY_LEVELS: [&str; 4] = ["ok", "warning", "exhausted", "unknown"];
 
 /// The upstream link states (`upstream::health::LinkHealth::state`).
 const LINK_STATES: [&str; 3] = ["up", "down", "unknown"];
@@ -190,6 +194,75 @@ impl Scrape {
             )?
             .encode_gauge(&u64::from(due))?;
         }
+        self.forecast(e)
+    }
+
+    /// The supplies forecast: per supply (and feeder) what is left, its
+    /// threshold, its level and the hours left at the recent rate.
+    fn forecast(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(fc) = &self.published.forecast else {
+            return Ok(());
+        };
+        let labels = |s: &SupplyForecast| {
+            let mut l = vec![("supply", s.supply.to_string())];
+            if let Some(n) = s.feeder {
+                l.push(("feeder", n.to_string()));
+            }
+            l
+        };
+        let mut f = gauge(
+            e,
+            "satellite_supply_left",
+            "What is left of each supply: cards (ribbon, feeder, cleaning: cards until required) or free slots (reject_box); absent while unknown",
+        )?;
+        for s in &fc.supplies {
+            if let Some(n) = s.left {
+                f.encode_family(&labels(s))?.encode_gauge(&n)?;
+            }
+        }
+        let mut f = gauge(
+            e,
+            "satellite_supply_warn_at",
+            "The configured threshold ([supplies]): a supply at or below it raises its warning",
+        )?;
+        for s in &fc.supplies {
+            f.encode_family(&labels(s))?.encode_gauge(&s.warn_at)?;
+        }
+        let mut f = gauge(
+            e,
+            "satellite_supply_level",
+            "Each supply's level: ok, warning (at or below its threshold), exhausted (production stops for the cards that need it) or unknown; 1 for the current level",
+        )?;
+        for s in &fc.supplies {
+            let now = s.level();
+            for level in SUPPLY_LEVELS {
+                let mut l = labels(s);
+                l.push(("level", level.to_string()));
+                set(&mut f, &l, level == now)?;
+            }
+        }
+        let mut f = gauge(
+            e,
+            "satellite_supply_time_left_seconds",
+            "Time until each supply runs out at the recent production rate (the status document says it in hours); absent while unknown or with no recent production",
+        )?;
+        for s in &fc.supplies {
+            if let Some(h) = s.hours_left {
+                f.encode_family(&labels(s))?.encode_gauge(&(h * 3600.0))?;
+            }
+        }
+        let mut f = gauge(
+            e,
+            "satellite_production_rate_cards_per_hour",
+            "Blank cards taken (kind=cards) and cards rejected (kind=rejects) per hour over [supplies] rate_window_hours",
+        )?;
+        for (kind, r) in [
+            ("cards", fc.rate.cards_per_hour),
+            ("rejects", fc.rate.rejects_per_hour),
+        ] {
+            f.encode_family(&[("kind", kind)])?
+                .encode_gauge(&r.unwrap_or(0.0))?;
+        }
         Ok(())
     }
 
@@ -359,6 +432,7 @@ mod tests {
                 limit_bytes: 8192,
                 stock: vec![],
             }),
+            forecast: None,
         }
     }
 
@@ -404,6 +478,67 @@ mod tests {
         assert!(!text.contains("satellite_printer_cleaning_due"), "{text}");
         // The card in doubt is named by the API, never by a label.
         assert!(!text.contains("tok-secret"), "{text}");
+    }
+
+    #[test]
+    fn the_supplies_forecast_is_one_series_per_supply_with_bounded_labels() {
+        use crate::engine::forecast::{forecast, Inputs, Rate};
+        use crate::store::{FeederStock, Usage};
+        let mut reading = crate::printer::snapshot::Snapshot::empty(
+            None,
+            &crate::printer::Profile::load("evolis-km500b", None).unwrap(),
+        );
+        reading.ribbon_cards_left = Some(12);
+        let stock = [FeederStock {
+            feeder: 1,
+            card_type: "debit".into(),
+            count: 30,
+            set_at: String::new(),
+        }];
+        let thresholds = crate::config::SuppliesConfig::default();
+        let fc = forecast(&Inputs {
+            reading: Some(&reading),
+            stock: &stock,
+            feeders: 2,
+            reject_capacity: Some(20),
+            cleaning_rule: None,
+            reject_mark: None,
+            cleaning_mark: None,
+            rate: Rate::of(
+                Usage {
+                    taken: 24,
+                    rejected: 0,
+                },
+                6,
+            ),
+            thresholds: &thresholds,
+        });
+        let mut p = published();
+        p.forecast = Some(fc);
+        let text = render(Scrape {
+            events: Metrics::default(),
+            published: p,
+            at: std::time::SystemTime::now(),
+        });
+        for line in [
+            r#"satellite_supply_left{supply="ribbon"} 12"#,
+            r#"satellite_supply_left{supply="feeder",feeder="1"} 30"#,
+            r#"satellite_supply_warn_at{supply="ribbon"} 50"#,
+            r#"satellite_supply_level{supply="ribbon",level="warning"} 1"#,
+            r#"satellite_supply_level{supply="ribbon",level="ok"} 0"#,
+            r#"satellite_supply_level{supply="feeder",feeder="2",level="unknown"} 1"#,
+            r#"satellite_supply_level{supply="cleaning",level="unknown"} 1"#,
+            r#"satellite_supply_time_left_seconds{supply="ribbon"} 10800.0"#,
+            r#"satellite_production_rate_cards_per_hour{kind="cards"} 4.0"#,
+            r#"satellite_production_rate_cards_per_hour{kind="rejects"} 0.0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
+        }
+        // Unknown is left out rather than guessed.
+        assert!(
+            !text.contains(r#"satellite_supply_left{supply="cleaning"}"#),
+            "{text}"
+        );
     }
 
     #[test]

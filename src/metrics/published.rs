@@ -21,6 +21,8 @@ pub struct Published {
     pub links: Upstream,
     /// `None` when the store could not be read (logged).
     pub store: Option<StoreNow>,
+    /// Every supply's forecast (`engine::forecast`).
+    pub forecast: Option<crate::engine::forecast::Forecast>,
 }
 
 /// The printer as last published.
@@ -77,6 +79,8 @@ impl Published {
                 None
             }
         };
+        // Before the view is read: no borrow of a watch is held across it.
+        let forecast = Some(engine.forecast().await);
         let view = engine.printer().view().borrow().clone();
         Published {
             activity: engine.state().borrow().activity.clone(),
@@ -87,6 +91,7 @@ impl Published {
             ),
             links: engine.upstream().snapshot(),
             store: stored,
+            forecast,
         }
     }
 
@@ -228,6 +233,7 @@ mod tests {
                 limit_bytes: 0,
                 stock: vec![],
             }),
+            forecast: None,
         }
     }
 

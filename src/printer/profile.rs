@@ -94,6 +94,10 @@ pub struct Capabilities {
     /// then checks every reject against the count.
     #[serde(default)]
     pub reject_counter: bool,
+    /// Cards the reject box holds when full: with the reject counter, the
+    /// free slots the supplies forecast shows. Unknown without it.
+    #[serde(default)]
+    pub reject_box_capacity: Option<u32>,
     #[serde(default)]
     pub emboss_lines: u8,
     #[serde(default)]
@@ -191,6 +195,19 @@ pub struct FlagRule {
     pub between_cards: bool,
 }
 
+/// When the printer requires cleaning, as its counters tell (`[cleaning]`):
+/// the supplies forecast's cards until cleaning. Without the table that
+/// figure is unknown (never guessed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleaningRule {
+    /// `Rco;m` answers the cleaning interval, in cards.
+    pub interval_counter: bool,
+    /// Cleaning is required (printing refused) once this many intervals
+    /// of cards have left the printer since the last cleaning.
+    pub required_after_intervals: u32,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProfileFile {
@@ -209,6 +226,8 @@ struct ProfileFile {
     /// The panels each ribbon type carries (`ymcko = "YMCKO"`).
     #[serde(default)]
     ribbon_panels: BTreeMap<String, String>,
+    #[serde(default)]
+    cleaning: Option<CleaningRule>,
 }
 
 /// A loaded, checked profile.
@@ -227,6 +246,8 @@ pub struct Profile {
     /// The panels each ribbon type carries, by lower-case type (`ymcko` ->
     /// `YMCKO`): which card types a loaded ribbon serves.
     pub ribbon_panels: BTreeMap<String, String>,
+    /// When cleaning falls due, by the counters (`[cleaning]`).
+    pub cleaning: Option<CleaningRule>,
     /// Where it came from, for diagnostics.
     pub source: String,
 }
@@ -373,6 +394,17 @@ impl Profile {
                 ));
             }
         }
+        if let Some(rule) = &file.cleaning {
+            if rule.required_after_intervals == 0 {
+                return bad("cleaning.required_after_intervals must be at least 1".into());
+            }
+        }
+        if c.reject_box_capacity == Some(0) || (c.reject_box_capacity.is_some() && !c.reject_box) {
+            return bad(
+                "capabilities.reject_box_capacity: give the cards a reject box holds (at least 1), and only with reject_box = true"
+                    .into(),
+            );
+        }
         Ok(Profile {
             model: file.model,
             link: file.link,
@@ -387,6 +419,7 @@ impl Profile {
             flags: file.flag,
             commands,
             ribbon_panels,
+            cleaning: file.cleaning,
             source,
         })
     }

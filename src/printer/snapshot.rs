@@ -228,11 +228,33 @@ async fn read_all(c: &mut Connection, profile: &super::Profile) -> Outcome<Snaps
             }
         }
     }
+    // The reject counter and the cleaning interval only where the profile
+    // says the firmware answers them: the supplies forecast's reject box
+    // and cleaning figures come from them.
+    let extra = [
+        (
+            "rejected",
+            Counter::Rejected,
+            profile.capabilities.reject_counter,
+        ),
+        (
+            "cleaning_interval",
+            Counter::CleaningInterval,
+            profile.cleaning.is_some_and(|r| r.interval_counter),
+        ),
+    ];
     for (name, counter) in [
         ("printed_panels", Counter::PrintedPanels),
         ("inserted_cards", Counter::InsertedCards),
         ("cleanings", Counter::CleaningsDone),
-    ] {
+    ]
+    .into_iter()
+    .chain(
+        extra
+            .into_iter()
+            .filter(|(_, _, has)| *has)
+            .map(|(n, c, _)| (n, c)),
+    ) {
         if let Some(t) = read(c, &Op::ReadCounter(counter), &mut s.unavailable, name).await? {
             if let Some(v) = note(dialect::status::parse_count(&t), name, &mut s.unavailable) {
                 s.counters.insert(name.into(), v);

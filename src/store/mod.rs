@@ -26,6 +26,7 @@ mod listing;
 mod outbox;
 mod schema;
 mod types;
+mod usage;
 
 pub use error::StoreError;
 pub use keys::Keys;
@@ -33,6 +34,7 @@ pub use listing::StoreStats;
 pub use outbox::{DeadLetter, Due, SinkDepth, SinkSpec};
 pub use schema::SCHEMA_VERSION;
 pub use types::{Event, FeederStock, Job, JobMeta, JournalEntry, NewJob, Phase, Status};
+pub use usage::Usage;
 
 use crate::codes::ErrorCode;
 use error::Context;

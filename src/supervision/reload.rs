@@ -6,6 +6,7 @@
 //! | section | applied |
 //! |---|---|
 //! | `[[card_type]]`, `[production]`, `printer.timeouts.take`, `log_level` | at once (the next request, the next card) |
+//! | `[supplies]` | at once (the next forecast: status, metrics, heartbeat, the log) |
 //! | `[upstream]` | at once: the upstream tasks restart with it (secret files are read again) |
 //! | `[printer]`, `[chip]` | before the next card: the link is closed and opened with the new settings |
 //! | `kiosk_id`, `[store]`, `[api]` | refused: restart the agent |
@@ -64,6 +65,9 @@ pub fn plan(engine: &Engine, new: Config) -> Result<Plan, String> {
     }
     if format!("{:?}", new.production) != format!("{:?}", old.production) {
         changed.push("[production]");
+    }
+    if new.supplies != old.supplies {
+        changed.push("[supplies]");
     }
     if new.log_level != old.log_level {
         changed.push("log_level");

@@ -62,6 +62,7 @@ pub async fn run(agent: &Agent, config_path: &Path) -> Vec<Check> {
     }
     let h = health.as_ref().ok();
     out.extend(printer_checks(h));
+    out.extend(forecast_checks(h));
     out.extend(pcsc_checks(config.as_ref()).await);
     out.extend(upstream_checks(h));
     out.push(disk_check(config.as_ref()));
@@ -274,6 +275,46 @@ fn printer_checks(h: Option<&Value>) -> Vec<Check> {
         None => Check::warn("reject-box", "Reject box", "unknown", "see the Sensors check"),
     });
     out
+}
+
+/// The supplies forecast, one check per supply: WARN at or below its
+/// threshold (with the next step), FAIL when exhausted; an unknown figure
+/// passes, saying why (the Sensors check reports unreadable counters).
+fn forecast_checks(h: Option<&Value>) -> Vec<Check> {
+    let Some(h) = h else {
+        return vec![no_agent("forecast", "Supplies forecast")];
+    };
+    let Some(list) = h["supplies"]["forecast"].as_array() else {
+        return vec![];
+    };
+    list.iter()
+        .filter_map(|f| {
+            let (id, title) = forecast_id(f["supply"].as_str()?, f["feeder"].as_u64())?;
+            let summary = f["summary"].as_str().unwrap_or("").to_string();
+            let next = f["nextStep"].as_str().unwrap_or("").to_string();
+            Some(if f["exhausted"].as_bool() == Some(true) {
+                Check::fail(id, title, summary, next)
+            } else if f["warning"].as_bool() == Some(true) {
+                Check::warn(id, title, summary, next)
+            } else {
+                Check::pass(id, title, summary)
+            })
+        })
+        .collect()
+}
+
+/// A stable id and title per supply (check ids are fixed strings).
+fn forecast_id(supply: &str, feeder: Option<u64>) -> Option<(&'static str, &'static str)> {
+    Some(match (supply, feeder) {
+        ("ribbon", _) => ("forecast-ribbon", "Forecast: ribbon"),
+        ("feeder", Some(1)) => ("forecast-feeder-1", "Forecast: feeder 1"),
+        ("feeder", Some(2)) => ("forecast-feeder-2", "Forecast: feeder 2"),
+        ("feeder", Some(3)) => ("forecast-feeder-3", "Forecast: feeder 3"),
+        ("feeder", Some(4)) => ("forecast-feeder-4", "Forecast: feeder 4"),
+        ("reject_box", _) => ("forecast-reject-box", "Forecast: reject box"),
+        ("cleaning", _) => ("forecast-cleaning", "Forecast: cleaning"),
+        _ => return None,
+    })
 }
 
 fn feeders_check(h: &Value) -> Check {
