@@ -24,10 +24,12 @@ const RIBBON_CARDS: u32 = 250;
 const FEEDER_CARDS: u32 = 180;
 /// Cleaning is recommended after this many cards, required after twice it.
 const CLEANING_INTERVAL: u32 = 150;
-const REJECT_CAPACITY: u32 = 5;
+/// The box the profile describes (`reject_box_capacity`), as the
+/// simulator builds it.
+const REJECT_CAPACITY: u32 = 20;
 /// One customer in this many walks away: the card is retracted into the
 /// reject box (PRD_TIMEOUT), which is the box's ordinary way to fill.
-const WALK_AWAY_EVERY: usize = 40;
+const WALK_AWAY_EVERY: usize = 10;
 /// The customer's time to take a card, in the agent's configuration.
 const TAKE_MS: u64 = 150;
 /// A kiosk's pace, to put the warning's lead in hours.
@@ -74,6 +76,18 @@ pub async fn run(cards: usize, json_out: bool) -> Result<(), String> {
         .set_inventory(1, "debit".into(), FEEDER_CARDS)
         .await
         .map_err(|e| e.to_string())?;
+
+    // The installing technician empties the reject box and says so, once
+    // the printer's reject counter has been read.
+    let mut told = Err(String::new());
+    for _ in 0..500 {
+        told = engine.set_reject_box(0).await.map_err(|e| e.to_string());
+        if told.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    told.map_err(|e| format!("the reject box could not be set as emptied: {e}"))?;
 
     let started = Instant::now();
     let mut stops: Vec<Stop> = Vec::new();
@@ -223,7 +237,7 @@ fn note_warnings(
     finished: usize,
     warned: &mut BTreeMap<String, (usize, Option<f64>)>,
 ) {
-    let list = health["supplies"]["forecast"]["supplies"].as_array();
+    let list = health["supplies"]["forecast"].as_array();
     for s in list.into_iter().flatten() {
         if s["warning"] != true {
             continue;
@@ -268,6 +282,11 @@ async fn serve(
         }
         "PRD_REJECT_FULL" => {
             sim.empty_box("reject")?;
+            // And says so, as `satellite inventory reject-box --emptied` does.
+            engine
+                .set_reject_box(0)
+                .await
+                .map_err(|e| format!("reject box emptied: {e}"))?;
             Ok("reject_box".into())
         }
         other => Err(format!(
