@@ -85,21 +85,7 @@ fn configure(cfg: &mut Config, store: Option<&std::path::Path>, chip: bool) {
     cfg.printer.timeouts.print = Some(1500);
 }
 
-fn request(token: &str, pan: &str) -> Value {
-    json!({
-        "cardToken": token,
-        "profileId": 42,
-        "kioskId": "KIOSK01",
-        "cardType": "debit",
-        "issuerRequestId": format!("req-{token}"),
-        "cardId": format!("card-{token}"),
-        "pan": pan,
-        "expiry": "2812",
-        "cardholderName": "JANE DOE",
-        "printedLines": [{ "text": "JANE DOE", "slot": "name" }],
-        "tracks": { "track1": format!("B{pan}^DOE/JANE^2812101"), "track2": format!("{pan}=2812101") }
-    })
-}
+use kiosk::request;
 
 impl Kiosk {
     async fn submit(&self, token: &str, pan: &str) {

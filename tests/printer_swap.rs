@@ -16,7 +16,7 @@ use satellite::api::client::Client;
 use satellite::config::Config;
 use satellite::daemon::Daemon;
 use satellite::printer::Endpoint;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -82,21 +82,7 @@ async fn kiosk(step: Option<&str>) -> Kiosk {
     }
 }
 
-fn request(token: &str, pan: &str) -> Value {
-    json!({
-        "cardToken": token,
-        "profileId": 42,
-        "kioskId": "KIOSK01",
-        "cardType": "debit",
-        "issuerRequestId": format!("req-{token}"),
-        "cardId": format!("card-{token}"),
-        "pan": pan,
-        "expiry": "2812",
-        "cardholderName": "JANE DOE",
-        "printedLines": [{ "text": "JANE DOE", "slot": "name" }],
-        "tracks": { "track1": format!("B{pan}^DOE/JANE^2812101"), "track2": format!("{pan}=2812101") }
-    })
-}
+use kiosk::request;
 
 impl Kiosk {
     fn link(&self) -> PathBuf {

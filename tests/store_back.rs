@@ -17,7 +17,7 @@ mod common;
 use common::kiosk;
 use printer_sim::{Condition, Place, Scenario, Simulator};
 use satellite::api::client::{Answer, Client};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -119,21 +119,7 @@ fn immutable_refuses_writes(dir: &Path) -> Result<(), String> {
     }
 }
 
-fn request(token: &str, pan: &str) -> Value {
-    json!({
-        "cardToken": token,
-        "profileId": 42,
-        "kioskId": "KIOSK01",
-        "cardType": "debit",
-        "issuerRequestId": format!("req-{token}"),
-        "cardId": format!("card-{token}"),
-        "pan": pan,
-        "expiry": "2812",
-        "cardholderName": "JANE DOE",
-        "printedLines": [{ "text": "JANE DOE", "slot": "name" }],
-        "tracks": { "track1": format!("B{pan}^DOE/JANE^2812101"), "track2": format!("{pan}=2812101") }
-    })
-}
+use kiosk::request;
 
 struct Kiosk {
     sim: Simulator,

@@ -63,44 +63,8 @@ async fn kiosk_of(model: &str, sim: impl FnOnce(&mut SimConfig), not_ready: NotR
 }
 
 fn request(token: &str, n: usize, card_type: &str) -> Value {
-    // Distinct PANs with a valid Luhn digit.
-    let body = format!("40000012345{n:04}");
-    let pan = format!("{body}{}", luhn_digit(&body));
-    json!({
-        "cardToken": token,
-        "profileId": 42,
-        "kioskId": "KIOSK01",
-        "cardType": card_type,
-        "issuerRequestId": format!("req-{token}"),
-        "cardId": format!("card-{token}"),
-        "pan": pan,
-        "expiry": "2812",
-        "cardholderName": "JANE DOE",
-        "printedLines": [{ "text": "JANE DOE", "slot": "name" }],
-        "tracks": { "track1": format!("B{pan}^DOE/JANE^2812101"), "track2": format!("{pan}=2812101") }
-    })
-}
-
-fn luhn_digit(body: &str) -> u32 {
-    let sum: u32 = body
-        .chars()
-        .rev()
-        .map(|c| c.to_digit(10).unwrap())
-        .enumerate()
-        .map(|(i, d)| {
-            if i % 2 == 0 {
-                let x = d * 2;
-                if x > 9 {
-                    x - 9
-                } else {
-                    x
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    (10 - sum % 10) % 10
+    let pan = satellite::request::with_luhn_digit(&format!("40000012345{n:04}")).unwrap();
+    kiosk::request_of(token, &pan, card_type)
 }
 
 impl Kiosk {
@@ -163,18 +127,7 @@ impl Kiosk {
         let dir = self.parts.dir.path();
         let config = dir.join("satellite.toml");
         std::fs::write(&config, Config::local_text(dir, "KIOSK01", "sim")).unwrap();
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_satellite"));
-        cmd.args(args)
-            .arg("--socket")
-            .arg(&self.parts.socket)
-            .arg("--config")
-            .arg(&config)
-            .env_remove("SATELLITE_SOCKET")
-            .env_remove("SATELLITE_CONFIG")
-            .env("NO_COLOR", "1");
-        let o = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap();
+        let o = kiosk::cli(&self.parts.socket, &config, args).await;
         format!(
             "{}{}",
             String::from_utf8_lossy(&o.stdout),

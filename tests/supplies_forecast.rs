@@ -12,25 +12,9 @@ use common::kiosk;
 use common::upstream::pan;
 use printer_sim::Condition;
 use serde_json::{json, Value};
-use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
-/// `satellite ARGS --socket S --config C`, off the async threads.
-async fn cli(socket: &Path, config: &Path, args: &[&str]) -> Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_satellite"));
-    cmd.args(args)
-        .arg("--socket")
-        .arg(socket)
-        .arg("--config")
-        .arg(config)
-        .env_remove("SATELLITE_SOCKET")
-        .env_remove("SATELLITE_CONFIG")
-        .env("NO_COLOR", "1");
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
-}
+use kiosk::cli;
 
 fn request(token: &str, n: u32) -> Value {
     let pan = pan(n);

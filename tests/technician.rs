@@ -7,27 +7,12 @@
 
 mod common;
 
+use common::kiosk::cli;
 use common::upstream::{self, request, until, WEBHOOK_SECRET};
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-
-/// `satellite ARGS --socket S --config C`, off the async threads.
-async fn cli(socket: &Path, config: &Path, args: &[&str]) -> Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_satellite"));
-    cmd.args(args)
-        .arg("--socket")
-        .arg(socket)
-        .arg("--config")
-        .arg(config)
-        .env_remove("SATELLITE_SOCKET")
-        .env_remove("SATELLITE_CONFIG")
-        .env("NO_COLOR", "1");
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
-}
 
 fn json_of(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {

@@ -74,3 +74,43 @@ pub async fn stock(client: &Client) {
         .unwrap();
     assert_eq!(a.status, 204, "{}", a.body);
 }
+
+/// A production request for kiosk KIOSK01: a card of `card_type` for JANE
+/// DOE, her name printed, both tracks.
+pub fn request_of(token: &str, pan: &str, card_type: &str) -> serde_json::Value {
+    serde_json::json!({
+        "cardToken": token,
+        "profileId": 42,
+        "kioskId": "KIOSK01",
+        "cardType": card_type,
+        "issuerRequestId": format!("req-{token}"),
+        "cardId": format!("card-{token}"),
+        "pan": pan,
+        "expiry": "2812",
+        "cardholderName": "JANE DOE",
+        "printedLines": [{ "text": "JANE DOE", "slot": "name" }],
+        "tracks": { "track1": format!("B{pan}^DOE/JANE^2812101"), "track2": format!("{pan}=2812101") }
+    })
+}
+
+/// The same for card type `debit`.
+pub fn request(token: &str, pan: &str) -> serde_json::Value {
+    request_of(token, pan, "debit")
+}
+
+/// `satellite ARGS --socket S --config C` as a technician runs it, off the
+/// async threads, without colour.
+pub async fn cli(socket: &Path, config: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_satellite"));
+    cmd.args(args)
+        .arg("--socket")
+        .arg(socket)
+        .arg("--config")
+        .arg(config)
+        .env_remove("SATELLITE_SOCKET")
+        .env_remove("SATELLITE_CONFIG")
+        .env("NO_COLOR", "1");
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
