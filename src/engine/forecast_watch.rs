@@ -25,7 +25,7 @@ pub const CLEANING_MARK: &str = "cleaning_mark";
 const EVERY: Duration = Duration::from_secs(1);
 /// A reading whose supplies did not change is taken in again this often
 /// (the rate's window moves, a technician sets the inventory).
-const RECHECK: Duration = Duration::from_secs(30);
+const RECHECK: Duration = Duration::from_secs(60);
 
 impl Engine {
     /// Every supply's forecast, from what is published and the store.
@@ -185,11 +185,23 @@ pub async fn watch(engine: Engine, stop: CancellationToken) {
     let mut last: Option<(String, tokio::time::Instant)> = None;
     loop {
         let mut view = engine.printer().view();
-        tokio::select! {
+        // Driven by the view alone, which the idle probe changes every
+        // period: a timer of its own, re-armed at each change, cost the idle
+        // agent about 0.6 wake-ups a second (`satellite bench --idle`). A
+        // reload, a technician's word or the rate's window moving are taken
+        // in at the first change after RECHECK.
+        let gone = tokio::select! {
             _ = stop.cancelled() => return,
-            _ = view.changed() => {}
-            // A reload, a technician's word or the rate's window moving.
-            _ = tokio::time::sleep(RECHECK) => {}
+            changed = view.changed() => changed.is_err(),
+        };
+        if gone {
+            // The printer handle was replaced (a reload changed the link):
+            // the next turn watches the new one's view.
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            continue;
         }
         let reading = view.borrow().reading.clone();
         if let Some(now) = &reading {
