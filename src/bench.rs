@@ -35,15 +35,8 @@ pub async fn run(cards: usize, json_out: bool) -> Result<(), String> {
     let started = Instant::now();
     let mut tokens = Vec::with_capacity(cards);
     for i in 0..cards {
-        let pan = pan(i);
         let token = format!("bench-{i}");
-        let body = json!({
-            "cardToken": token, "profileId": 1, "kioskId": "BENCH01", "cardType": "debit",
-            "issuerRequestId": format!("r{i}"), "cardId": format!("c{i}"), "pan": pan, "expiry": "2812",
-            "cardholderName": "BENCH HOLDER",
-            "printedLines": [{ "text": "BENCH HOLDER", "slot": "name" }],
-            "tracks": { "track1": format!("B{pan}^HOLDER/BENCH^2812101"), "track2": format!("{pan}=2812101") }
-        });
+        let body = request(i, &token, "BENCH01");
         engine
             .submit(body.to_string().as_bytes())
             .await
@@ -271,6 +264,19 @@ fn pct(sorted: &[Duration], q: f64) -> f64 {
     }
     let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
     sorted[i].as_secs_f64() * 1000.0
+}
+
+/// The benchmarks' request number `i` for `kiosk`: a magnetic `debit`
+/// card with the holder's name printed, both tracks.
+pub(crate) fn request(i: usize, token: &str, kiosk: &str) -> serde_json::Value {
+    let pan = pan(i);
+    json!({
+        "cardToken": token, "profileId": 1, "kioskId": kiosk, "cardType": "debit",
+        "issuerRequestId": format!("r{i}"), "cardId": format!("c{i}"), "pan": pan, "expiry": "2812",
+        "cardholderName": "BENCH HOLDER",
+        "printedLines": [{ "text": "BENCH HOLDER", "slot": "name" }],
+        "tracks": { "track1": format!("B{pan}^HOLDER/BENCH^2812101"), "track2": format!("{pan}=2812101") }
+    })
 }
 
 /// A test-range PAN with a valid Luhn digit: 4000 00 + 9 digits of `i` + check.

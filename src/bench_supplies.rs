@@ -103,14 +103,7 @@ pub async fn run(cards: usize, json_out: bool) -> Result<(), String> {
             Customer::TakeAfter(0)
         });
         let token = format!("life-{i}");
-        let pan = crate::bench::pan(i);
-        let body = json!({
-            "cardToken": token, "profileId": 1, "kioskId": "BENCH01", "cardType": "debit",
-            "issuerRequestId": format!("r{i}"), "cardId": format!("c{i}"), "pan": pan, "expiry": "2812",
-            "cardholderName": "BENCH HOLDER",
-            "printedLines": [{ "text": "BENCH HOLDER", "slot": "name" }],
-            "tracks": { "track1": format!("B{pan}^HOLDER/BENCH^2812101"), "track2": format!("{pan}=2812101") }
-        });
+        let body = crate::bench::request(i, &token, "BENCH01");
         engine
             .submit(body.to_string().as_bytes())
             .await

@@ -94,15 +94,8 @@ async fn latency(cards: usize, json_out: bool) -> Result<Value, String> {
     let started = Instant::now();
     let mut tokens = Vec::with_capacity(cards);
     for i in 0..cards {
-        let pan = crate::bench::pan(i);
         let token = format!("bench-{i}");
-        let body = json!({
-            "cardToken": token, "profileId": 1, "kioskId": KIOSK, "cardType": "debit",
-            "issuerRequestId": format!("r{i}"), "cardId": format!("c{i}"), "pan": pan, "expiry": "2812",
-            "cardholderName": "BENCH HOLDER",
-            "printedLines": [{ "text": "BENCH HOLDER", "slot": "name" }],
-            "tracks": { "track1": format!("B{pan}^HOLDER/BENCH^2812101"), "track2": format!("{pan}=2812101") }
-        });
+        let body = crate::bench::request(i, &token, KIOSK);
         engine
             .submit(body.to_string().as_bytes())
             .await
