@@ -23,9 +23,6 @@ pub const CLEANING_MARK: &str = "cleaning_mark";
 /// At most one forecast this often for the log: the view changes at every
 /// idle probe, the supplies only with a card or a technician.
 const EVERY: Duration = Duration::from_secs(1);
-/// A reading whose supplies did not change is taken in again this often
-/// (the rate's window moves, a technician sets the inventory).
-const RECHECK: Duration = Duration::from_secs(60);
 
 impl Engine {
     /// Every supply's forecast, from what is published and the store.
@@ -181,18 +178,28 @@ fn new_marks(
 pub async fn watch(engine: Engine, stop: CancellationToken) {
     let mut prev: Option<Snapshot> = None;
     let mut levels: BTreeMap<String, &'static str> = BTreeMap::new();
-    // The last reading's supplies and when they were taken in.
-    let mut last: Option<(String, tokio::time::Instant)> = None;
+    // The last reading's supplies and the store's commit count when they
+    // were taken in.
+    let mut last: Option<(String, u64)> = None;
+    let mut written = engine.store().written();
     loop {
         let mut view = engine.printer().view();
-        // Driven by the view alone, which the idle probe changes every
-        // period: a timer of its own, re-armed at each change, cost the idle
-        // agent about 0.6 wake-ups a second (`satellite bench --idle`). A
-        // reload, a technician's word or the rate's window moving are taken
-        // in at the first change after RECHECK.
+        // Driven by the view (which the idle probe changes every period)
+        // and the store's commits (a card, a technician's inventory or
+        // reject-box word): no timer of its own, which cost the idle agent
+        // wake-ups and a store read a minute for nothing (`satellite bench
+        // --idle`). A supply's level depends on what is left and its
+        // threshold only; the rate (hours left) is read when asked.
         let gone = tokio::select! {
             _ = stop.cancelled() => return,
             changed = view.changed() => changed.is_err(),
+            w = written.changed() => {
+                if w.is_err() {
+                    // The store is gone: the agent is stopping.
+                    return;
+                }
+                false
+            }
         };
         if gone {
             // The printer handle was replaced (a reload changed the link):
@@ -208,13 +215,14 @@ pub async fn watch(engine: Engine, stop: CancellationToken) {
             // An idle probe that changed no supply is not worth a store
             // read each second (`satellite bench --idle`).
             let key = supplies_key(now);
+            let commits = *written.borrow_and_update();
             if last
                 .as_ref()
-                .is_some_and(|(k, at)| *k == key && at.elapsed() < RECHECK)
+                .is_some_and(|(k, n)| *k == key && *n == commits)
             {
                 continue;
             }
-            last = Some((key, tokio::time::Instant::now()));
+            last = Some((key, commits));
             let (reject_mark, stored) = engine
                 .db(|s| {
                     (
