@@ -17,14 +17,15 @@ pub(super) type Held = BTreeMap<String, String>;
 
 impl Engine {
     /// The oldest queued card that can start now, or why none can (the
-    /// oldest card's reason). Reads the status words and supplies first,
+    /// oldest card's reason); `None` when nothing is queued (or the queue
+    /// cannot be read: said once by `store_trouble`). Reads the status words and supplies first,
     /// under the printer's turn: the check is made on what the printer says
     /// now, not on a reading taken before the last card.
     pub(super) async fn next_card(&self, held: &mut Held) -> Result<Option<Job>, Fault> {
         let queued = match self.db(|s| s.queued()).await {
             Ok(q) => q,
             Err(e) => {
-                tracing::error!(error = %e, "cannot read the queue");
+                self.store_trouble("reading the queue", &e);
                 return Ok(None);
             }
         };
@@ -61,21 +62,18 @@ impl Engine {
                 }
             }
         }
-        if chosen.is_some() && now_held != *held {
-            for (card_type, why) in &now_held {
-                if held.get(card_type) != Some(why) {
-                    tracing::warn!(card_type = %card_type, reason = %why, "cards of this type wait; other card types go on");
-                }
+        let Some(job) = chosen else {
+            // Nothing can start: the loop says why (the oldest card's reason).
+            return first_fault.map_or(Ok(None), Err);
+        };
+        // Some card types wait while others go on: each change said once.
+        for (card_type, why) in &now_held {
+            if held.get(card_type) != Some(why) {
+                tracing::warn!(card_type = %card_type, reason = %why, "cards of this type wait; other card types go on");
             }
         }
-        if chosen.is_some() {
-            *held = now_held;
-        }
-        match (chosen, first_fault) {
-            (Some(job), _) => Ok(Some(job)),
-            (None, Some(f)) => Err(f),
-            (None, None) => Ok(None),
-        }
+        *held = now_held;
+        Ok(Some(job))
     }
 
     /// Whether a card of this type could start on the printer as last

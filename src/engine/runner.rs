@@ -110,14 +110,11 @@ impl Engine {
                 self.wait_turn(&shutdown).await;
                 continue;
             }
-            let next = match self.db(|s| s.next_queued()).await {
-                Ok(j) => j,
-                Err(e) => {
-                    self.store_trouble("reading the queue", &e);
-                    None
-                }
-            };
-            if next.is_none() {
+            // Check before spending a blank card: the printer's state and
+            // what the card needs (its feeder, its ribbon panels), read now;
+            // nothing queued (or a queue that cannot be read) is idle.
+            let next = self.next_card(&mut held).await;
+            if matches!(next, Ok(None)) {
                 self.set_activity(Activity::Idle);
                 self.promise("idle", IDLE_WAIT + progress::turn(&t));
                 // Idle: fold the WAL into the database so that erased card
@@ -136,11 +133,8 @@ impl Engine {
                 }
                 continue;
             }
-            // Check before spending a blank card: the printer's state and
-            // what the card needs (its feeder, its ribbon panels), read now.
-            let job = match self.next_card(&mut held).await {
+            let job = match next {
                 Ok(Some(job)) => job,
-                // Taken (cancelled) meanwhile.
                 Ok(None) => continue,
                 Err(f) => {
                     let waiting = Activity::WaitingForPrinter {

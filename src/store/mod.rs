@@ -499,20 +499,6 @@ impl Store {
         self.jobs_in(Status::Ready)
     }
 
-    /// The oldest READY job: the next to produce (one row, whatever the queue's length).
-    pub fn next_queued(&self) -> Result<Option<Job>, StoreError> {
-        let conn = self.lock();
-        let mut st = conn
-            .prepare_cached(&format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE status = ?1 ORDER BY seq LIMIT 1"
-            ))
-            .ctx("next queued job")?;
-        let mut rows = st
-            .query_map([Status::Ready.as_str()], job_from_row)
-            .ctx("next queued job")?;
-        rows.next().transpose().ctx("next queued job")
-    }
-
     /// IN_PROGRESS jobs in order of arrival (after a restart: the jobs in doubt).
     pub fn in_progress(&self) -> Result<Vec<Job>, StoreError> {
         self.jobs_in(Status::InProgress)
