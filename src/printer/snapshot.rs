@@ -100,12 +100,7 @@ impl Printer {
                     ] {
                         s.unavailable.remove(k);
                     }
-                    match c.read_status().await? {
-                        Ok(words) => s.apply_status(&profile, &words),
-                        Err(f) => {
-                            s.unavailable.insert("status_words".into(), f.description);
-                        }
-                    }
+                    read_words(c, &profile, &mut s).await?;
                     s.feeders.clear();
                     read_supplies(c, &profile, &mut s).await?;
                     Ok(Ok(s))
@@ -191,12 +186,7 @@ impl Snapshot {
 
 async fn read_all(c: &mut Connection, profile: &super::Profile) -> Outcome<Snapshot> {
     let mut s = Snapshot::empty(c.identity().cloned(), profile);
-    match c.read_status().await? {
-        Ok(words) => s.apply_status(profile, &words),
-        Err(f) => {
-            s.unavailable.insert("status_words".into(), f.description);
-        }
-    }
+    read_words(c, profile, &mut s).await?;
     read_supplies(c, profile, &mut s).await?;
     s.card_position = match c.read_text(&Op::ReadCardPosition).await? {
         Ok(t) => Some(t),
@@ -262,6 +252,21 @@ async fn read_all(c: &mut Connection, profile: &super::Profile) -> Outcome<Snaps
         }
     }
     Ok(Ok(s))
+}
+
+/// The status words, read into `s` (or why they could not be).
+async fn read_words(
+    c: &mut Connection,
+    profile: &super::Profile,
+    s: &mut Snapshot,
+) -> Result<(), super::LinkError> {
+    match c.read_status().await? {
+        Ok(words) => s.apply_status(profile, &words),
+        Err(f) => {
+            s.unavailable.insert("status_words".into(), f.description);
+        }
+    }
+    Ok(())
 }
 
 /// What a card uses up or needs room for, read into `s`: feeders (empty,
