@@ -401,17 +401,29 @@ async fn a_scrape_shows_cards_queue_printer_and_outbox_and_passes_promtool() {
 
     // The cover closed and the webhook back: the queued card is produced
     // and every status change reaches both sinks, each counted once.
+    // Three status changes per produced card, three for the failed one,
+    // two for the cancelled one, one for the refused one. A scrape reads
+    // the store before it writes the counters, so a status change
+    // committed in between shows in the counters but not yet in the
+    // outbox depth: wait for the counts, then check nothing is left.
     sim.clear(None);
     stub.clear_faults(None).await;
+    let delivered = |m: &Scraped, sink: &str| {
+        m.get(
+            "satellite_upstream_deliveries_total",
+            &[("sink", sink), ("outcome", "delivered")],
+        )
+        .unwrap_or(0.0)
+    };
     let m = scrape_until(client, "the queue empty and both sinks up to date", |m| {
         m.get("satellite_queue_depth", &[]) == Some(0.0)
             && m.get(cards, &[("status", "PRODUCED"), ("code", "")]) == Some(2.0)
+            && delivered(m, "central-base") >= 12.0
+            && delivered(m, "issuer") >= 12.0
             && m.get(outbox, &cb) == Some(0.0)
             && m.get(outbox, &issuer) == Some(0.0)
     })
     .await;
-    // Three status changes per produced card, three for the failed one,
-    // two for the cancelled one, one for the refused one.
     for sink in ["central-base", "issuer"] {
         let delivered = [("sink", sink), ("outcome", "delivered")];
         assert_eq!(
