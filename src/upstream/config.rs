@@ -28,6 +28,17 @@ pub struct UpstreamConfig {
     pub backoff_first_ms: u64,
     #[serde(default = "backoff_cap_ms")]
     pub backoff_cap_ms: u64,
+    /// A delivery that fails on its own (the receiver takes others) is
+    /// backed off alone, up to this delay (milliseconds)...
+    #[serde(default = "event_backoff_cap_ms")]
+    pub event_backoff_cap_ms: u64,
+    /// ... and parked (kept for an operator to replay) after this many
+    /// failed attempts, or when it fails and its status change is older
+    /// than `park_after_hours`.
+    #[serde(default = "park_after_attempts")]
+    pub park_after_attempts: u32,
+    #[serde(default = "park_after_hours")]
+    pub park_after_hours: u32,
 }
 
 impl Default for UpstreamConfig {
@@ -40,6 +51,9 @@ impl Default for UpstreamConfig {
             store_limit_mb: store_limit_mb(),
             backoff_first_ms: backoff_first_ms(),
             backoff_cap_ms: backoff_cap_ms(),
+            event_backoff_cap_ms: event_backoff_cap_ms(),
+            park_after_attempts: park_after_attempts(),
+            park_after_hours: park_after_hours(),
         }
     }
 }
@@ -55,6 +69,18 @@ fn backoff_first_ms() -> u64 {
 }
 fn backoff_cap_ms() -> u64 {
     60_000
+}
+/// Ten minutes: ten attempts then span about a quarter of an hour, long
+/// enough for a receiver's fix to be deployed, short enough that an
+/// operator sees a parked delivery the same day.
+fn event_backoff_cap_ms() -> u64 {
+    600_000
+}
+fn park_after_attempts() -> u32 {
+    10
+}
+fn park_after_hours() -> u32 {
+    24
 }
 
 /// OAuth 2.0 client credentials: a client secret, or a JWT assertion signed
@@ -294,7 +320,36 @@ impl UpstreamConfig {
                     .into(),
             );
         }
+        if self.event_backoff_cap_ms < self.backoff_first_ms {
+            return Err("upstream.event_backoff_cap_ms: at least backoff_first_ms".into());
+        }
+        if !(1..=1000).contains(&self.park_after_attempts) {
+            return Err("upstream.park_after_attempts: 1 to 1000".into());
+        }
+        if !(1..=720).contains(&self.park_after_hours) {
+            return Err("upstream.park_after_hours: 1 to 720 (30 days)".into());
+        }
         Ok(())
+    }
+
+    /// A sink's scheduling limits.
+    pub fn limits(&self, batch: usize, batched: bool) -> super::scheduler::Limits {
+        let first = Duration::from_millis(self.backoff_first_ms);
+        super::scheduler::Limits {
+            sink: self.backoff(),
+            event: super::policy::Backoff {
+                first,
+                cap: Duration::from_millis(self.event_backoff_cap_ms),
+            },
+            store: super::policy::Backoff {
+                first: Duration::from_secs(1),
+                cap: Duration::from_secs(30),
+            },
+            max_attempts: self.park_after_attempts,
+            max_age: Duration::from_secs(u64::from(self.park_after_hours) * 3600),
+            batch: batch.max(1),
+            batched,
+        }
     }
 
     pub fn backoff(&self) -> super::policy::Backoff {

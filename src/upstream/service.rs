@@ -73,10 +73,11 @@ impl Upstream {
         let mut tasks = JoinSet::new();
         for sink in sinks {
             tracing::info!(sink = %sink.name, "delivering status changes upstream");
+            let limits = cfg.limits(sink.batch, sink.batched());
             tasks.spawn(super::relay::run(
                 sink,
                 store.clone(),
-                cfg.backoff(),
+                limits,
                 engine.metrics().clone(),
                 stop.clone(),
             ));
