@@ -3,9 +3,7 @@
 //! the journal, the outbox, inventory, and what survives a crash.
 
 use satellite::codes::ErrorCode;
-use satellite::store::{
-    JobMeta, Keys, NewJob, Phase, Record, SinkSpec, Status, Store, StoreError,
-};
+use satellite::store::{JobMeta, Keys, NewJob, Phase, Record, SinkSpec, Status, Store, StoreError};
 use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -1115,7 +1113,10 @@ fn each_sink_gets_the_status_changes_it_wants_one_per_card_in_order() {
             }],
         )
         .unwrap();
-    assert_eq!(store.sink_state("cb").unwrap().disabled.as_deref(), Some("HTTP 410"));
+    assert_eq!(
+        store.sink_state("cb").unwrap().disabled.as_deref(),
+        Some("HTTP 410")
+    );
 
     // Pending deliveries survive a reopen; a sink dropped from the
     // configuration keeps its rows but gets no new ones.
@@ -1128,7 +1129,10 @@ fn each_sink_gets_the_status_changes_it_wants_one_per_card_in_order() {
             statuses: None,
         }])
         .unwrap();
-    assert_eq!(store.sink_state("cb").unwrap().disabled.as_deref(), Some("HTTP 410"));
+    assert_eq!(
+        store.sink_state("cb").unwrap().disabled.as_deref(),
+        Some("HTTP 410")
+    );
     assert!(store.enable_sink("cb").unwrap());
     assert_eq!(store.sink_state("cb").unwrap(), Default::default());
     accept(&store, "c", "5555555555554444");

@@ -51,10 +51,9 @@ pub async fn run(agent: &Agent, cmd: OutboxCommand, json_out: bool) -> Result<u8
                     let dead = s["dead"].as_u64().unwrap_or(0) + s["parked"].as_u64().unwrap_or(0);
                     let error = match (s["disabled"].as_str(), s["lastError"].as_str()) {
                         (Some(why), _) => bad(&format!("DISABLED: {why}")),
-                        (None, Some(e)) => format!(
-                            "{e} (since {})",
-                            s["errorSince"].as_str().unwrap_or("?")
-                        ),
+                        (None, Some(e)) => {
+                            format!("{e} (since {})", s["errorSince"].as_str().unwrap_or("?"))
+                        }
                         (None, None) => "-".into(),
                     };
                     vec![
@@ -80,7 +79,14 @@ pub async fn run(agent: &Agent, cmd: OutboxCommand, json_out: bool) -> Result<u8
                 })
                 .collect();
             output::line(output::table(
-                &["SINK", "PENDING", "HELD", "DEAD", "OLDEST PENDING", "ERROR NOW"],
+                &[
+                    "SINK",
+                    "PENDING",
+                    "HELD",
+                    "DEAD",
+                    "OLDEST PENDING",
+                    "ERROR NOW",
+                ],
                 rows,
             ));
             let dead = body["deadLetters"].as_array().cloned().unwrap_or_default();
@@ -105,7 +111,9 @@ pub async fn run(agent: &Agent, cmd: OutboxCommand, json_out: bool) -> Result<u8
                     })
                     .collect();
                 output::line(output::table(
-                    &["SINK", "ORD", "CARD", "STATUS", "STATE", "ATTEMPTS", "ERROR"],
+                    &[
+                        "SINK", "ORD", "CARD", "STATUS", "STATE", "ATTEMPTS", "ERROR",
+                    ],
                     rows,
                 ));
             }

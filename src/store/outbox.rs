@@ -56,7 +56,10 @@ pub enum Record {
     /// operator re-enables it.
     Disabled { why: String },
     /// What D1 answered for a tracked card.
-    D1Operation { card_token: String, operation: String },
+    D1Operation {
+        card_token: String,
+        operation: String,
+    },
 }
 
 /// The state of a sink that survives a restart.
@@ -204,10 +207,26 @@ impl Store {
             for r in records {
                 match r {
                     Record::Delivered { ord } => settle
-                        .execute(params![sink, ord, "DELIVERED", 0, None::<i64>, None::<String>, at])
+                        .execute(params![
+                            sink,
+                            ord,
+                            "DELIVERED",
+                            0,
+                            None::<i64>,
+                            None::<String>,
+                            at
+                        ])
                         .map(drop),
                     Record::Failed { ord, why, next_ms } => settle
-                        .execute(params![sink, ord, "PENDING", 1, next_ms, mask(why), None::<String>])
+                        .execute(params![
+                            sink,
+                            ord,
+                            "PENDING",
+                            1,
+                            next_ms,
+                            mask(why),
+                            None::<String>
+                        ])
                         .map(drop),
                     Record::Dead { ord, why } => settle
                         .execute(params![sink, ord, "DEAD", 1, None::<i64>, mask(why), at])
@@ -231,7 +250,10 @@ impl Store {
                             params![sink, mask(why), at],
                         )
                         .map(drop),
-                    Record::D1Operation { card_token, operation } => tx
+                    Record::D1Operation {
+                        card_token,
+                        operation,
+                    } => tx
                         .execute(
                             "UPDATE jobs SET d1_operation_id = ?2 WHERE card_token = ?1",
                             params![card_token, operation],

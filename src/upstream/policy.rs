@@ -308,7 +308,10 @@ mod tests {
             assert_eq!(kind(&judge(&status(code), cb)), "unsure", "{code}");
         }
         assert_eq!(kind(&judge(&Answer::Timeout, cb)), "unsure");
-        assert_eq!(kind(&judge(&Answer::Link("refused".into()), cb)), "endpoint");
+        assert_eq!(
+            kind(&judge(&Answer::Link("refused".into()), cb)),
+            "endpoint"
+        );
         // Busy with a Retry-After: the whole receiver says when.
         let busy = Answer::Status {
             code: 503,

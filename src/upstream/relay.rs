@@ -270,7 +270,10 @@ impl Relay {
                 self.count(&records, retried);
             }
             Ok(Err(e)) => {
-                self.store_trouble(&e, "cannot record delivery outcomes; recording again before sending more");
+                self.store_trouble(
+                    &e,
+                    "cannot record delivery outcomes; recording again before sending more",
+                );
                 self.sched.not_recorded(Instant::now(), draw(), records);
             }
             Err(e) => {
@@ -286,8 +289,11 @@ impl Relay {
             match r {
                 Record::Delivered { ord } => {
                     let latency = self.written_at.get(ord).map(|at| since(at));
-                    self.metrics
-                        .delivery(name, Delivery::Delivered, Some(latency.unwrap_or_default()));
+                    self.metrics.delivery(
+                        name,
+                        Delivery::Delivered,
+                        Some(latency.unwrap_or_default()),
+                    );
                 }
                 Record::Dead { .. } | Record::Parked { .. } => {
                     self.metrics.delivery(name, Delivery::Dead, None)

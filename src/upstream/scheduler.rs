@@ -161,7 +161,9 @@ impl Scheduler {
 
     /// How many due rows to read: a round's worth beyond those backed off.
     pub fn read_limit(&self) -> usize {
-        self.limits.batch.saturating_add(self.backoff.len().min(10_000))
+        self.limits
+            .batch
+            .saturating_add(self.backoff.len().min(10_000))
     }
 
     /// The requests of the next round from the due rows (oldest first, at
@@ -209,8 +211,11 @@ impl Scheduler {
             .max(1)
             .min(apart.len());
         let later: Vec<Vec<Pending>> = apart.split_off(cut);
-        self.suspects
-            .extend(later.into_iter().map(|g| g.into_iter().map(|p| p.ord).collect()));
+        self.suspects.extend(
+            later
+                .into_iter()
+                .map(|g| g.into_iter().map(|p| p.ord).collect()),
+        );
         let room = self
             .limits
             .batch

@@ -141,7 +141,9 @@ fn a_receiver_down_for_everyone_pauses_the_sink_and_counts_no_attempt() {
         assert!(!requests.is_empty());
         let o = s.judge(now, 0, 0.0, answer(requests, &[], &ok(), &status(503)));
         assert!(
-            o.records.iter().all(|r| matches!(r, Record::SinkError { .. })),
+            o.records
+                .iter()
+                .all(|r| matches!(r, Record::SinkError { .. })),
             "no delivery is charged an attempt: {:?}",
             o.records
         );
@@ -203,7 +205,10 @@ fn endpoint_errors_pause_the_sink_and_dead_letter_nothing() {
     );
     let requests = s.plan(now, pending(1..4));
     let o = s.judge(now, 0, 0.0, answer(requests, &[], &ok(), &stale));
-    assert!(o.records.iter().all(|r| matches!(r, Record::SinkError { .. })));
+    assert!(o
+        .records
+        .iter()
+        .all(|r| matches!(r, Record::SinkError { .. })));
 }
 
 #[test]
@@ -325,10 +330,7 @@ fn proof_of_a_working_receiver_serves_once() {
     // The next lone failure is not: the sink pauses, no attempt counted.
     let requests = s.plan(now, pending(4..5));
     let o = s.judge(now, 0, 0.0, answer(requests, &[4], &status(500), &ok()));
-    assert!(!o
-        .records
-        .iter()
-        .any(|r| matches!(r, Record::Failed { .. })));
+    assert!(!o.records.iter().any(|r| matches!(r, Record::Failed { .. })));
     assert!(s.blocked(now).is_some());
 }
 
