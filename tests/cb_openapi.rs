@@ -42,7 +42,10 @@ fn card_data(pan: &str) -> Value {
 
 /// One exchange, as the checker reads it.
 fn exchange(origin: &str, r: &Received) -> Value {
-    let a = r.answer.as_ref().expect("every call of a finished run is answered");
+    let a = r
+        .answer
+        .as_ref()
+        .expect("every call of a finished run is answered");
     json!({
         "url": format!("{origin}{}", r.path),
         "method": r.method,
@@ -161,12 +164,11 @@ async fn every_request_of_a_full_run_and_every_answer_match_the_central_base_doc
         r.out
     );
     eprintln!("{}", r.out.trim_end());
-    let counts: BTreeMap<String, u64> = serde_json::from_str::<Value>(
-        r.stdout.lines().last().unwrap_or("{}"),
-    )
-    .ok()
-    .and_then(|v| serde_json::from_value(v["operations"].clone()).ok())
-    .unwrap_or_default();
+    let counts: BTreeMap<String, u64> =
+        serde_json::from_str::<Value>(r.stdout.lines().last().unwrap_or("{}"))
+            .ok()
+            .and_then(|v| serde_json::from_value(v["operations"].clone()).ok())
+            .unwrap_or_default();
     for op in [
         "getToken",
         "pollRequests",
@@ -216,7 +218,13 @@ async fn every_request_of_a_full_run_and_every_answer_match_the_central_base_doc
     let mut hb_long = find("heartbeat");
     hb_long["body"]["agentVersion"] = json!("9".repeat(1025));
     let mut poll = find("poll");
-    let bare = poll["url"].as_str().unwrap().split('?').next().unwrap().to_string();
+    let bare = poll["url"]
+        .as_str()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
     poll["url"] = json!(format!("{bare}?wait=0"));
     let mut anon = find("poll");
     anon["headers"] = json!(anon["headers"]

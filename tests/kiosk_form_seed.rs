@@ -74,11 +74,19 @@ fn every_event() -> Vec<Event> {
     }
     for c in ErrorCode::production_codes() {
         out.push(event(Status::ProductionError, Some(c), None));
-        out.push(event(Status::ProductionError, Some(c), Some("printer said so")));
+        out.push(event(
+            Status::ProductionError,
+            Some(c),
+            Some("printer said so"),
+        ));
     }
     for c in request_codes() {
         out.push(event(Status::RequestError, Some(c), None));
-        out.push(event(Status::RequestError, Some(c), Some("pan: not a card number")));
+        out.push(event(
+            Status::RequestError,
+            Some(c),
+            Some("pan: not a card number"),
+        ));
     }
     out
 }

@@ -711,7 +711,10 @@ mod tests {
             assert_eq!(v["kioskId"].is_null(), s == Status::Ready, "{v}");
             // Code and description exactly on the seed's two error statuses
             // (a cancellation is sent as REQUEST_ERROR).
-            let error = matches!(v["status"].as_str(), Some("PRODUCTION_ERROR" | "REQUEST_ERROR"));
+            let error = matches!(
+                v["status"].as_str(),
+                Some("PRODUCTION_ERROR" | "REQUEST_ERROR")
+            );
             assert_eq!(
                 error,
                 matches!(
