@@ -22,6 +22,7 @@
 
 mod error;
 mod keys;
+mod deferred;
 mod listing;
 mod outbox;
 mod schema;
