@@ -220,7 +220,7 @@ impl Waits {
             None => "waiting for its card data from the central base".to_string(),
             Some(f) => format!(
                 "waiting for its card data from the central base for {waited} s ({}, \
-                 the last: {} {}); next try in {} s; given up with that code if none comes \
+                 the last: {}: {}); next try in {} s; given up with that code if none comes \
                  within {left} s",
                 calls(w.tries),
                 f.code,
