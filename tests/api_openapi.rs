@@ -300,7 +300,9 @@ async fn representative_run() -> Vec<Exchange> {
     expect(&r.json("POST", "/v1/cards", &deferred).await, 201);
     let v = r
         .until("/v1/cards/oa-5", "oa-5 waiting for its data", |v| {
-            v["waiting"].as_str().is_some_and(|w| w.contains("CB_NOT_AVAILABLE"))
+            v["waiting"]
+                .as_str()
+                .is_some_and(|w| w.contains("CB_NOT_AVAILABLE"))
         })
         .await;
     assert_eq!(v["production"]["status"], "READY", "{v}");

@@ -99,9 +99,11 @@ fn fetches(stub: &StubHandle, token: &str) -> Vec<u16> {
 
 /// Waits until the central base has received `statuses` for `token`.
 async fn cb_saw(stub: &StubHandle, token: &str, statuses: &[&str]) {
-    until(&format!("{token}'s statuses at the central base"), 30, || {
-        up::distinct(&up::cb_events(stub, token)) == statuses
-    })
+    until(
+        &format!("{token}'s statuses at the central base"),
+        30,
+        || up::distinct(&up::cb_events(stub, token)) == statuses,
+    )
     .await;
 }
 
@@ -141,7 +143,10 @@ async fn a_central_base_blip_delays_a_deferred_card_without_ending_it_and_the_qu
     submit(client, &common::kiosk::request("plain", &plain_pan)).await;
     let plain = final_state(client, "plain", 20).await;
     assert_eq!(plain["status"], "PRODUCED", "{plain}");
-    until("a few refused fetches", 10, || fetches(&k.stub, "blip").len() >= 2).await;
+    until("a few refused fetches", 10, || {
+        fetches(&k.stub, "blip").len() >= 2
+    })
+    .await;
     let card = client.get("/v1/cards/blip").await.unwrap().body;
     assert_eq!(card["production"]["status"], "READY", "{card}");
     let note = card["waiting"].as_str().expect("a waiting note");
@@ -214,7 +219,12 @@ async fn a_central_base_away_beyond_the_patience_ends_the_card_before_any_card_i
     // Not asked for again once given up.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(fetches(&k.stub, "late").len(), seen.len());
-    cb_saw(&k.stub, "late", &["READY", "IN_PROGRESS", "PRODUCTION_ERROR"]).await;
+    cb_saw(
+        &k.stub,
+        "late",
+        &["READY", "IN_PROGRESS", "PRODUCTION_ERROR"],
+    )
+    .await;
     k.kiosk.daemon.stop().await;
 }
 

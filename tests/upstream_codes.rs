@@ -71,8 +71,8 @@ fn cards_out(k: &up::Upstreamed) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deferred_card_data_is_fetched_before_the_cards_turn_and_each_central_base_code_fails_the_card()
-{
+async fn deferred_card_data_is_fetched_before_the_cards_turn_and_each_central_base_code_fails_the_card(
+) {
     let k = up::start(&["cb"], false, short_patience).await;
     let (c, client) = (k.stub.control(), &k.kiosk.client);
 

@@ -162,9 +162,7 @@ impl Waits {
         let deadline = w.since + patience;
         let give_up = |why: String| After::GiveUp {
             code: f.code,
-            description: format!(
-                "{why}; no blank card was taken: nothing happened at the printer"
-            ),
+            description: format!("{why}; no blank card was taken: nothing happened at the printer"),
         };
         let after = if !f.transient {
             give_up(format!(
@@ -368,8 +366,14 @@ mod tests {
             unreachable!()
         };
         assert_eq!(code, ErrorCode::CB_NOT_AVAILABLE, "the last failure's code");
-        assert!(description.contains("within the patience of 300 s"), "{description}");
-        assert!(description.contains("no blank card was taken"), "{description}");
+        assert!(
+            description.contains("within the patience of 300 s"),
+            "{description}"
+        );
+        assert!(
+            description.contains("no blank card was taken"),
+            "{description}"
+        );
         assert_eq!(w.next(now), Next::Nothing, "given up: forgotten");
     }
 

@@ -192,9 +192,7 @@ impl Engine {
                 progress: progress::Progress::default(),
                 card_until: Mutex::new(None),
                 wake: Notify::new(),
-                data_waits: Mutex::new(deferred::Waits::new(std::time::Duration::from_secs(
-                    300,
-                ))),
+                data_waits: Mutex::new(deferred::Waits::new(std::time::Duration::from_secs(300))),
                 data_wake: Notify::new(),
                 printer_turn: tokio::sync::Mutex::new(()),
                 verdicts: Mutex::new(HashMap::new()),
@@ -466,7 +464,7 @@ impl Engine {
             }));
         }
         // A deferred request is checked for its identity now, for its card
-        // data when the card's turn comes.
+        // data when it arrives, before the card may start (`deferred_fetch.rs`).
         let (meta, sealed) = if req.deferred_card_data {
             (request::validate_deferred(req, &ctx)?, None)
         } else {

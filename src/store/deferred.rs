@@ -19,9 +19,7 @@ impl Store {
                  ORDER BY seq",
             )
             .ctx("awaiting data")?;
-        let rows = st
-            .query_map([], |r| r.get(0))
-            .ctx("awaiting data")?;
+        let rows = st.query_map([], |r| r.get(0)).ctx("awaiting data")?;
         rows.collect::<Result<_, _>>().ctx("awaiting data")
     }
 
@@ -207,7 +205,11 @@ mod tests {
             [
                 (1, Status::Ready, None),
                 (2, Status::InProgress, None),
-                (3, Status::ProductionError, Some(ErrorCode::CB_NOT_AVAILABLE)),
+                (
+                    3,
+                    Status::ProductionError,
+                    Some(ErrorCode::CB_NOT_AVAILABLE)
+                ),
             ]
         );
         let a = s.job("a").unwrap().unwrap();

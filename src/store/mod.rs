@@ -20,9 +20,9 @@
 //!
 //! Nothing here logs, and no error message carries card data.
 
+mod deferred;
 mod error;
 mod keys;
-mod deferred;
 mod listing;
 mod outbox;
 mod schema;
