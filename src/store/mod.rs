@@ -20,6 +20,7 @@
 //!
 //! Nothing here logs, and no error message carries card data.
 
+mod deferred;
 mod error;
 mod keys;
 mod listing;

@@ -168,6 +168,13 @@ pub struct CentralBaseConfig {
     /// Status changes per events call.
     #[serde(default = "batch")]
     pub batch: usize,
+    /// How long a card whose data is deferred waits for it (seconds, from
+    /// the first call): the central base failing for now (no connection,
+    /// 408, 429, 5xx) is asked again with back-off meanwhile, the card
+    /// READY; after this the card ends PRODUCTION_ERROR with the last
+    /// failure's code, no blank card taken.
+    #[serde(default = "data_patience_s")]
+    pub data_patience_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -224,6 +231,11 @@ fn timeout_ms() -> u64 {
 fn batch() -> usize {
     200
 }
+fn data_patience_s() -> u64 {
+    300
+}
+/// The longest `data_patience_s`: a day.
+pub const DATA_PATIENCE_MAX_S: u64 = 86_400;
 fn concurrency() -> usize {
     8
 }
@@ -265,6 +277,11 @@ impl UpstreamConfig {
             }
             if !(1..=500).contains(&cb.batch) {
                 return Err("upstream.central_base.batch: 1 to 500".into());
+            }
+            if !(1..=DATA_PATIENCE_MAX_S).contains(&cb.data_patience_s) {
+                return Err(format!(
+                    "upstream.central_base.data_patience_s: 1 to {DATA_PATIENCE_MAX_S}"
+                ));
             }
         }
         let mut names = vec![CENTRAL_BASE_SINK.to_string(), D1_SINK.to_string()];
@@ -439,6 +456,29 @@ mod tests {
         .unwrap();
         assert!(c.any());
         assert_eq!(c.webhooks[0].form, Form::D1Operation);
+        assert_eq!(c.central_base.unwrap().data_patience_s, 300);
+    }
+
+    #[test]
+    fn the_patience_for_deferred_data_is_bounded() {
+        let cb = |patience: &str| {
+            parse(&format!(
+                r#"
+                [central_base]
+                url = "https://cb.example.com/cb/v1"
+                data_patience_s = {patience}
+                [central_base.auth]
+                token_url = "https://cb.example.com/oauth/token"
+                client_id = "k"
+                client_secret_file = "/s"
+                "#
+            ))
+        };
+        assert_eq!(cb("5").unwrap().central_base.unwrap().data_patience_s, 5);
+        for bad in ["0", "86401"] {
+            let e = cb(bad).unwrap_err();
+            assert!(e.contains("data_patience_s: 1 to 86400"), "{e}");
+        }
     }
 
     #[test]
