@@ -252,8 +252,9 @@ async fn representative_run() -> Vec<Exchange> {
     // take it); meanwhile the same PAN is refused, another card queues and
     // is cancelled.
     sim.set_customer(Customer::Never);
-    // The webhook receiver refuses the first message for good: a dead letter.
-    stub.set_fault(Group::Webhook, Fault::Status(400), Some(1))
+    // The webhook receiver refuses this card's messages (it takes the
+    // others): a dead letter.
+    stub.set_fault(Group::Webhook, Fault::Poison(422, "oa-1".into()), None)
         .await;
     let p1 = request("oa-1", &up::pan(1));
     let a = expect(&r.json("POST", "/v1/cards", &p1).await, 201);
@@ -578,6 +579,15 @@ async fn representative_run() -> Vec<Exchange> {
     );
     expect(
         &r.call("POST", "/v1/outbox/nobody/retry", &[], b"").await,
+        404,
+    );
+    let en = expect(
+        &r.call("POST", "/v1/outbox/issuer/enable", &[], b"").await,
+        200,
+    );
+    assert_eq!(en["wasDisabled"], false, "{en}");
+    expect(
+        &r.call("POST", "/v1/outbox/nobody/enable", &[], b"").await,
         404,
     );
     expect(&r.get("/v1/printer/info").await, 200);
