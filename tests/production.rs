@@ -357,7 +357,7 @@ async fn refused_requests_answer_the_seed_codes_and_lose_nothing_accepted() {
             cancelled["status"].as_str(),
             cancelled["errorCode"].as_str()
         ),
-        (Some("REQUEST_ERROR"), None),
+        (Some("REQUEST_ERROR"), Some("UNKNOWN_ERROR")),
         "{cancelled}"
     );
     assert_eq!(cancelled["description"], satellite::engine::view::CANCELLED);

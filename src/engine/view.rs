@@ -1,7 +1,7 @@
 //! What the local API shows: the platform's production object, exactly, and a
 //! fuller view of one card for the kiosk application and technicians.
 
-use crate::codes::ErrorCode;
+use crate::codes::{ErrorCode, CANCELLATION_CODE};
 use crate::store::{Event, Job, Status};
 use serde::Serialize;
 
@@ -19,7 +19,8 @@ pub struct Production {
 
 /// The API status for a stored status. A cancellation by the issuer has no
 /// status of its own in the API: it is a request that did not go ahead
-/// (REQUEST_ERROR, no error code, the description says so).
+/// (REQUEST_ERROR with [`CANCELLATION_CODE`], the description says so), as
+/// upstream.
 pub fn api_status(s: Status) -> &'static str {
     match s {
         Status::Ready => "READY",
@@ -37,12 +38,21 @@ impl Production {
             // The API leaves the kiosk out while the card waits for one.
             kiosk_id: (job.status != Status::Ready).then(|| job.meta.kiosk_id.clone()),
             occurred_at: job.occurred_at.clone(),
-            error_code: job.error_code,
+            error_code: api_code(job.status, job.error_code),
             description: match (job.status, &job.description) {
                 (Status::Cancelled, None) => Some(CANCELLED.to_string()),
                 (_, d) => d.clone(),
             },
         }
+    }
+}
+
+/// The API's error code for a stored one: a cancellation's is
+/// [`CANCELLATION_CODE`].
+pub fn api_code(s: Status, code: Option<ErrorCode>) -> Option<ErrorCode> {
+    match s {
+        Status::Cancelled => code.or(Some(CANCELLATION_CODE)),
+        _ => code,
     }
 }
 
@@ -94,7 +104,7 @@ impl CardView {
                     seq: e.seq,
                     status: api_status(e.status),
                     step: e.step.clone(),
-                    error_code: e.error_code,
+                    error_code: api_code(e.status, e.error_code),
                     description: e.description.clone(),
                     occurred_at: e.occurred_at.clone(),
                 })
