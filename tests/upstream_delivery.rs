@@ -352,3 +352,58 @@ async fn gone_disables_the_sink_until_an_operator_enables_it() {
     .await;
     k.kiosk.daemon.stop().await;
 }
+
+/// A store that cannot record what a receiver answered (a disk that fails
+/// for a few seconds): what was delivered is not sent again while the
+/// store is down (the outcome is kept and recorded first, after a growing
+/// pause); once it can be written, the rest follows, each status change
+/// received once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_record_an_outcome_sends_nothing_twice() {
+    use common::immutable::{immutable_refuses_writes, Immutable};
+    let k = up::start(&["webhook"], false, |_| {}).await;
+    let db = k.kiosk.daemon.engine.store().path().to_path_buf();
+    let dir = db.parent().unwrap().to_path_buf();
+    if let Err(why) = immutable_refuses_writes(&dir) {
+        eprintln!(
+            "\n\n*** SKIPPED a_store_that_cannot_record_an_outcome_sends_nothing_twice: \
+             immutable files do not stand for a failing disk here ({why}); \
+             run it as root with the temporary directory on ext4 ***\n\n"
+        );
+        k.kiosk.daemon.stop().await;
+        return;
+    }
+    let c = k.stub.control();
+    // The receiver down while a card is produced: its statuses wait.
+    c.set_fault(Group::Webhook, Fault::Status(503), None).await;
+    submit(&k, "disk-1", 1).await;
+    let store = k.kiosk.daemon.engine.store();
+    until("disk-1 produced", 60, || {
+        store
+            .job("disk-1")
+            .unwrap()
+            .is_some_and(|j| j.status.as_str() == "PRODUCED")
+    })
+    .await;
+    let mut wal = db.clone().into_os_string();
+    wal.push("-wal");
+    let frozen = Immutable::set(vec![db.clone(), wal.into(), dir.clone()]);
+    c.clear_faults(Some(Group::Webhook)).await;
+    until("the first status received", 20, || {
+        !webhooked(&k.stub, "disk-1").is_empty()
+    })
+    .await;
+    // Six seconds of a store that cannot record it: sent once.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(webhooked(&k.stub, "disk-1"), ["READY"]);
+    frozen.lift();
+    until("the rest after the store is back", 60, || {
+        webhooked(&k.stub, "disk-1") == LIFE
+    })
+    .await;
+    assert!(
+        c.webhooks().iter().all(|w| !w.duplicate),
+        "each status change received once"
+    );
+    k.kiosk.daemon.stop().await;
+}
