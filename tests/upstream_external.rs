@@ -182,7 +182,7 @@ async fn every_sink_passes_the_external_checkers_failures_included() {
     let p = final_state(&k, "ext-cancel").await;
     assert_eq!(
         (p["status"].as_str(), p["errorCode"].as_str()),
-        (Some("REQUEST_ERROR"), None),
+        (Some("REQUEST_ERROR"), Some("UNKNOWN_ERROR")),
         "{p}"
     );
     // Refused at validation (a PAN failing Luhn): REQUEST_ERROR with a code.
