@@ -15,6 +15,7 @@
 //! * [`health`]: each link's state with its SAT_ code, published.
 
 pub mod auth;
+pub mod bounds;
 pub mod central;
 pub mod config;
 pub mod forms;

@@ -119,6 +119,9 @@ async fn heartbeat(cb: Arc<CentralBase>, engine: Engine, stop: CancellationToken
     loop {
         let mut body = crate::engine::report::health(&engine).await;
         body["sentAt"] = crate::time::now_rfc3339().into();
+        if super::bounds::bound(&mut body) {
+            tracing::debug!("heartbeat cut to the central base's size bounds");
+        }
         let before = std::time::SystemTime::now();
         let sent = tokio::select! {
             _ = stop.cancelled() => return,
