@@ -58,12 +58,12 @@ pub async fn run(
     };
     let mut written = store.written();
     let mut nudged = store.nudged();
-    let mut nudges = nudges_of(&nudged, &relay.sink.name);
+    let mut nudges = nudges_of(&mut nudged, &relay.sink.name);
     loop {
         if stop.is_cancelled() {
             return;
         }
-        let n = nudges_of(&nudged, &relay.sink.name);
+        let n = nudges_of(&mut nudged, &relay.sink.name);
         if n != nudges {
             nudges = n;
             let state = sink_state(&store, &relay.sink.name).await;
@@ -80,14 +80,15 @@ pub async fn run(
                 .await;
             continue;
         }
+        // Marked before the outbox is read: a commit from then on wakes an
+        // idle relay.
+        written.borrow_and_update();
         let wake = match relay.sched.blocked(Instant::now()) {
             Some(Blocked::Until(t)) => Some(t),
             Some(Blocked::Disabled) => None,
             None => match relay.round().await {
                 Some(Step::Sent) => continue,
                 Some(Step::Idle(t)) => {
-                    // New status changes wake it too.
-                    written.borrow_and_update();
                     tokio::select! {
                         _ = stop.cancelled() => return,
                         _ = nudged.changed() => {}
@@ -322,8 +323,10 @@ fn pending_of(d: &Due) -> Pending {
     }
 }
 
-fn nudges_of(rx: &tokio::sync::watch::Receiver<crate::store::Nudges>, sink: &str) -> u64 {
-    rx.borrow().get(sink).copied().unwrap_or(0)
+/// This sink's nudge count, marking the channel seen (so that waiting on
+/// it wakes only on the next nudge).
+fn nudges_of(rx: &mut tokio::sync::watch::Receiver<crate::store::Nudges>, sink: &str) -> u64 {
+    rx.borrow_and_update().get(sink).copied().unwrap_or(0)
 }
 
 async fn sink_state(store: &Arc<Store>, sink: &str) -> SinkState {
