@@ -231,8 +231,12 @@ impl UpstreamConfig {
             check_url("upstream.central_base.auth.token_url", &cb.auth.token_url)?;
             cb.auth.client_auth("upstream.central_base")?;
             check_tls("upstream.central_base.tls", &cb.tls)?;
-            if cb.poll_wait_s > 60 {
-                return Err("upstream.central_base.poll_wait_s: at most 60".into());
+            // 0 would be a poll without a wait: a request loop, not a long poll.
+            if !(1..=60).contains(&cb.poll_wait_s) {
+                return Err(format!(
+                    "upstream.central_base.poll_wait_s: {} is not a long poll's wait; 1 to 60 seconds",
+                    cb.poll_wait_s
+                ));
             }
             if cb.heartbeat_s == 0 {
                 return Err("upstream.central_base.heartbeat_s: at least 1".into());
