@@ -11,6 +11,8 @@
 //! * [`sink`], [`relay`]: the receivers, and one task per receiver draining
 //!   the store's outbox.
 //! * [`health`]: each link's state with its SAT_ code, published.
+//! * [`service`], [`supervisor`]: the tasks started for a configuration,
+//!   each restarted (and shown in health) when it panics or returns.
 
 pub mod auth;
 pub mod central;
@@ -25,6 +27,7 @@ pub mod secret;
 pub mod service;
 pub mod signing;
 pub mod sink;
+pub mod supervisor;
 
 pub use config::UpstreamConfig;
 pub use health::Health;
