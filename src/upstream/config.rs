@@ -391,6 +391,30 @@ mod tests {
     }
 
     #[test]
+    fn a_poll_without_a_wait_is_refused_with_its_bound() {
+        let cb = |wait: u64| {
+            parse(&format!(
+                r#"
+                [central_base]
+                url = "https://cb.example.com/cb/v1"
+                poll_wait_s = {wait}
+                [central_base.auth]
+                token_url = "https://cb.example.com/oauth/token"
+                client_id = "k"
+                client_secret_file = "/s"
+                "#
+            ))
+        };
+        let e = cb(0).unwrap_err();
+        assert!(
+            e.contains("upstream.central_base.poll_wait_s: 0") && e.contains("1 to 60"),
+            "{e}"
+        );
+        assert!(cb(61).is_err());
+        assert!(cb(1).is_ok() && cb(60).is_ok());
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let e = parse(
             r#"
