@@ -39,7 +39,9 @@ struct Cb {
 }
 
 async fn token() -> axum::Json<Value> {
-    axum::Json(serde_json::json!({"access_token": "t0k", "token_type": "Bearer", "expires_in": 3600}))
+    axum::Json(
+        serde_json::json!({"access_token": "t0k", "token_type": "Bearer", "expires_in": 3600}),
+    )
 }
 
 async fn requests(State(cb): State<Arc<Cb>>) -> axum::response::Response {
@@ -215,9 +217,8 @@ async fn inner_a_proxy_in_the_environment_is_not_used() {
     let (_cb, addr) = central_base(Poll::EmptyAtOnce).await;
     let tls = satellite::upstream::config::TlsConfig::default();
     let http = satellite::upstream::http::client("test", &tls, Duration::from_secs(5)).unwrap();
-    let (answer, _) = satellite::upstream::http::answer(
-        http.post(format!("http://{addr}/token")).send().await,
-    )
-    .await;
+    let (answer, _) =
+        satellite::upstream::http::answer(http.post(format!("http://{addr}/token")).send().await)
+            .await;
     assert_eq!(answer.to_string(), "HTTP 200", "{answer:?}");
 }

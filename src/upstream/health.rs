@@ -338,7 +338,11 @@ mod tests {
         let s = h.snapshot();
         assert_eq!(s["cb"].alarms.len(), 1);
         assert_eq!(s["cb"].alarms[0].code, SAT_CLOCK_SKEW);
-        assert!(s["cb"].alarms[0].message.contains("121 s behind"), "{:?}", s["cb"].alarms);
+        assert!(
+            s["cb"].alarms[0].message.contains("121 s behind"),
+            "{:?}",
+            s["cb"].alarms
+        );
         h.clock_skew("cb", 500);
         assert!(h.snapshot()["cb"].alarms.is_empty());
         assert_eq!(h.snapshot()["cb"].clock_skew_ms, Some(500));

@@ -123,11 +123,19 @@ pub async fn read(result: Result<reqwest::Response, reqwest::Error>, limit: usiz
         .and_then(|v| v.to_str().ok())
         .and_then(|v| policy::retry_after(v, unix_now()));
     let ok = (200..300).contains(&code);
-    let bound = if ok { limit } else { ERROR_BODY_LIMIT.min(limit) };
+    let bound = if ok {
+        limit
+    } else {
+        ERROR_BODY_LIMIT.min(limit)
+    };
     let body = match bounded_body(&mut resp, bound).await {
         Ok(b) => Some(b),
         Err(Body::TooLarge) if ok => {
-            tracing::warn!(status = code, limit_bytes = bound, "an upstream answer's body exceeds its bound: refused");
+            tracing::warn!(
+                status = code,
+                limit_bytes = bound,
+                "an upstream answer's body exceeds its bound: refused"
+            );
             return Answered {
                 answer: Answer::Link(too_large(bound)),
                 body: None,

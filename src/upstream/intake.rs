@@ -24,8 +24,7 @@ pub const MIN_EMPTY_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// `elapsed` ago and brought `requests` requests: none when it brought
 /// some (more may be waiting) or when it was held long enough.
 pub fn pace(elapsed: Duration, requests: usize) -> Option<Duration> {
-    (requests == 0 && elapsed < MIN_EMPTY_POLL_INTERVAL)
-        .then(|| MIN_EMPTY_POLL_INTERVAL - elapsed)
+    (requests == 0 && elapsed < MIN_EMPTY_POLL_INTERVAL).then(|| MIN_EMPTY_POLL_INTERVAL - elapsed)
 }
 
 /// Runs until `stop`.
