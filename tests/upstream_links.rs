@@ -222,3 +222,43 @@ async fn inner_a_proxy_in_the_environment_is_not_used() {
             .await;
     assert_eq!(answer.to_string(), "HTTP 200", "{answer:?}");
 }
+
+/// A central base whose clock is 10 minutes behind this kiosk's, and which
+/// refuses the kiosk's credentials: no call ever gets a token (so no
+/// heartbeat goes out), yet the token endpoint's answer tells its time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clock_skew_is_read_from_any_answer_and_raised_beyond_two_minutes() {
+    let refuse = || async {
+        let behind = std::time::SystemTime::now() - Duration::from_secs(600);
+        axum::response::Response::builder()
+            .status(401)
+            .header("date", httpdate::fmt_http_date(behind))
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"error":"invalid_client"}"#))
+            .unwrap()
+    };
+    let app = Router::new().route("/token", post(refuse));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    let k = kiosk::start(|_| {}, |dir, c| c.upstream = config(dir, addr)).await;
+    let mut link = Value::Null;
+    for _ in 0..500 {
+        let s = k.client.get("/v1/status").await.unwrap().body;
+        link = s["upstream"]["central-base-api"].clone();
+        if link["alarms"].is_array() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("{link}");
+    // Refused: the link is down for our credentials...
+    assert_eq!(link["code"], "SAT_AUTHENTICATION_FAILED", "{link}");
+    // ...and the clock is 600 s ahead of the server's (Date: whole seconds).
+    let skew = link["clockSkewMs"].as_i64().unwrap();
+    assert!((599_000..=601_500).contains(&skew), "{link}");
+    assert_eq!(link["alarms"][0]["code"], "SAT_CLOCK_SKEW", "{link}");
+    let msg = link["alarms"][0]["message"].as_str().unwrap();
+    assert!(msg.contains("600 s ahead of"), "{link}");
+    k.daemon.stop().await;
+}
