@@ -11,7 +11,9 @@
 mod common;
 
 use axum::body::{Body, Bytes};
+use axum::extract::Path;
 use axum::extract::State;
+use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::Router;
 use common::kiosk;
@@ -31,11 +33,15 @@ enum Poll {
     OversizedFirst(u32),
     /// Every poll is answered at once, empty.
     EmptyAtOnce,
+    /// The first poll brings this many requests (each refused by the
+    /// agent: `{}` is no request), the next are held 300 ms and empty.
+    ManyFirst(usize),
 }
 
 struct Cb {
     poll: Poll,
     polls: AtomicU32,
+    acked: std::sync::Mutex<Vec<String>>,
 }
 
 async fn token() -> axum::Json<Value> {
@@ -62,7 +68,13 @@ async fn requests(State(cb): State<Arc<Cb>>) -> axum::response::Response {
                 .body(Body::from_stream(futures::stream::iter(chunks)))
                 .unwrap()
         }
-        Poll::OversizedFirst(_) => {
+        Poll::ManyFirst(k) if n == 0 => {
+            let requests: Vec<Value> = (0..k)
+                .map(|i| serde_json::json!({"deliveryId": format!("d{i}"), "request": {}}))
+                .collect();
+            axum::Json(serde_json::json!({ "requests": requests })).into_response()
+        }
+        Poll::OversizedFirst(_) | Poll::ManyFirst(_) => {
             tokio::time::sleep(Duration::from_millis(300)).await;
             empty()
         }
@@ -82,10 +94,20 @@ async fn central_base(poll: Poll) -> (Arc<Cb>, SocketAddr) {
     let cb = Arc::new(Cb {
         poll,
         polls: AtomicU32::new(0),
+        acked: std::sync::Mutex::new(Vec::new()),
     });
     let app = Router::new()
         .route("/token", post(token))
         .route("/cb/kiosks/KIOSK01/requests", get(requests))
+        .route(
+            "/cb/kiosks/KIOSK01/requests/{id}/ack",
+            post(
+                |State(cb): State<Arc<Cb>>, Path(id): Path<String>| async move {
+                    cb.acked.lock().unwrap().push(id);
+                    axum::Json(serde_json::json!({}))
+                },
+            ),
+        )
         .route(
             "/cb/kiosks/KIOSK01/heartbeat",
             put(|| async { axum::Json(serde_json::json!({})) }),
@@ -174,6 +196,22 @@ async fn a_central_base_answering_empty_at_once_is_polled_once_a_second() {
     // One a second (3 or 4 in 3.5 s), not as fast as loopback allows.
     eprintln!("{polls} polls in 3.5 s");
     assert!((2..=5).contains(&polls), "{polls} polls in 3.5 s");
+    k.daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_poll_takes_at_most_100_requests() {
+    let (cb, addr) = central_base(Poll::ManyFirst(150)).await;
+    let k = kiosk::start(|_| {}, |dir, c| c.upstream = config(dir, addr)).await;
+    // The 100 taken are answered (refused: `{}` is no request) and
+    // acknowledged; the other 50 are left for the next poll.
+    until("100 acknowledgements and another poll", 20, || {
+        cb.acked.lock().unwrap().len() >= 100 && cb.polls.load(Ordering::SeqCst) >= 3
+    })
+    .await;
+    let acked = cb.acked.lock().unwrap().clone();
+    let expected: Vec<String> = (0..100).map(|i| format!("d{i}")).collect();
+    assert_eq!(acked, expected);
     k.daemon.stop().await;
 }
 
