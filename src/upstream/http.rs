@@ -132,6 +132,7 @@ pub async fn read(result: Result<reqwest::Response, reqwest::Error>, limit: usiz
         Ok(b) => Some(b),
         Err(Body::TooLarge) if ok => {
             tracing::warn!(
+                url = %resp.url(),
                 status = code,
                 limit_bytes = bound,
                 "an upstream answer's body exceeds its bound: refused"
