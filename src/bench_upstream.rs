@@ -268,10 +268,11 @@ async fn drain(events: usize, json_out: bool) -> Result<Value, String> {
     let stop = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     for sink in sinks {
+        let limits = cfg.limits(sink.batch, sink.batched());
         tasks.spawn(crate::upstream::relay::run(
             sink,
             store.clone(),
-            cfg.backoff(),
+            limits,
             crate::metrics::Metrics::default(),
             stop.clone(),
         ));

@@ -5,7 +5,7 @@
 //! issuer's webhook) through the Unix socket and the TCP listener, every
 //! answer recorded off the wire (status, headers, body): cards accepted,
 //! presented and refused at final validation, produced, refused at
-//! submission, cancelled, a printer not ready, the inventory set, a dead
+//! submission, cancelled, waiting for its deferred data, a printer not ready, the inventory set, a dead
 //! letter listed and replayed, and every error path (400, 401, 404, 405,
 //! 408, 409, 413, 415, 422, 503); then openapi-core checks each answer
 //! against the document (tests/tools/check_local_api.py), and the run must
@@ -252,8 +252,9 @@ async fn representative_run() -> Vec<Exchange> {
     // take it); meanwhile the same PAN is refused, another card queues and
     // is cancelled.
     sim.set_customer(Customer::Never);
-    // The webhook receiver refuses the first message for good: a dead letter.
-    stub.set_fault(Group::Webhook, Fault::Status(400), Some(1))
+    // The webhook receiver refuses this card's messages (it takes the
+    // others): a dead letter.
+    stub.set_fault(Group::Webhook, Fault::Poison(422, "oa-1".into()), None)
         .await;
     let p1 = request("oa-1", &up::pan(1));
     let a = expect(&r.json("POST", "/v1/cards", &p1).await, 201);
@@ -285,6 +286,32 @@ async fn representative_run() -> Vec<Exchange> {
         &r.call("POST", "/v1/cards/oa-4/cancel", &[], b"").await,
         409,
     );
+    // A card whose deferred data the central base does not give yet: READY,
+    // and its view says what it waits for; then cancelled.
+    stub.set_fault(Group::Data, Fault::Status(503), None).await;
+    let deferred = json!({
+        "cardToken": "oa-5",
+        "profileId": 42,
+        "kioskId": up::KIOSK,
+        "cardType": "debit",
+        "issuerRequestId": "req-oa-5",
+        "cardId": "card-oa-5",
+        "deferredCardData": true
+    });
+    expect(&r.json("POST", "/v1/cards", &deferred).await, 201);
+    let v = r
+        .until("/v1/cards/oa-5", "oa-5 waiting for its data", |v| {
+            v["waiting"]
+                .as_str()
+                .is_some_and(|w| w.contains("CB_NOT_AVAILABLE"))
+        })
+        .await;
+    assert_eq!(v["production"]["status"], "READY", "{v}");
+    expect(
+        &r.call("POST", "/v1/cards/oa-5/cancel", &[], b"").await,
+        200,
+    );
+    stub.clear_faults(Some(Group::Data)).await;
     expect(
         &r.json(
             "POST",
@@ -552,6 +579,15 @@ async fn representative_run() -> Vec<Exchange> {
     );
     expect(
         &r.call("POST", "/v1/outbox/nobody/retry", &[], b"").await,
+        404,
+    );
+    let en = expect(
+        &r.call("POST", "/v1/outbox/issuer/enable", &[], b"").await,
+        200,
+    );
+    assert_eq!(en["wasDisabled"], false, "{en}");
+    expect(
+        &r.call("POST", "/v1/outbox/nobody/enable", &[], b"").await,
         404,
     );
     expect(&r.get("/v1/printer/info").await, 200);

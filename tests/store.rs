@@ -3,7 +3,7 @@
 //! the journal, the outbox, inventory, and what survives a crash.
 
 use satellite::codes::ErrorCode;
-use satellite::store::{JobMeta, Keys, NewJob, Phase, SinkSpec, Status, Store, StoreError};
+use satellite::store::{JobMeta, Keys, NewJob, Phase, Record, SinkSpec, Status, Store, StoreError};
 use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -980,16 +980,21 @@ fn sinks(store: &Store) {
 
 fn due(store: &Store, sink: &str) -> Vec<(String, i64, Status)> {
     store
-        .due(sink, i64::MAX, 100)
+        .due(sink, 100)
         .unwrap()
         .into_iter()
         .map(|d| (d.job.meta.card_token, d.event.seq, d.event.status))
         .collect()
 }
 
+fn delivered(store: &Store, sink: &str, ords: &[i64]) {
+    let records: Vec<Record> = ords.iter().map(|&ord| Record::Delivered { ord }).collect();
+    store.record(sink, &records).unwrap();
+}
+
 fn ords(store: &Store, sink: &str) -> Vec<i64> {
     store
-        .due(sink, i64::MAX, 100)
+        .due(sink, 100)
         .unwrap()
         .iter()
         .map(|d| d.ord)
@@ -1028,7 +1033,7 @@ fn each_sink_gets_the_status_changes_it_wants_one_per_card_in_order() {
 
     // Delivered: the card's next status change comes due.
     let first = ords(&store, "cb");
-    store.delivered("cb", &first).unwrap();
+    delivered(&store, "cb", &first);
     assert_eq!(
         due(&store, "cb"),
         [
@@ -1036,32 +1041,82 @@ fn each_sink_gets_the_status_changes_it_wants_one_per_card_in_order() {
             ("b".into(), 2, Status::Cancelled)
         ]
     );
-    // Retried later: not due before its time, and the attempt is counted.
+    // A failed attempt is counted and the delivery stays due (when to try
+    // again is the relay's clock, not the store's).
     let next = ords(&store, "cb");
-    store.retry_at("cb", &next[..1], 5_000, "HTTP 503").unwrap();
-    assert_eq!(store.due("cb", 4_999, 100).unwrap().len(), 1);
-    let later = store.due("cb", 5_000, 100).unwrap();
-    assert_eq!(later[0].attempts, 1);
-    assert_eq!(store.next_due_ms("cb").unwrap(), Some(0));
-
-    // A dead letter holds back neither its card's later events nor others.
     store
-        .dead("cb", &next[..1], "HTTP 400 (INVALID_EVENT)")
+        .record(
+            "cb",
+            &[Record::Failed {
+                ord: next[0],
+                why: "HTTP 503".into(),
+                next_ms: 5_000,
+            }],
+        )
         .unwrap();
-    assert_eq!(
-        due(&store, "cb"),
-        [
-            ("a".into(), 4, Status::Produced),
-            ("b".into(), 2, Status::Cancelled)
-        ]
-    );
+    assert_eq!(store.due("cb", 100).unwrap()[0].attempts, 1);
+
+    // A dead letter holds back its card's later events, not other cards'.
+    store
+        .record(
+            "cb",
+            &[Record::Dead {
+                ord: next[0],
+                why: "HTTP 400 (INVALID_EVENT)".into(),
+            }],
+        )
+        .unwrap();
+    assert_eq!(due(&store, "cb"), [("b".into(), 2, Status::Cancelled)]);
+    let cb = store.outbox_depths().unwrap();
+    let cb = cb.iter().find(|d| d.sink == "cb").unwrap();
+    assert_eq!((cb.pending, cb.held, cb.dead), (2, 1, 1));
     let dead = store.dead_letters(Some("cb")).unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].event.status, Status::InProgress);
+    assert_eq!(dead[0].state, "DEAD");
     assert_eq!(dead[0].error.as_deref(), Some("HTTP 400 (INVALID_EVENT)"));
+    // Replayed: it goes first, then the card's later ones in order.
     assert_eq!(store.replay("cb", None).unwrap(), 1);
     assert!(store.dead_letters(None).unwrap().is_empty());
     assert_eq!(due(&store, "cb")[0], ("a".into(), 2, Status::InProgress));
+    assert_eq!(store.due("cb", 100).unwrap()[0].attempts, 0);
+
+    // The sink's error now: set, then cleared by a delivery.
+    store
+        .record(
+            "cb",
+            &[Record::SinkError {
+                why: Some("HTTP 404".into()),
+            }],
+        )
+        .unwrap();
+    let depth = |store: &Store| {
+        store
+            .outbox_depths()
+            .unwrap()
+            .into_iter()
+            .find(|d| d.sink == "cb")
+            .unwrap()
+    };
+    assert_eq!(depth(&store).last_error.as_deref(), Some("HTTP 404"));
+    assert!(depth(&store).error_since.is_some());
+    store
+        .record("cb", &[Record::SinkError { why: None }])
+        .unwrap();
+    assert_eq!(depth(&store).last_error, None);
+    // Disabled (410) until enabled; both survive a reopen.
+    store
+        .record(
+            "cb",
+            &[Record::Disabled {
+                why: "HTTP 410".into(),
+            }],
+        )
+        .unwrap();
+    assert_eq!(
+        store.sink_state("cb").unwrap().disabled.as_deref(),
+        Some("HTTP 410")
+    );
 
     // Pending deliveries survive a reopen; a sink dropped from the
     // configuration keeps its rows but gets no new ones.
@@ -1074,6 +1129,12 @@ fn each_sink_gets_the_status_changes_it_wants_one_per_card_in_order() {
             statuses: None,
         }])
         .unwrap();
+    assert_eq!(
+        store.sink_state("cb").unwrap().disabled.as_deref(),
+        Some("HTTP 410")
+    );
+    assert!(store.enable_sink("cb").unwrap());
+    assert_eq!(store.sink_state("cb").unwrap(), Default::default());
     accept(&store, "c", "5555555555554444");
     let d1 = store.outbox_depths().unwrap();
     let d1 = d1.iter().find(|d| d.sink == "d1").unwrap();
@@ -1097,10 +1158,10 @@ fn pruning_keeps_each_cards_final_status_and_anything_undelivered() {
         if o.is_empty() {
             break;
         }
-        store.delivered("cb", &o).unwrap();
+        delivered(&store, "cb", &o);
     }
     let o = ords(&store, "d1");
-    store.delivered("d1", &o).unwrap();
+    delivered(&store, "d1", &o);
     // Too recent: kept.
     assert_eq!(store.prune("2000-01-01T00:00:00.000Z").unwrap(), 0);
     // Delivered history of the final card goes, its final status stays;

@@ -2,6 +2,8 @@
 //! link to it can give a card: each CB_ and DP_ code from a fault of the
 //! reference central base, each SAT_ code from a link or a credential that
 //! fails. Real HTTP on loopback, real store, the simulator over a pty.
+//! Failures for now end the card only after `data_patience_s`, set to 1 s
+//! here (`tests/deferred_data.rs` covers the wait itself).
 
 mod common;
 
@@ -30,6 +32,11 @@ fn card_data(pan: &str) -> Value {
         "cardholderName": "ADA LOVELACE",
         "tracks": { "track2": format!("{pan}=2812101") }
     })
+}
+
+/// Failures for now end the card after 1 s.
+fn short_patience(c: &mut satellite::config::Config) {
+    c.upstream.central_base.as_mut().unwrap().data_patience_s = 1;
 }
 
 async fn submit(client: &Client, body: &Value) {
@@ -64,12 +71,12 @@ fn cards_out(k: &up::Upstreamed) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deferred_card_data_is_fetched_at_the_cards_turn_and_each_central_base_code_fails_the_card()
-{
-    let k = up::start(&["cb"], false, |_| {}).await;
+async fn deferred_card_data_is_fetched_before_the_cards_turn_and_each_central_base_code_fails_the_card(
+) {
+    let k = up::start(&["cb"], false, short_patience).await;
     let (c, client) = (k.stub.control(), &k.kiosk.client);
 
-    // Produced with data that only arrives at its turn.
+    // Produced with data that the central base gives apart.
     let pan = up::pan(300);
     c.set_card_data("def-ok", &card_data(&pan));
     submit(client, &deferred("def-ok")).await;
@@ -135,7 +142,7 @@ async fn deferred_card_data_is_fetched_at_the_cards_turn_and_each_central_base_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_satellite_codes_say_the_central_base_cannot_be_reached_or_refuses_the_agent() {
-    let k = up::start(&["cb"], false, |_| {}).await;
+    let k = up::start(&["cb"], false, short_patience).await;
     let (c, client) = (k.stub.control(), &k.kiosk.client);
     // A first call went through (the token is cached from then on).
     until("a first heartbeat", 20, || c.heartbeat().count > 0).await;
@@ -172,6 +179,7 @@ async fn the_satellite_codes_say_the_central_base_cannot_be_reached_or_refuses_t
 
     // No network: the central base's name does not resolve.
     let k = up::start(&["cb"], false, |c| {
+        short_patience(c);
         let cb = c.upstream.central_base.as_mut().unwrap();
         cb.url = "https://central-base.invalid/cb/v1".into();
         cb.auth.token_url = "https://central-base.invalid/oauth/token".into();

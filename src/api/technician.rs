@@ -6,7 +6,8 @@
 //! |---|---|
 //! | `GET /v1/cards?status=S&limit=N` | the most recent cards, newest first (N at most 1000, 50 by default) |
 //! | `GET /v1/store` | counts by status, deliveries by sink, size, integrity check |
-//! | `POST /v1/outbox/{sink}/retry` | make a sink's pending deliveries due now |
+//! | `POST /v1/outbox/{sink}/retry` | send a sink's pending deliveries now, past its pauses |
+//! | `POST /v1/outbox/{sink}/enable` | let a sink disabled by a 410 Gone send again |
 //! | `GET /v1/printer/info` | identity, profile, options, endpoint (never asks the printer) |
 //! | `GET /v1/printer/trace?last=N` | the last N exchanges on the printer link, redacted (N at most 500) |
 //! | `POST /v1/printer/clean`, `/test-card`, `/reset` | run the operation between cards |
@@ -35,6 +36,7 @@ pub fn routes() -> Router<Engine> {
         .route("/v1/cards", get(list_cards))
         .route("/v1/store", get(store_stats))
         .route("/v1/outbox/{sink}/retry", post(outbox_retry))
+        .route("/v1/outbox/{sink}/enable", post(outbox_enable))
         .route("/v1/printer/info", get(printer_info))
         .route("/v1/printer/trace", get(printer_trace))
         .route("/v1/printer/raw", post(printer_raw))
@@ -100,30 +102,56 @@ async fn store_stats(State(engine): State<Engine>) -> Response {
     }
 }
 
-async fn outbox_retry(State(engine): State<Engine>, Path(sink): Path<String>) -> Response {
+/// Whether the store knows a sink by that name; the 404 answer if not.
+async fn known_sink(engine: &Engine, sink: &str) -> Result<(), Response> {
     let store = engine.store();
-    let known = {
-        let store = store.clone();
-        let s = sink.clone();
-        tokio::task::spawn_blocking(move || store.outbox_depths())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .is_some_and(|d| d.iter().any(|x| x.sink == s))
-    };
-    if !known {
-        return error(
+    let s = sink.to_string();
+    let known = tokio::task::spawn_blocking(move || store.outbox_depths())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .is_some_and(|d| d.iter().any(|x| x.sink == s));
+    if known {
+        Ok(())
+    } else {
+        Err(error(
             StatusCode::NOT_FOUND,
             ApiCode::NOT_FOUND,
             Some("sink"),
             &format!("no sink named {sink:?}: see GET /v1/outbox"),
-        );
+        ))
     }
+}
+
+/// Sends what the sink has pending now: its relay drops its pauses and
+/// back-offs. Answers how many deliveries are pending.
+async fn outbox_retry(State(engine): State<Engine>, Path(sink): Path<String>) -> Response {
+    if let Err(r) = known_sink(&engine, &sink).await {
+        return r;
+    }
+    let store = engine.store();
     let s = sink.clone();
     match tokio::task::spawn_blocking(move || store.retry_now(&s)).await {
         Ok(Ok(n)) => {
-            tracing::info!(sink = %sink, retried = n, "pending deliveries made due now");
+            tracing::info!(sink = %sink, pending = n, "sending pending deliveries now, as asked");
             Json(json!({ "retried": n })).into_response()
+        }
+        Ok(Err(e)) => internal(&e.to_string()),
+        Err(e) => internal(&e.to_string()),
+    }
+}
+
+/// Lets a sink that a 410 Gone disabled send again.
+async fn outbox_enable(State(engine): State<Engine>, Path(sink): Path<String>) -> Response {
+    if let Err(r) = known_sink(&engine, &sink).await {
+        return r;
+    }
+    let store = engine.store();
+    let s = sink.clone();
+    match tokio::task::spawn_blocking(move || store.enable_sink(&s)).await {
+        Ok(Ok(was)) => {
+            tracing::info!(sink = %sink, was_disabled = was, "sink enabled, as asked");
+            Json(json!({ "enabled": true, "wasDisabled": was })).into_response()
         }
         Ok(Err(e)) => internal(&e.to_string()),
         Err(e) => internal(&e.to_string()),

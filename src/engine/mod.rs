@@ -9,6 +9,8 @@
 //! Every status change goes through the store, which writes its event in the
 //! same transaction: the delivery of events upstream reads that outbox.
 
+pub mod deferred;
+mod deferred_fetch;
 pub mod forecast;
 pub mod forecast_watch;
 pub mod maintenance;
@@ -63,6 +65,11 @@ struct Inner {
     /// When the card in production ends at the latest (its steps' budgets).
     card_until: Mutex<Option<std::time::Instant>>,
     wake: Notify,
+    /// The READY cards waiting for their deferred data, and when each is
+    /// asked for again (`deferred_fetch.rs`).
+    data_waits: Mutex<deferred::Waits>,
+    /// Wakes the deferred-data task: a request accepted, a central base set.
+    data_wake: Notify,
     /// Presented cards waiting for the kiosk application's verdict.
     verdicts: Mutex<HashMap<String, oneshot::Sender<Verdict>>>,
     /// A card is in production: the printer is busy, hence ready, and asking
@@ -185,6 +192,8 @@ impl Engine {
                 progress: progress::Progress::default(),
                 card_until: Mutex::new(None),
                 wake: Notify::new(),
+                data_waits: Mutex::new(deferred::Waits::new(std::time::Duration::from_secs(300))),
+                data_wake: Notify::new(),
                 printer_turn: tokio::sync::Mutex::new(()),
                 verdicts: Mutex::new(HashMap::new()),
                 timings: Mutex::new(HashMap::new()),
@@ -226,6 +235,8 @@ impl Engine {
     /// none, e.g. after a reload removed it).
     pub fn set_central(&self, cb: Option<Arc<crate::upstream::central::CentralBase>>) {
         *self.inner.central.write().expect("central lock") = cb;
+        // Cards waiting for their data are asked for through the new one.
+        self.inner.data_wake.notify_one();
     }
 
     pub(crate) fn central(&self) -> Option<Arc<crate::upstream::central::CentralBase>> {
@@ -453,7 +464,7 @@ impl Engine {
             }));
         }
         // A deferred request is checked for its identity now, for its card
-        // data when the card's turn comes.
+        // data when it arrives, before the card may start (`deferred_fetch.rs`).
         let (meta, sealed) = if req.deferred_card_data {
             (request::validate_deferred(req, &ctx)?, None)
         } else {
@@ -554,6 +565,8 @@ impl Engine {
         self.store_ok();
         tracing::info!(card_token = %token, pan = %masked, card_type = %card_type, "request accepted");
         self.inner.wake.notify_one();
+        // A card whose data is deferred: asked for now, while it is READY.
+        self.inner.data_wake.notify_one();
         let mut production = Production {
             status: "READY",
             kiosk_id: None,
@@ -660,7 +673,13 @@ impl Engine {
             })
             .await;
         match found {
-            Ok(Some((job, events))) => Ok(CardView::of(&job, &events)),
+            Ok(Some((job, events))) => {
+                let mut view = CardView::of(&job, &events);
+                if job.status == crate::store::Status::Ready {
+                    view.waiting = self.data_note(token);
+                }
+                Ok(view)
+            }
             Ok(None) | Err(StoreError::NotFound) => Err(CardError::NotFound(token.to_string())),
             Err(e) => Err(CardError::Internal(e.to_string())),
         }

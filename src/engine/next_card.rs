@@ -1,7 +1,9 @@
 //! Which queued card starts next: the oldest one whose needs the printer
 //! meets now ([`super::supplies::check`] on a reading taken just before),
 //! so that a card type waiting for its ribbon or its feeder does not hold
-//! back the others.
+//! back the others. A card whose deferred data is not in hand yet is not
+//! eligible at all (it is fetched while the card waits: `deferred.rs`), and
+//! never holds back the cards behind it.
 
 use super::supplies::{self, CardNeeds};
 use super::Engine;
@@ -22,8 +24,11 @@ impl Engine {
     /// under the printer's turn: the check is made on what the printer says
     /// now, not on a reading taken before the last card.
     pub(super) async fn next_card(&self, held: &mut Held) -> Result<Option<Job>, Fault> {
-        let queued = match self.db(|s| s.queued()).await {
-            Ok(q) => q,
+        let read = self
+            .db(|s| Ok::<_, crate::store::StoreError>((s.queued()?, s.awaiting_data()?)))
+            .await;
+        let queued = match read {
+            Ok((queued, awaiting)) => eligible(queued, &awaiting),
             Err(e) => {
                 self.store_trouble("reading the queue", &e);
                 return Ok(None);
@@ -84,6 +89,15 @@ impl Engine {
         let needs = needs_of(&self.config(), &stock, Some(&reading), card_type);
         supplies::check(&needs, &reading, self.printer().profile()).err()
     }
+}
+
+/// The queued cards that may start: those whose card data is in hand
+/// (`awaiting`: the deferred ones still waiting for theirs), in order.
+pub(super) fn eligible(queued: Vec<Job>, awaiting: &[String]) -> Vec<Job> {
+    queued
+        .into_iter()
+        .filter(|j| !awaiting.contains(&j.meta.card_token))
+        .collect()
 }
 
 /// What a card of `card_type` needs, from the configuration and the

@@ -27,9 +27,6 @@ const STORE_CALL: Duration = Duration::from_secs(6);
 const STORE_CALLS_PER_TURN: u32 = 4;
 /// Status reads in a readiness check, at most.
 const READINESS_READS: u32 = 4;
-/// The HTTP exchange for deferred card data: the upstream client's
-/// time-outs, three tries, and the pauses between them.
-const CARD_DATA: Duration = Duration::from_secs(3 * 30 + 3);
 
 /// The latest promise.
 #[derive(Debug)]
@@ -123,11 +120,6 @@ pub fn journal(t: &Timeouts) -> Duration {
 /// Choosing the feeder (before the first step).
 pub fn feeder(t: &Timeouts) -> Duration {
     ms(t.command) * 2 + ms(t.movement) + margin(t)
-}
-
-/// Fetching deferred card data.
-pub fn card_data(t: &Timeouts) -> Duration {
-    CARD_DATA + margin(t)
 }
 
 /// A checked reject: locate, count, reject, locate, count.

@@ -86,9 +86,16 @@ impl Engine {
             stop.cancel();
         });
         self.set_activity(Activity::Starting);
+        // Deferred card data is fetched beside the loop, while the cards
+        // wait READY: a card is eligible once its data is in hand.
+        let mut fetcher = self.spawn_fetcher(&shutdown);
         self.recover(&shutdown).await;
         let mut held = super::next_card::Held::new();
         while !shutdown.is_cancelled() {
+            if fetcher.is_finished() && !shutdown.is_cancelled() {
+                tracing::error!("the task fetching deferred card data ended: started again");
+                fetcher = self.spawn_fetcher(&shutdown);
+            }
             let t = self.link_timeouts();
             self.promise("loop turn", progress::turn(&t));
             if self.link_pending() {
@@ -172,6 +179,14 @@ impl Engine {
             self.produce(job, &shutdown).await;
         }
         self.set_activity(Activity::Stopping);
+        // It ends on `shutdown` (a call under way is dropped; the card
+        // stays READY).
+        let _ = fetcher.await;
+    }
+
+    fn spawn_fetcher(&self, shutdown: &CancellationToken) -> tokio::task::JoinHandle<()> {
+        let (engine, shutdown) = (self.clone(), shutdown.clone());
+        tokio::spawn(async move { engine.fetch_deferred(shutdown).await })
     }
 
     /// Waits until a technician's operation gives the printer back.
@@ -287,7 +302,7 @@ impl Engine {
     /// Marks the store as suspect when a write's outcome is unknown, or the
     /// store cannot be written: it is reopened (and a write through it
     /// checked) before anything more is done.
-    fn store_failed(&self, e: &StoreError) {
+    pub(super) fn store_failed(&self, e: &StoreError) {
         if matches!(e, StoreError::Uncertain(_) | StoreError::Unwritable(_)) {
             self.inner.store_suspect.store(true, Ordering::SeqCst);
         }
@@ -652,24 +667,18 @@ impl Engine {
     async fn steps(&self, job: &Job) -> Ended {
         let t = self.link_timeouts();
         self.promise("reading the card", progress::journal(&t));
-        // Until its steps are known: reading (or fetching) its data.
+        // Until its steps are known: reading its data.
         *self.inner.card_until.lock().expect("card_until lock") =
-            Some(std::time::Instant::now() + progress::card_data(&t) + progress::journal(&t));
+            Some(std::time::Instant::now() + progress::journal(&t) + progress::journal(&t));
         let feeder = match self.feeder_for(&job.meta.card_type).await {
             Ok(f) => f,
             Err(f) => return Ended::Certain(Err(f)),
         };
-        let card = if job.deferred {
-            self.promise("card data", progress::card_data(&t));
-            match self.deferred_card_data(job).await {
-                Ok(c) => c,
-                Err(f) => return Ended::Certain(Err(f)),
-            }
-        } else {
-            match self.stored_card_data(job).await {
-                Ok(c) => c,
-                Err(f) => return Ended::Certain(Err(f)),
-            }
+        // Deferred data too: it was fetched and sealed while the card was
+        // READY (`deferred_fetch.rs`); a card is not started without it.
+        let card = match self.stored_card_data(job).await {
+            Ok(c) => c,
+            Err(f) => return Ended::Certain(Err(f)),
         };
         let needs = Needs {
             chip: !card.chip.is_empty(),
@@ -785,67 +794,6 @@ impl Engine {
         };
         drop(data);
         Ok(card)
-    }
-
-    /// Deferred card data, fetched from the central base now that the
-    /// card's turn has come (no card is in the printer yet: a failure ends
-    /// the card with the code of the cause, nothing to reject). Transient
-    /// failures are tried twice more, a second and two apart.
-    async fn deferred_card_data(&self, job: &Job) -> Result<CardData, Fault> {
-        let token = job.meta.card_token.clone();
-        let Some(cb) = self.central() else {
-            return Err(Fault::new(
-                ErrorCode::SAT_SERVER_NOT_REACHABLE,
-                "upstream",
-                "the card data is deferred and no central base is configured",
-            ));
-        };
-        self.set_activity(Activity::Producing {
-            card: token.clone(),
-            step: Some("card_data".into()),
-        });
-        let mut tries = 0u64;
-        let data = loop {
-            match cb.card_data(&token).await {
-                Ok(d) => break d,
-                Err(e) if e.transient && tries < 2 && !self.inner.stopping.is_cancelled() => {
-                    tries += 1;
-                    tracing::warn!(error_code = %e.code, error = %e.description, retry_in_s = tries, "deferred card data not received; trying again");
-                    tokio::time::sleep(Duration::from_secs(tries)).await;
-                }
-                Err(e) => {
-                    return Err(Fault::new(e.code, "upstream", e.description));
-                }
-            }
-        };
-        let caps = self.capabilities();
-        let config = self.config();
-        let ctx = crate::request::Context {
-            kiosk_id: &config.kiosk_id,
-            card_types: &config.card_types,
-            capabilities: &caps,
-            geometry: self.printer().profile().geometry,
-        };
-        let accepted = crate::request::complete(&job.meta, &data, &ctx).map_err(|e| {
-            Fault::new(
-                ErrorCode::PRD_UNEXPECTED_DATA,
-                "data",
-                format!(
-                    "the deferred card data is refused ({}{}: {})",
-                    e.code,
-                    e.field.map(|f| format!(" at {f}")).unwrap_or_default(),
-                    e.message
-                ),
-            )
-        })?;
-        drop(data);
-        let masked = accepted.meta.pan_masked.clone();
-        tracing::info!(pan = %masked, "deferred card data received");
-        let t = token.clone();
-        if let Err(e) = self.db(move |s| s.set_pan_masked(&t, &masked)).await {
-            tracing::warn!(error = %e, "cannot record the masked PAN");
-        }
-        Ok(accepted.card)
     }
 
     /// Intent, step, outcome. A step whose outcome is uncertain keeps its

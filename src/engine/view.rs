@@ -59,6 +59,10 @@ pub struct CardView {
     pub step: Option<String>,
     pub card_type: String,
     pub pan: String,
+    /// What a READY card waits for, when it waits for something of its
+    /// own (its deferred card data); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
     pub events: Vec<EventView>,
 }
 
@@ -82,6 +86,7 @@ impl CardView {
             step: job.step.clone(),
             card_type: job.meta.card_type.clone(),
             pan: job.meta.pan_masked.clone(),
+            waiting: None,
             events: events
                 .iter()
                 .map(|e| EventView {

@@ -298,6 +298,34 @@ impl Scrape {
             }
             let mut f = gauge(
                 e,
+                "satellite_outbox_parked",
+                "Status changes that failed on their own too often or for too long, waiting for satellite outbox replay",
+            )?;
+            for s in &store.outbox {
+                f.encode_family(&[("sink", s.sink.as_str())])?
+                    .encode_gauge(&s.parked)?;
+            }
+            let mut f = gauge(
+                e,
+                "satellite_outbox_held",
+                "Pending status changes waiting behind an earlier dead or parked one of their card",
+            )?;
+            for s in &store.outbox {
+                f.encode_family(&[("sink", s.sink.as_str())])?
+                    .encode_gauge(&s.held)?;
+            }
+            let mut f = gauge(
+                e,
+                "satellite_outbox_disabled",
+                "1 when a sink is disabled (its receiver answered 410 Gone) until satellite outbox enable",
+            )?;
+            for s in &store.outbox {
+                let disabled = u64::from(s.disabled.is_some());
+                f.encode_family(&[("sink", s.sink.as_str())])?
+                    .encode_gauge(&disabled)?;
+            }
+            let mut f = gauge(
+                e,
                 "satellite_outbox_oldest_age_seconds",
                 "Age of the oldest status change waiting for each sink; 0 when none waits",
             )?;
@@ -425,9 +453,13 @@ mod tests {
                     kind: "webhook".into(),
                     active: true,
                     pending: 5,
+                    held: 2,
                     dead: 1,
+                    parked: 1,
                     oldest_pending_at: Some(crate::time::rfc3339(at - Duration::from_secs(90))),
                     last_error: Some("HTTP 503".into()),
+                    error_since: None,
+                    disabled: None,
                 }],
                 used_bytes: 4096,
                 limit_bytes: 8192,

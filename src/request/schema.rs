@@ -358,7 +358,7 @@ pub fn parse(body: &[u8]) -> Result<ProductionRequest, RequestError> {
                 *k,
                 format!(
                     "{k} is given with deferredCardData: a deferred request carries no card \
-                     data (the central base gives it when the card's turn comes)"
+                     data (the agent fetches it from the central base before the card starts)"
                 ),
             ));
         }

@@ -20,10 +20,12 @@
 //!
 //! Nothing here logs, and no error message carries card data.
 
+mod deferred;
 mod error;
 mod keys;
 mod listing;
 mod outbox;
+mod outbox_admin;
 mod schema;
 mod types;
 mod usage;
@@ -31,7 +33,7 @@ mod usage;
 pub use error::StoreError;
 pub use keys::Keys;
 pub use listing::StoreStats;
-pub use outbox::{DeadLetter, Due, SinkDepth, SinkSpec};
+pub use outbox::{DeadLetter, Due, Nudges, Record, SinkDepth, SinkSpec, SinkState};
 pub use schema::SCHEMA_VERSION;
 pub use types::{Event, FeederStock, Job, JobMeta, JournalEntry, NewJob, Phase, Status};
 pub use usage::Usage;
@@ -70,6 +72,8 @@ pub struct Store {
     /// Bumped after every commit: the upstream relay wakes on it instead of
     /// polling the outbox.
     written: tokio::sync::watch::Sender<u64>,
+    /// Operators' "go now" per sink (see `outbox_admin`).
+    nudges: tokio::sync::watch::Sender<Nudges>,
     /// The size at which new requests are refused (bytes; 0: no limit).
     size_limit: std::sync::atomic::AtomicU64,
 }
@@ -182,6 +186,7 @@ impl Store {
             crypto,
             path: path.to_path_buf(),
             written: tokio::sync::watch::channel(0).0,
+            nudges: tokio::sync::watch::channel(Nudges::new()).0,
             size_limit: std::sync::atomic::AtomicU64::new(0),
         })
     }

@@ -2,10 +2,15 @@
 //! receive, which it has, and which it refused for good (dead letters).
 //!
 //! Rows are written with their event (`push_event`); the relay reads what is
-//! due, sends it, and records each answer here. A card's events go out in
-//! its order: an event is due only when no earlier event of the same card is
-//! still pending for that sink. A dead letter does not hold back the card's
-//! later events, nor any other card.
+//! due, sends it, and records what came of a round here, in one transaction
+//! ([`Store::record`]). A card's events go out in its order: an event is due
+//! only when every earlier event of the same card has been delivered to that
+//! sink. A dead or parked delivery therefore holds back its card's later
+//! events (never another card's), and a replay sends them in order.
+//!
+//! When a delivery is tried again is the relay's business (its monotonic
+//! clock); the store keeps what must survive a restart: the state, the
+//! attempts that failed on the delivery alone, and the sink's own state.
 
 use super::error::Context;
 use super::{event_at, job_at, now, Event, Job, Status, Store, StoreError};
@@ -33,6 +38,40 @@ pub struct Due {
     pub event: Event,
 }
 
+/// What a round of a sink came to, recorded in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// The receiver took it (a 2xx).
+    Delivered { ord: i64 },
+    /// It failed on its own; tried again around `next_ms` (Unix ms, shown).
+    Failed { ord: i64, why: String, next_ms: i64 },
+    /// The receiver refused it for good.
+    Dead { ord: i64, why: String },
+    /// It failed on its own too often or for too long.
+    Parked { ord: i64, why: String },
+    /// The sink's current sink-wide error; `None` once a delivery went
+    /// through.
+    SinkError { why: Option<String> },
+    /// The receiver said the endpoint is gone: nothing more is sent until an
+    /// operator re-enables it.
+    Disabled { why: String },
+    /// What D1 answered for a tracked card.
+    D1Operation {
+        card_token: String,
+        operation: String,
+    },
+}
+
+/// The state of a sink that survives a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkState {
+    pub error: Option<String>,
+    pub disabled: Option<String>,
+}
+
+/// Per sink, how many times an operator asked it to go now.
+pub type Nudges = std::collections::BTreeMap<String, u64>;
+
 /// How far behind one sink is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -42,18 +81,29 @@ pub struct SinkDepth {
     /// False when the configuration no longer names it (pending rows wait).
     pub active: bool,
     pub pending: u64,
+    /// Of the pending, those waiting behind an earlier dead or parked
+    /// delivery of their card (a replay releases them, in order).
+    pub held: u64,
     pub dead: u64,
+    pub parked: u64,
     /// When the oldest pending status change was written.
     pub oldest_pending_at: Option<String>,
+    /// The sink-wide error now (cleared by the next delivery that goes
+    /// through), and since when.
     pub last_error: Option<String>,
+    pub error_since: Option<String>,
+    /// Why nothing is sent until an operator re-enables it (410 Gone).
+    pub disabled: Option<String>,
 }
 
-/// An event a sink refused for good.
+/// An event a sink refused for good (`DEAD`), or that failed on its own
+/// too often or for too long (`PARKED`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetter {
     pub sink: String,
     pub ord: i64,
+    pub state: String,
     pub event: Event,
     pub attempts: u32,
     pub error: Option<String>,
@@ -88,27 +138,27 @@ impl Store {
         })
     }
 
-    /// Up to `limit` deliveries of `sink` due at `now_ms`, oldest first, at
-    /// most one per card (the earliest pending of each card), so that a
-    /// card's events never overtake each other.
-    pub fn due(&self, sink: &str, now_ms: i64, limit: usize) -> Result<Vec<Due>, StoreError> {
+    /// Up to `limit` pending deliveries of `sink`, oldest first, at most one
+    /// per card: a card's earliest delivery not yet delivered, if it is
+    /// pending (one dead or parked holds the card's later ones back).
+    pub fn due(&self, sink: &str, limit: usize) -> Result<Vec<Due>, StoreError> {
         let conn = self.lock();
         let mut st = conn
             .prepare_cached(&format!(
                 "SELECT d.event_ord, d.attempts, {jobs}, {events} \
                  FROM deliveries d JOIN events e ON e.ord = d.event_ord \
                  JOIN jobs j ON j.seq = d.job_seq \
-                 WHERE d.sink = ?1 AND d.state = 'PENDING' AND d.due_ms <= ?2 \
+                 WHERE d.sink = ?1 AND d.state = 'PENDING' \
                  AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.sink = d.sink \
-                     AND p.state = 'PENDING' AND p.job_seq = d.job_seq AND p.seq < d.seq) \
-                 ORDER BY d.event_ord LIMIT ?3",
+                     AND p.state <> 'DELIVERED' AND p.job_seq = d.job_seq AND p.seq < d.seq) \
+                 ORDER BY d.event_ord LIMIT ?2",
                 jobs = prefixed("j", super::JOB_COLUMNS),
                 events = super::EVENT_COLUMNS,
             ))
             .ctx("due")?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = st
-            .query_map(params![sink, now_ms, limit], |r| {
+            .query_map(params![sink, limit], |r| {
                 let job = job_at(r, 2)?;
                 let event = event_at(r, 2 + JOB_FIELDS)?;
                 Ok(Due {
@@ -122,151 +172,111 @@ impl Store {
         rows.collect::<Result<_, _>>().ctx("due")
     }
 
-    /// When the next pending delivery of `sink` falls due (Unix ms), if any.
-    pub fn next_due_ms(&self, sink: &str) -> Result<Option<i64>, StoreError> {
+    /// What `sink` was left in: its current error, and why it is disabled
+    /// (the relay starts from it).
+    pub fn sink_state(&self, sink: &str) -> Result<SinkState, StoreError> {
         let conn = self.lock();
-        conn.prepare_cached(
-            "SELECT min(due_ms) FROM deliveries WHERE sink = ?1 AND state = 'PENDING'",
-        )
-        .and_then(|mut st| st.query_row([sink], |r| r.get(0)))
-        .ctx("next_due")
+        conn.prepare_cached("SELECT error, disabled_why FROM sinks WHERE name = ?1")
+            .and_then(|mut st| {
+                st.query_row([sink], |r| {
+                    Ok(SinkState {
+                        error: r.get(0)?,
+                        disabled: r.get(1)?,
+                    })
+                })
+                .optional()
+            })
+            .ctx("sink_state")?
+            .ok_or(StoreError::NotFound)
     }
 
-    /// The receiver took these (a 2xx).
-    pub fn delivered(&self, sink: &str, ords: &[i64]) -> Result<(), StoreError> {
-        self.settle(sink, ords, "DELIVERED", None, None)
-    }
-
-    /// Try these again at `due_ms`; the attempt count goes up.
-    pub fn retry_at(
-        &self,
-        sink: &str,
-        ords: &[i64],
-        due_ms: i64,
-        error: &str,
-    ) -> Result<(), StoreError> {
-        self.settle(sink, ords, "PENDING", Some(due_ms), Some(error))
-    }
-
-    /// The receiver refused these for good: dead letters.
-    pub fn dead(&self, sink: &str, ords: &[i64], error: &str) -> Result<(), StoreError> {
-        self.settle(sink, ords, "DEAD", None, Some(error))
-    }
-
-    fn settle(
-        &self,
-        sink: &str,
-        ords: &[i64],
-        state: &str,
-        due_ms: Option<i64>,
-        error: Option<&str>,
-    ) -> Result<(), StoreError> {
-        if ords.is_empty() {
+    /// Applies what came of a round of `sink`, all or nothing.
+    pub fn record(&self, sink: &str, records: &[Record]) -> Result<(), StoreError> {
+        if records.is_empty() {
             return Ok(());
         }
-        let error = error.map(dialect::redact::mask_text);
         self.write("outbox", |tx| {
-            let done = (state != "PENDING").then(now);
-            let mut st = tx
+            let at = now();
+            let mut settle = tx
                 .prepare_cached(
-                    "UPDATE deliveries SET state = ?3, attempts = attempts + 1, \
-                     due_ms = coalesce(?4, due_ms), last_error = coalesce(?5, last_error), \
-                     done_at = ?6 WHERE sink = ?1 AND event_ord = ?2 AND state = 'PENDING'",
+                    "UPDATE deliveries SET state = ?3, attempts = attempts + ?4, \
+                     due_ms = coalesce(?5, due_ms), last_error = coalesce(?6, last_error), \
+                     done_at = ?7 WHERE sink = ?1 AND event_ord = ?2 AND state = 'PENDING'",
                 )
                 .ctx("outbox")?;
-            for ord in ords {
-                st.execute(params![sink, ord, state, due_ms, error, done])
-                    .ctx("outbox")?;
+            for r in records {
+                match r {
+                    Record::Delivered { ord } => settle
+                        .execute(params![
+                            sink,
+                            ord,
+                            "DELIVERED",
+                            0,
+                            None::<i64>,
+                            None::<String>,
+                            at
+                        ])
+                        .map(drop),
+                    Record::Failed { ord, why, next_ms } => settle
+                        .execute(params![
+                            sink,
+                            ord,
+                            "PENDING",
+                            1,
+                            next_ms,
+                            mask(why),
+                            None::<String>
+                        ])
+                        .map(drop),
+                    Record::Dead { ord, why } => settle
+                        .execute(params![sink, ord, "DEAD", 1, None::<i64>, mask(why), at])
+                        .map(drop),
+                    Record::Parked { ord, why } => settle
+                        .execute(params![sink, ord, "PARKED", 1, None::<i64>, mask(why), at])
+                        .map(drop),
+                    Record::SinkError { why } => tx
+                        .execute(
+                            "UPDATE sinks SET error = ?2, \
+                             error_at = CASE WHEN ?2 IS NULL THEN NULL \
+                                 WHEN error IS NULL THEN ?3 ELSE error_at END \
+                             WHERE name = ?1",
+                            params![sink, why.as_deref().map(mask), at],
+                        )
+                        .map(drop),
+                    Record::Disabled { why } => tx
+                        .execute(
+                            "UPDATE sinks SET disabled_at = ?3, disabled_why = ?2, error = ?2, \
+                             error_at = ?3 WHERE name = ?1",
+                            params![sink, mask(why), at],
+                        )
+                        .map(drop),
+                    Record::D1Operation {
+                        card_token,
+                        operation,
+                    } => tx
+                        .execute(
+                            "UPDATE jobs SET d1_operation_id = ?2 WHERE card_token = ?1",
+                            params![card_token, operation],
+                        )
+                        .map(drop),
+                }
+                .ctx("outbox")?;
             }
             Ok(())
         })
     }
 
-    /// Each known sink's backlog, active ones first.
-    pub fn outbox_depths(&self) -> Result<Vec<SinkDepth>, StoreError> {
-        let conn = self.lock();
-        let mut st = conn
-            .prepare_cached(
-                "SELECT s.name, s.kind, s.active, \
-                 (SELECT count(*) FROM deliveries d WHERE d.sink = s.name AND d.state = 'PENDING'), \
-                 (SELECT count(*) FROM deliveries d WHERE d.sink = s.name AND d.state = 'DEAD'), \
-                 (SELECT min(d.created_at) FROM deliveries d \
-                     WHERE d.sink = s.name AND d.state = 'PENDING'), \
-                 (SELECT d.last_error FROM deliveries d WHERE d.sink = s.name \
-                     AND d.last_error IS NOT NULL ORDER BY d.event_ord DESC LIMIT 1) \
-                 FROM sinks s ORDER BY s.active DESC, s.name",
-            )
-            .ctx("outbox_depths")?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(SinkDepth {
-                    sink: r.get(0)?,
-                    kind: r.get(1)?,
-                    active: r.get::<_, i64>(2)? == 1,
-                    pending: r.get::<_, i64>(3)?.max(0) as u64,
-                    dead: r.get::<_, i64>(4)?.max(0) as u64,
-                    oldest_pending_at: r.get(5)?,
-                    last_error: r.get(6)?,
-                })
-            })
-            .ctx("outbox_depths")?;
-        rows.collect::<Result<_, _>>().ctx("outbox_depths")
+    /// A receiver that changes when an operator asks a sink to go now
+    /// (retry, replay, enable): the sink's relay drops its pauses.
+    pub fn nudged(&self) -> tokio::sync::watch::Receiver<Nudges> {
+        self.nudges.subscribe()
     }
 
-    /// Dead letters, oldest first; of one sink, or of all.
-    pub fn dead_letters(&self, sink: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
-        let conn = self.lock();
-        let mut st = conn
-            .prepare_cached(&format!(
-                "SELECT d.sink, d.event_ord, d.attempts, d.last_error, d.done_at, {} \
-                 FROM deliveries d JOIN events e ON e.ord = d.event_ord \
-                 JOIN jobs j ON j.seq = d.job_seq \
-                 WHERE d.state = 'DEAD' AND (?1 IS NULL OR d.sink = ?1) \
-                 ORDER BY d.event_ord, d.sink",
-                super::EVENT_COLUMNS
-            ))
-            .ctx("dead_letters")?;
-        let rows = st
-            .query_map([sink], |r| {
-                Ok(DeadLetter {
-                    sink: r.get(0)?,
-                    ord: r.get(1)?,
-                    attempts: u32::try_from(r.get::<_, i64>(2)?).unwrap_or(u32::MAX),
-                    error: r.get(3)?,
-                    dead_at: r.get(4)?,
-                    event: event_at(r, 5)?,
-                })
-            })
-            .ctx("dead_letters")?;
-        rows.collect::<Result<_, _>>().ctx("dead_letters")
-    }
-
-    /// Puts dead letters back in the queue, due now: one (`ord`) or all of
-    /// the sink's. Returns how many.
-    pub fn replay(&self, sink: &str, ord: Option<i64>) -> Result<usize, StoreError> {
-        self.write("replay", |tx| {
-            tx.execute(
-                "UPDATE deliveries SET state = 'PENDING', attempts = 0, due_ms = 0, \
-                 done_at = NULL WHERE sink = ?1 AND state = 'DEAD' \
-                 AND (?2 IS NULL OR event_ord = ?2)",
-                params![sink, ord],
-            )
-            .ctx("replay")
-        })
-    }
-
-    /// Makes a sink's pending deliveries due now, past their back-off (a
-    /// technician fixed the receiver and does not want to wait). Returns
-    /// how many were waiting.
-    pub fn retry_now(&self, sink: &str) -> Result<usize, StoreError> {
-        self.write("retry_now", |tx| {
-            tx.execute(
-                "UPDATE deliveries SET due_ms = 0 WHERE sink = ?1 AND state = 'PENDING' \
-                 AND due_ms > 0",
-                [sink],
-            )
-            .ctx("retry_now")
-        })
+    pub(super) fn nudge(&self, sink: &str) {
+        self.nudges.send_modify(|m| {
+            let n = m.entry(sink.to_string()).or_default();
+            *n = n.wrapping_add(1);
+        });
     }
 
     /// Forgets delivered history older than `before` (RFC 3339): events all
@@ -288,22 +298,6 @@ impl Store {
         })
     }
 
-    /// Keeps what D1 answered for a produced card.
-    pub fn set_d1_operation(&self, card_token: &str, operation_id: &str) -> Result<(), StoreError> {
-        self.write("set_d1_operation", |tx| {
-            let n = tx
-                .execute(
-                    "UPDATE jobs SET d1_operation_id = ?2 WHERE card_token = ?1",
-                    params![card_token, operation_id],
-                )
-                .ctx("set_d1_operation")?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
-            Ok(())
-        })
-    }
-
     /// What D1 answered for this card, if it was tracked.
     pub fn d1_operation(&self, card_token: &str) -> Result<Option<String>, StoreError> {
         let conn = self.lock();
@@ -319,6 +313,10 @@ impl Store {
 
 /// How many columns `JOB_COLUMNS` names.
 const JOB_FIELDS: usize = 15;
+
+fn mask(why: &str) -> String {
+    dialect::redact::mask_text(why)
+}
 
 fn prefixed(alias: &str, columns: &str) -> String {
     columns

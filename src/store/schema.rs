@@ -40,10 +40,60 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "the printer (serial number) of each journaled step",
         sql: V4,
     },
+    Migration {
+        version: 5,
+        name: "parked deliveries, and each sink's current error and disabling",
+        sql: V5,
+    },
 ];
 
 /// The schema version this program writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
+
+/// The outbox as a scheduler sees it. A delivery that failed on its own too
+/// often or for too long is PARKED (like a dead letter, an operator replays
+/// it); a card's later deliveries wait behind any earlier one not delivered
+/// (pending, dead or parked), so that a replay keeps the card's order. Each
+/// sink keeps its current sink-wide error (cleared by the next delivery, so
+/// that a recovered sink does not show an old one) and whether an operator
+/// must re-enable it (the receiver answered 410 Gone). `due_ms` is shown,
+/// no longer scheduled on: retry times live on the relay's monotonic clock.
+/// SQLite cannot change a CHECK constraint in place: the table is rebuilt.
+const V5: &str = r#"
+CREATE TABLE deliveries_v5 (
+    sink       TEXT    NOT NULL REFERENCES sinks (name),
+    event_ord  INTEGER NOT NULL REFERENCES events (ord) ON DELETE CASCADE,
+    job_seq    INTEGER NOT NULL,
+    seq        INTEGER NOT NULL,
+    state      TEXT    NOT NULL CHECK (state IN ('PENDING', 'DELIVERED', 'DEAD', 'PARKED')),
+    -- Attempts that failed on this delivery alone (sink-wide failures do not count).
+    attempts   INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    -- Unix milliseconds of the next attempt, as last planned (shown only).
+    due_ms     INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    created_at TEXT    NOT NULL,
+    done_at    TEXT,
+    PRIMARY KEY (sink, event_ord),
+    CHECK ((state = 'PENDING') = (done_at IS NULL))
+) STRICT;
+INSERT INTO deliveries_v5 (sink, event_ord, job_seq, seq, state, attempts, due_ms, last_error,
+                           created_at, done_at)
+    SELECT sink, event_ord, job_seq, seq, state, attempts, due_ms, last_error, created_at, done_at
+    FROM deliveries;
+DROP TABLE deliveries;
+ALTER TABLE deliveries_v5 RENAME TO deliveries;
+CREATE INDEX deliveries_pending ON deliveries (sink, event_ord) WHERE state = 'PENDING';
+CREATE INDEX deliveries_by_card ON deliveries (sink, job_seq, seq) WHERE state <> 'DELIVERED';
+CREATE INDEX deliveries_dead ON deliveries (sink, event_ord) WHERE state IN ('DEAD', 'PARKED');
+
+-- The sink-wide error now (NULL once a delivery went through) and since when.
+ALTER TABLE sinks ADD COLUMN error TEXT;
+ALTER TABLE sinks ADD COLUMN error_at TEXT;
+-- Set when the receiver said the endpoint is gone for good (410): nothing is
+-- sent until an operator re-enables the sink.
+ALTER TABLE sinks ADD COLUMN disabled_at TEXT;
+ALTER TABLE sinks ADD COLUMN disabled_why TEXT;
+"#;
 
 /// Which printer did each journaled step (its serial number): a card in
 /// doubt is settled only by the printer that holds it, so recovery must know

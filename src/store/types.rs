@@ -99,7 +99,7 @@ pub struct Job {
     /// RFC 3339 (ms, UTC): time of the last status change.
     pub occurred_at: String,
     pub created_at: String,
-    /// Its card data comes from the central base when its turn comes.
+    /// Its card data comes from the central base, fetched while it is READY.
     #[serde(default)]
     pub deferred: bool,
 }

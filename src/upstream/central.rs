@@ -60,6 +60,8 @@ pub struct DataError {
     pub description: String,
     /// Worth another try shortly (the link, a busy server).
     pub transient: bool,
+    /// The central base's `Retry-After`, if it gave one.
+    pub retry_after: Option<Duration>,
 }
 
 /// The central base, as the agent calls it.
@@ -168,6 +170,7 @@ impl CentralBase {
                     code,
                     description: format!("no access to the central base for the card data: {e}"),
                     transient: code != ErrorCode::SAT_AUTHENTICATION_FAILED,
+                    retry_after: None,
                 })
             }
             Called::Answered(Answer::Status { code: 200, .. }, Some(body)) => {
@@ -215,12 +218,20 @@ pub fn data_error(answer: &Answer) -> DataError {
         (s.starts_with("CB_") || s.starts_with("DP_")).then_some(code)
     };
     match answer {
-        Answer::Status { code, detail, .. } => {
+        Answer::Status {
+            code,
+            detail,
+            retry_after,
+        } => {
+            // Busy or slow (408, 429, 5xx): worth another try, whatever the
+            // code given.
+            let busy = matches!(code, 408 | 429 | 500..=599);
             if let Some(c) = reported(detail) {
                 return DataError {
                     code: c,
                     description: format!("the central base reports {c}: {}", c.description()),
-                    transient: *code >= 500,
+                    transient: busy,
+                    retry_after: *retry_after,
                 };
             }
             if let Some(c) = health::sat_code(answer) {
@@ -228,12 +239,14 @@ pub fn data_error(answer: &Answer) -> DataError {
                     code: c,
                     description: format!("the central base did not answer usably: {answer}"),
                     transient: c != ErrorCode::SAT_AUTHENTICATION_FAILED,
+                    retry_after: *retry_after,
                 };
             }
             let (c, transient) = match code {
                 403 => (ErrorCode::CB_SERVICE_NOT_ALLOWED, false),
                 404 => (ErrorCode::DP_NOT_AVAILABLE, false),
-                500..=599 => (ErrorCode::CB_NOT_AVAILABLE, true),
+                408 => (ErrorCode::CB_TIME, true),
+                429 | 500..=599 => (ErrorCode::CB_NOT_AVAILABLE, true),
                 _ => (ErrorCode::UNKNOWN_ERROR, false),
             };
             DataError {
@@ -243,6 +256,7 @@ pub fn data_error(answer: &Answer) -> DataError {
                     super::policy::describe(*code, detail)
                 ),
                 transient,
+                retry_after: *retry_after,
             }
         }
         other => {
@@ -255,6 +269,7 @@ pub fn data_error(answer: &Answer) -> DataError {
                     Answer::Status { .. } => unreachable!("handled above"),
                 },
                 transient: true,
+                retry_after: None,
             }
         }
     }
@@ -335,5 +350,34 @@ mod tests {
             ErrorCode::SAT_SERVER_NOT_REACHABLE
         );
         assert_eq!(encode("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn a_busy_or_slow_central_base_is_worth_another_try_and_a_refusal_is_not() {
+        let busy = Answer::Status {
+            code: 429,
+            retry_after: Some(Duration::from_secs(7)),
+            detail: String::new(),
+        };
+        let e = data_error(&busy);
+        assert_eq!(e.code, ErrorCode::CB_NOT_AVAILABLE);
+        assert!(e.transient);
+        assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
+        let e = data_error(&status(408, ""));
+        assert_eq!((e.code, e.transient), (ErrorCode::CB_TIME, true));
+        for (http, code) in [(503, "DP_NOT_AVAILABLE"), (429, "CB_NOT_AVAILABLE")] {
+            assert!(data_error(&status(http, code)).transient, "{http} {code}");
+        }
+        for (http, code) in [
+            (403, "CB_SERVICE_NOT_ALLOWED"),
+            (401, "CB_AUTHENTICATION_FAILED"),
+            (404, "DP_NOT_AVAILABLE"),
+            (404, ""),
+            (400, ""),
+        ] {
+            assert!(!data_error(&status(http, code)).transient, "{http} {code}");
+        }
+        assert!(data_error(&Answer::Link("Connection refused".into())).transient);
+        assert!(data_error(&Answer::Timeout).transient);
     }
 }

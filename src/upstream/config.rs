@@ -28,6 +28,17 @@ pub struct UpstreamConfig {
     pub backoff_first_ms: u64,
     #[serde(default = "backoff_cap_ms")]
     pub backoff_cap_ms: u64,
+    /// A delivery that fails on its own (the receiver takes others) is
+    /// backed off alone, up to this delay (milliseconds)...
+    #[serde(default = "event_backoff_cap_ms")]
+    pub event_backoff_cap_ms: u64,
+    /// ... and parked (kept for an operator to replay) after this many
+    /// failed attempts, or when it fails and its status change is older
+    /// than `park_after_hours`.
+    #[serde(default = "park_after_attempts")]
+    pub park_after_attempts: u32,
+    #[serde(default = "park_after_hours")]
+    pub park_after_hours: u32,
 }
 
 impl Default for UpstreamConfig {
@@ -40,6 +51,9 @@ impl Default for UpstreamConfig {
             store_limit_mb: store_limit_mb(),
             backoff_first_ms: backoff_first_ms(),
             backoff_cap_ms: backoff_cap_ms(),
+            event_backoff_cap_ms: event_backoff_cap_ms(),
+            park_after_attempts: park_after_attempts(),
+            park_after_hours: park_after_hours(),
         }
     }
 }
@@ -55,6 +69,18 @@ fn backoff_first_ms() -> u64 {
 }
 fn backoff_cap_ms() -> u64 {
     60_000
+}
+/// Ten minutes: ten attempts then span about a quarter of an hour, long
+/// enough for a receiver's fix to be deployed, short enough that an
+/// operator sees a parked delivery the same day.
+fn event_backoff_cap_ms() -> u64 {
+    600_000
+}
+fn park_after_attempts() -> u32 {
+    10
+}
+fn park_after_hours() -> u32 {
+    24
 }
 
 /// OAuth 2.0 client credentials: a client secret, or a JWT assertion signed
@@ -142,6 +168,13 @@ pub struct CentralBaseConfig {
     /// Status changes per events call.
     #[serde(default = "batch")]
     pub batch: usize,
+    /// How long a card whose data is deferred waits for it (seconds, from
+    /// the first call): the central base failing for now (no connection,
+    /// 408, 429, 5xx) is asked again with back-off meanwhile, the card
+    /// READY; after this the card ends PRODUCTION_ERROR with the last
+    /// failure's code, no blank card taken.
+    #[serde(default = "data_patience_s")]
+    pub data_patience_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -198,6 +231,11 @@ fn timeout_ms() -> u64 {
 fn batch() -> usize {
     200
 }
+fn data_patience_s() -> u64 {
+    300
+}
+/// The longest `data_patience_s`: a day.
+pub const DATA_PATIENCE_MAX_S: u64 = 86_400;
 fn concurrency() -> usize {
     8
 }
@@ -243,6 +281,11 @@ impl UpstreamConfig {
             }
             if !(1..=500).contains(&cb.batch) {
                 return Err("upstream.central_base.batch: 1 to 500".into());
+            }
+            if !(1..=DATA_PATIENCE_MAX_S).contains(&cb.data_patience_s) {
+                return Err(format!(
+                    "upstream.central_base.data_patience_s: 1 to {DATA_PATIENCE_MAX_S}"
+                ));
             }
         }
         let mut names = vec![CENTRAL_BASE_SINK.to_string(), D1_SINK.to_string()];
@@ -298,7 +341,36 @@ impl UpstreamConfig {
                     .into(),
             );
         }
+        if self.event_backoff_cap_ms < self.backoff_first_ms {
+            return Err("upstream.event_backoff_cap_ms: at least backoff_first_ms".into());
+        }
+        if !(1..=1000).contains(&self.park_after_attempts) {
+            return Err("upstream.park_after_attempts: 1 to 1000".into());
+        }
+        if !(1..=720).contains(&self.park_after_hours) {
+            return Err("upstream.park_after_hours: 1 to 720 (30 days)".into());
+        }
         Ok(())
+    }
+
+    /// A sink's scheduling limits.
+    pub fn limits(&self, batch: usize, batched: bool) -> super::scheduler::Limits {
+        let first = Duration::from_millis(self.backoff_first_ms);
+        super::scheduler::Limits {
+            sink: self.backoff(),
+            event: super::policy::Backoff {
+                first,
+                cap: Duration::from_millis(self.event_backoff_cap_ms),
+            },
+            store: super::policy::Backoff {
+                first: Duration::from_secs(1),
+                cap: Duration::from_secs(30),
+            },
+            max_attempts: self.park_after_attempts,
+            max_age: Duration::from_secs(u64::from(self.park_after_hours) * 3600),
+            batch: batch.max(1),
+            batched,
+        }
     }
 
     pub fn backoff(&self) -> super::policy::Backoff {
@@ -388,6 +460,29 @@ mod tests {
         .unwrap();
         assert!(c.any());
         assert_eq!(c.webhooks[0].form, Form::D1Operation);
+        assert_eq!(c.central_base.unwrap().data_patience_s, 300);
+    }
+
+    #[test]
+    fn the_patience_for_deferred_data_is_bounded() {
+        let cb = |patience: &str| {
+            parse(&format!(
+                r#"
+                [central_base]
+                url = "https://cb.example.com/cb/v1"
+                data_patience_s = {patience}
+                [central_base.auth]
+                token_url = "https://cb.example.com/oauth/token"
+                client_id = "k"
+                client_secret_file = "/s"
+                "#
+            ))
+        };
+        assert_eq!(cb("5").unwrap().central_base.unwrap().data_patience_s, 5);
+        for bad in ["0", "86401"] {
+            let e = cb(bad).unwrap_err();
+            assert!(e.contains("data_patience_s: 1 to 86400"), "{e}");
+        }
     }
 
     #[test]

@@ -22,9 +22,26 @@ use sha2::{Digest, Sha256};
 /// The webhook's `type`.
 pub const WEBHOOK_TYPE: &str = "card.production.status_changed";
 
+/// The error code a cancellation by the issuer carries in the kiosk form.
+///
+/// The seed (kiosk card production status) has no status and no code for a
+/// cancellation: its statuses are READY, IN_PROGRESS, PRODUCED,
+/// PRODUCTION_ERROR and REQUEST_ERROR, and a REQUEST_ERROR carries one of
+/// the request-error codes. A cancelled request is one that did not go
+/// ahead (REQUEST_ERROR, "card production request failed"); of the seed's
+/// request codes, UNKNOWN_ERROR is the only one that does not claim a fault
+/// that did not happen (a duplicate, a bad field, a busy kiosk...), and the
+/// agent already gives it to any error that has no code of its own. The
+/// `description` says what happened ("cancelled by the issuer before
+/// production started"), and the D1 form keeps the exact status
+/// (`CARD_PROD_CANCELED`, no code). So every kiosk-form body validates
+/// against the seed's field lists, and no receiver meets a CANCELLED status
+/// or a REQUEST_ERROR without a code.
+pub const CANCELLATION_CODE: ErrorCode = ErrorCode::UNKNOWN_ERROR;
+
 /// The status as the kiosk production-status API spells it: the seed's five.
-/// A cancellation by the issuer is a request that did not go ahead
-/// (`REQUEST_ERROR`, no error code), as on the local API.
+/// A cancellation by the issuer is a request that did not go ahead:
+/// `REQUEST_ERROR` with [`CANCELLATION_CODE`] (see there for why).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum KioskStatus {
@@ -76,9 +93,12 @@ pub struct ProductionStatus {
     /// `null` exactly when the status is READY.
     pub kiosk_id: Option<String>,
     pub occurred_at: String,
-    /// Set on PRODUCTION_ERROR and REQUEST_ERROR (not on a cancellation).
+    /// Set exactly on PRODUCTION_ERROR and REQUEST_ERROR (a cancellation
+    /// included: [`CANCELLATION_CODE`]), to a code of the seed's list for
+    /// that status.
     pub error_code: Option<ErrorCode>,
-    /// Set on PRODUCTION_ERROR and REQUEST_ERROR (a cancellation says so).
+    /// Set exactly on PRODUCTION_ERROR and REQUEST_ERROR (a cancellation
+    /// says so).
     pub description: Option<String>,
 }
 
@@ -220,8 +240,9 @@ pub fn operation_id(kiosk_id: &str, card_token: &str) -> String {
     id
 }
 
-/// The code a failed event carries: its own, or UNKNOWN_ERROR when an error
-/// status came without one. `None` for any other status (and a cancellation).
+/// The code a failed event carries in the D1 form: its own, or
+/// UNKNOWN_ERROR when an error status came without one. `None` for any other
+/// status (and a cancellation, which D1 spells `CARD_PROD_CANCELED`).
 fn failure_code(event: &Event) -> Option<ErrorCode> {
     match event.status {
         Status::ProductionError | Status::RequestError => {
@@ -251,6 +272,15 @@ fn failure_description(event: &Event) -> Option<String> {
     }
 }
 
+/// The code of the kiosk form: the failure's code, and
+/// [`CANCELLATION_CODE`] for a cancellation (REQUEST_ERROR there).
+fn kiosk_code(event: &Event) -> Option<ErrorCode> {
+    match event.status {
+        Status::Cancelled => Some(CANCELLATION_CODE),
+        _ => failure_code(event),
+    }
+}
+
 /// The kiosk production-status form of `event` (an event of `job`).
 pub fn production_status(job: &Job, event: &Event) -> ProductionStatus {
     let status = KioskStatus::from(event.status);
@@ -262,7 +292,7 @@ pub fn production_status(job: &Job, event: &Event) -> ProductionStatus {
         status,
         kiosk_id: (status != KioskStatus::Ready).then(|| job.meta.kiosk_id.clone()),
         occurred_at: event.occurred_at.clone(),
-        error_code: failure_code(event),
+        error_code: kiosk_code(event),
         description: failure_description(event),
     }
 }
@@ -566,7 +596,7 @@ mod tests {
             json!({
                 "eventId": EVENT_ID, "sequence": 3, "cardToken": TOKEN, "profileId": 123456,
                 "status": "REQUEST_ERROR", "kioskId": "WIS00001", "occurredAt": AT,
-                "errorCode": null, "description": CANCELLED,
+                "errorCode": "UNKNOWN_ERROR", "description": CANCELLED,
             }),
             json!({
                 "operationId": op_id(), "operation": "PRODUCE", "status": "FAILED",
@@ -679,13 +709,22 @@ mod tests {
                 assert!(obj.contains_key(k), "{k} missing in {v}");
             }
             assert_eq!(v["kioskId"].is_null(), s == Status::Ready, "{v}");
-            let error = matches!(s, Status::ProductionError | Status::RequestError);
-            assert_eq!(v["errorCode"].is_null(), !error, "{v}");
+            // Code and description exactly on the seed's two error statuses
+            // (a cancellation is sent as REQUEST_ERROR).
+            let error = matches!(
+                v["status"].as_str(),
+                Some("PRODUCTION_ERROR" | "REQUEST_ERROR")
+            );
             assert_eq!(
-                v["description"].is_null(),
-                !error && s != Status::Cancelled,
+                error,
+                matches!(
+                    s,
+                    Status::ProductionError | Status::RequestError | Status::Cancelled
+                ),
                 "{v}"
             );
+            assert_eq!(v["errorCode"].is_null(), !error, "{v}");
+            assert_eq!(v["description"].is_null(), !error, "{v}");
         }
     }
 

@@ -8,8 +8,10 @@
 //! * [`config`], [`secret`]: `[upstream]`, and secrets from files or systemd
 //!   credentials.
 //! * [`http`], [`auth`]: rustls clients; OAuth 2.0 client credentials.
-//! * [`sink`], [`relay`]: the receivers, and one task per receiver draining
-//!   the store's outbox.
+//! * [`scheduler`]: one sink's delivery policy as a state machine: whose
+//!   fault a failure is, back-off per sink and per delivery, parking (pure).
+//! * [`sink`], [`relay`]: the receivers, and one task per receiver carrying
+//!   out its scheduler's decisions on the store's outbox.
 //! * [`health`]: each link's state with its SAT_ code, published.
 //! * [`service`], [`supervisor`]: the tasks started for a configuration,
 //!   each restarted (and shown in health) when it panics or returns.
@@ -23,6 +25,7 @@ pub mod http;
 pub mod intake;
 pub mod policy;
 pub mod relay;
+pub mod scheduler;
 pub mod secret;
 pub mod service;
 pub mod signing;

@@ -2,13 +2,16 @@
 //! functions of the answer, the attempt count and a random draw, tested
 //! without a network or a clock.
 //!
-//! The rules are those of the most careful webhook senders: only 2xx is
-//! delivered; 3xx is not followed; time-outs, connection failures, 408, 429
-//! and 5xx are tried again after an exponential, jittered delay that a
-//! `Retry-After` lengthens; any other 4xx is a permanent refusal: a dead
-//! letter for an operator to see and replay. A sink may reclassify (D1's
-//! tables say its 500 is not worth retrying).
+//! An answer is read as one of four things ([`Judged`]). Only 2xx is
+//! delivered. A failure of the endpoint (the way there, our credentials, an
+//! endpoint that moved, is gone or not registered, throttling, a receiver
+//! that refuses our clock) concerns every delivery alike: the sink pauses.
+//! A refusal of the payload (any other 4xx) concerns that event. A 5xx or
+//! a time-out may be either: the scheduler tells them apart by whether
+//! other deliveries go through. 3xx is never followed. A receiver may
+//! read its codes otherwise (D1's tables: [`Receiver::D1`]).
 
+use crate::codes::ErrorCode;
 use std::time::Duration;
 
 /// What one attempt at a sink came to.
@@ -40,49 +43,134 @@ impl std::fmt::Display for Answer {
     }
 }
 
-/// What to do with the delivery.
+/// What one request's answer means.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    Delivered,
-    /// Try again; `not_before` is the receiver's `Retry-After`, if any.
-    Retry {
+pub enum Judged {
+    /// Taken (a 2xx); D1 answers an operation id.
+    Delivered { operation: Option<String> },
+    /// The receiver refused this payload.
+    Refused { why: String },
+    /// A 5xx or no answer in time: this payload or the whole receiver.
+    Unsure {
         why: String,
-        not_before: Option<Duration>,
+        retry_after: Option<Duration>,
     },
-    /// Never again on its own: a dead letter.
-    Dead {
+    /// The endpoint fails, whatever is sent: the sink pauses (`gone`: until
+    /// an operator re-enables it). `code` is what health shows.
+    Endpoint {
         why: String,
+        code: ErrorCode,
+        retry_after: Option<Duration>,
+        gone: bool,
     },
 }
 
-/// The standard reading of an answer.
-pub fn classify(answer: &Answer) -> Verdict {
-    match answer {
-        Answer::Status { code, .. } if (200..300).contains(code) => Verdict::Delivered,
+impl Judged {
+    /// A failure of the whole endpoint, from the health code it shows.
+    pub fn endpoint(code: ErrorCode, why: String) -> Judged {
+        Judged::Endpoint {
+            why,
+            code,
+            retry_after: None,
+            gone: false,
+        }
+    }
+}
+
+/// Whose codes an answer is read by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receiver {
+    CentralBase,
+    /// A Standard Webhooks receiver: its 401 refuses our signature, its 400
+    /// naming the timestamp refuses our clock.
+    Webhook,
+    /// D1's Track Card API: a card it does not know (404), a body it
+    /// refuses (400) and its 500 `INTERNAL_ERROR` are "Retry Possible: no"
+    /// for that card.
+    D1,
+}
+
+/// The reading of one answer.
+pub fn judge(answer: &Answer, receiver: Receiver) -> Judged {
+    let (code, retry_after, detail) = match answer {
+        Answer::Timeout => {
+            return Judged::Unsure {
+                why: answer.to_string(),
+                retry_after: None,
+            }
+        }
+        Answer::Link(e) => {
+            return Judged::endpoint(
+                super::health::link_code(e),
+                format!("cannot reach the receiver: {e}"),
+            )
+        }
         Answer::Status {
             code,
             retry_after,
             detail,
-        } => {
-            let why = describe(*code, detail);
-            if matches!(code, 408 | 429) || (500..600).contains(code) {
-                Verdict::Retry {
-                    why,
-                    not_before: *retry_after,
+        } => (*code, *retry_after, detail),
+    };
+    let why = describe(code, detail);
+    let endpoint = |code: ErrorCode, why: String| Judged::Endpoint {
+        why,
+        code,
+        retry_after,
+        gone: false,
+    };
+    match code {
+        200..=299 => Judged::Delivered { operation: None },
+        300..=399 => endpoint(
+            ErrorCode::SAT_SERVER_NOT_REACHABLE,
+            format!("{why}: the endpoint redirects (not followed): update its URL"),
+        ),
+        401 => endpoint(
+            ErrorCode::SAT_AUTHENTICATION_FAILED,
+            match receiver {
+                Receiver::Webhook => {
+                    format!("{why}: the receiver refuses the signature (check the webhook secret)")
                 }
-            } else {
-                Verdict::Dead { why }
-            }
-        }
-        Answer::Timeout => Verdict::Retry {
-            why: "no answer within the time-out".into(),
-            not_before: None,
+                _ => format!("{why}: the access token is refused even renewed"),
+            },
+        ),
+        403 => endpoint(
+            ErrorCode::SAT_AUTHENTICATION_FAILED,
+            format!("{why}: the endpoint forbids this kiosk (not registered or not allowed)"),
+        ),
+        404 if receiver != Receiver::D1 => endpoint(
+            ErrorCode::SAT_SERVER_NOT_REACHABLE,
+            format!("{why}: no such endpoint (moved, or not registered yet)"),
+        ),
+        410 => Judged::Endpoint {
+            why: format!("{why}: the endpoint is gone; the sink is disabled until re-enabled"),
+            code: ErrorCode::SAT_SERVER_NOT_REACHABLE,
+            retry_after,
+            gone: true,
         },
-        Answer::Link(e) => Verdict::Retry {
-            why: format!("cannot reach the receiver: {e}"),
-            not_before: None,
-        },
+        429 => endpoint(
+            ErrorCode::SAT_SERVER_NOT_REACHABLE,
+            format!("{why}: the receiver throttles"),
+        ),
+        400 if receiver == Receiver::Webhook && names_the_clock(detail) => endpoint(
+            ErrorCode::SAT_AUTHENTICATION_FAILED,
+            format!("{why}: the receiver refuses our timestamp (check the kiosk's clock)"),
+        ),
+        500 if receiver == Receiver::D1 => Judged::Refused { why },
+        // Busy, and says until when: the receiver as a whole.
+        503 if retry_after.is_some() => endpoint(ErrorCode::SAT_SERVER_NOT_REACHABLE, why),
+        408 | 500..=599 => Judged::Unsure { why, retry_after },
+        _ => Judged::Refused { why },
     }
+}
+
+/// Whether a refusal's summary is about the message's time stamp (Standard
+/// Webhooks receivers refuse one outside their tolerance, commonly five
+/// minutes): the kiosk's clock, not the event.
+fn names_the_clock(detail: &str) -> bool {
+    let d = detail.to_ascii_lowercase();
+    ["timestamp", "tolerance", "too old", "too new", "expired"]
+        .iter()
+        .any(|w| d.contains(w))
 }
 
 /// `HTTP 503 (CB_NOT_AVAILABLE)`.
@@ -184,38 +272,66 @@ mod tests {
         }
     }
 
-    #[test]
-    fn only_2xx_is_delivered() {
-        for code in [200, 201, 202, 204, 299] {
-            assert_eq!(classify(&status(code)), Verdict::Delivered, "{code}");
-        }
-        for code in [100, 301, 302, 304, 307] {
-            assert!(
-                !matches!(classify(&status(code)), Verdict::Delivered),
-                "{code}"
-            );
+    fn kind(j: &Judged) -> &'static str {
+        match j {
+            Judged::Delivered { .. } => "delivered",
+            Judged::Refused { .. } => "refused",
+            Judged::Unsure { .. } => "unsure",
+            Judged::Endpoint { gone: true, .. } => "gone",
+            Judged::Endpoint { .. } => "endpoint",
         }
     }
 
     #[test]
-    fn transient_failures_are_retried_and_the_rest_dead_lettered() {
-        for code in [408, 429, 500, 502, 503, 504, 599] {
-            assert!(
-                matches!(classify(&status(code)), Verdict::Retry { .. }),
-                "{code}"
-            );
+    fn only_2xx_is_delivered_and_3xx_is_the_endpoints() {
+        for r in [Receiver::CentralBase, Receiver::Webhook, Receiver::D1] {
+            for code in [200, 201, 202, 204, 299] {
+                assert_eq!(kind(&judge(&status(code), r)), "delivered", "{code}");
+            }
+            for code in [301, 302, 304, 307] {
+                assert_eq!(kind(&judge(&status(code), r)), "endpoint", "{code}");
+            }
         }
-        for code in [301, 400, 401, 403, 404, 409, 410, 413, 422] {
-            assert!(
-                matches!(classify(&status(code)), Verdict::Dead { .. }),
-                "{code}"
-            );
+    }
+
+    #[test]
+    fn errors_of_the_endpoint_are_told_from_refusals_of_the_payload() {
+        let cb = Receiver::CentralBase;
+        for code in [401, 403, 404, 429] {
+            assert_eq!(kind(&judge(&status(code), cb)), "endpoint", "{code}");
         }
-        assert!(matches!(classify(&Answer::Timeout), Verdict::Retry { .. }));
-        assert!(matches!(
-            classify(&Answer::Link("refused".into())),
-            Verdict::Retry { .. }
-        ));
+        assert_eq!(kind(&judge(&status(410), cb)), "gone");
+        for code in [400, 409, 413, 422] {
+            assert_eq!(kind(&judge(&status(code), cb)), "refused", "{code}");
+        }
+        for code in [408, 500, 502, 503, 504, 599] {
+            assert_eq!(kind(&judge(&status(code), cb)), "unsure", "{code}");
+        }
+        assert_eq!(kind(&judge(&Answer::Timeout, cb)), "unsure");
+        assert_eq!(
+            kind(&judge(&Answer::Link("refused".into()), cb)),
+            "endpoint"
+        );
+        // Busy with a Retry-After: the whole receiver says when.
+        let busy = Answer::Status {
+            code: 503,
+            retry_after: Some(Duration::from_secs(9)),
+            detail: String::new(),
+        };
+        assert_eq!(kind(&judge(&busy, cb)), "endpoint");
+        // A webhook's stale-timestamp 400 is the kiosk's clock.
+        let stale = Answer::Status {
+            code: 400,
+            retry_after: None,
+            detail: "message timestamp too old".into(),
+        };
+        assert_eq!(kind(&judge(&stale, Receiver::Webhook)), "endpoint");
+        assert_eq!(kind(&judge(&status(400), Receiver::Webhook)), "refused");
+        // D1: its 404 (card unknown) and 500 are about the card.
+        assert_eq!(kind(&judge(&status(404), Receiver::D1)), "refused");
+        assert_eq!(kind(&judge(&status(500), Receiver::D1)), "refused");
+        assert_eq!(kind(&judge(&status(503), Receiver::D1)), "unsure");
+        assert_eq!(kind(&judge(&status(403), Receiver::D1)), "endpoint");
     }
 
     #[test]
@@ -225,13 +341,18 @@ mod tests {
             retry_after: Some(Duration::from_secs(7)),
             detail: "busy".into(),
         };
-        let Verdict::Retry { not_before, why } = classify(&a) else {
-            panic!("503 is retried")
+        let Judged::Endpoint {
+            retry_after: after,
+            why,
+            ..
+        } = judge(&a, Receiver::Webhook)
+        else {
+            panic!("a 503 with Retry-After pauses the receiver")
         };
-        assert_eq!(not_before, Some(Duration::from_secs(7)));
+        assert_eq!(after, Some(Duration::from_secs(7)));
         assert_eq!(why, "HTTP 503 (busy)");
         let b = Backoff::default();
-        assert!(b.delay(1, 0.0, not_before) >= Duration::from_secs(7));
+        assert!(b.delay(1, 0.0, after) >= Duration::from_secs(7));
         assert_eq!(retry_after("12", 0), Some(Duration::from_secs(12)));
         assert_eq!(
             retry_after("Sun, 06 Nov 1994 08:49:37 GMT", 784_111_770),

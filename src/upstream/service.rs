@@ -164,10 +164,11 @@ fn spawn(engine: &Engine, prepared: Prepared) -> Upstream {
                 .find(|s| s.name == sink_name)
                 .ok_or_else(|| format!("the sink {sink_name} is no longer configured"))?,
             };
+            let limits = cfg.limits(sink.batch, sink.batched());
             Ok(super::relay::run(
                 sink,
                 engine.store(),
-                cfg.backoff(),
+                limits,
                 engine.metrics().clone(),
                 stop.clone(),
             )

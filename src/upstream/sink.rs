@@ -2,37 +2,21 @@
 //! endpoint (batches), an issuer's webhook (Standard Webhooks, one message
 //! per status change) and D1's Track Card API (once per produced card).
 //!
-//! A sink turns each attempt into a [`Verdict`]; the relay does the rest.
-//! Failures of the way there (link, time-out, our credentials) are also
-//! reported to [`Health`] with their SAT_ code.
+//! A sink sends one request and reads its answer as a [`Judged`]; the
+//! scheduler decides what that means and the relay does the rest. Failures
+//! of the way there (link, time-out, our credentials) are also reported to
+//! [`Health`] with their SAT_ code.
 
 use super::auth::{self, Called, TokenSource};
 use super::config::{self, UpstreamConfig};
 use super::forms::{self, Form};
 use super::health::Health;
 use super::http;
-use super::policy::{self, Answer, Verdict};
+use super::policy::{self, Answer, Judged, Receiver};
 use super::signing::Signer;
 use crate::store::{Due, SinkSpec, Status};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// What became of one delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub verdict: Verdict,
-    /// D1's operation id for a tracked card.
-    pub d1_operation: Option<String>,
-}
-
-impl Outcome {
-    fn of(verdict: Verdict) -> Outcome {
-        Outcome {
-            verdict,
-            d1_operation: None,
-        }
-    }
-}
 
 enum Kind {
     CentralBase {
@@ -60,7 +44,7 @@ pub struct Sink {
     /// Deliveries taken per round (one store transaction records them).
     pub batch: usize,
     /// Requests in flight at once (webhook, D1).
-    in_flight: usize,
+    pub in_flight: usize,
     health: Health,
 }
 
@@ -160,77 +144,51 @@ impl Sink {
         }
     }
 
-    /// Sends `items` (at most one per card); one outcome per item, in order,
-    /// `None` for an item not attempted: after a failure that calls for a
-    /// retry, no further request of the round is started (the link or the
-    /// receiver is failing; the rest wait, untouched, for the next round).
-    pub async fn send(&self, items: &[Due]) -> Vec<Option<Outcome>> {
-        match &self.kind {
-            Kind::CentralBase { tokens, events_url } => {
-                let out = self.cb_batch(tokens, events_url, items).await;
-                // One bad event must not sink its batch: a refused batch
-                // is sent again one by one, to find which.
-                if items.len() > 1 && matches!(out.verdict, Verdict::Dead { .. }) {
-                    let mut each = Vec::with_capacity(items.len());
-                    for it in items {
-                        let one = std::slice::from_ref(it);
-                        each.push(Some(Outcome::of(
-                            self.cb_batch(tokens, events_url, one).await.verdict,
-                        )));
-                    }
-                    return each;
-                }
-                vec![Some(out); items.len()]
+    /// How the scheduler treats this sink: one request carries many
+    /// events (the central base), and each answer must be recorded as soon
+    /// as it is known (D1: it has no idempotency key, so an answer lost to
+    /// a crash means a second call).
+    pub fn batched(&self) -> bool {
+        matches!(self.kind, Kind::CentralBase { .. })
+    }
+
+    pub fn record_each(&self) -> bool {
+        matches!(self.kind, Kind::D1 { .. })
+    }
+
+    /// Sends one request: `items` in one batch (the central base) or the
+    /// one item (webhook, D1).
+    pub async fn request(&self, items: &[Due]) -> Judged {
+        match (&self.kind, items) {
+            (Kind::CentralBase { tokens, events_url }, _) => {
+                self.cb_batch(tokens, events_url, items).await
             }
-            Kind::Webhook { url, signer, form } => {
-                self.bounded(items, |it| self.webhook(url, signer, *form, it))
-                    .await
+            (Kind::Webhook { url, signer, form }, [item]) => {
+                self.webhook(url, signer, *form, item).await
             }
-            Kind::D1 {
-                tokens,
-                base,
-                issuer_id,
-                site,
-            } => {
-                self.bounded(items, |it| self.d1(tokens, base, issuer_id, site, it))
-                    .await
-            }
+            (
+                Kind::D1 {
+                    tokens,
+                    base,
+                    issuer_id,
+                    site,
+                },
+                [item],
+            ) => self.d1(tokens, base, issuer_id, site, item).await,
+            (_, _) => Judged::Refused {
+                why: format!("{} takes one event per request", self.name),
+            },
         }
     }
 
-    /// `send` of one item each, at most `in_flight` at once; none started
-    /// after a verdict to retry.
-    async fn bounded<'a, F, Fut>(&self, items: &'a [Due], send: F) -> Vec<Option<Outcome>>
-    where
-        F: Fn(&'a Due) -> Fut,
-        Fut: std::future::Future<Output = Outcome>,
-    {
-        use futures::stream::{FuturesUnordered, StreamExt};
-        let mut out: Vec<Option<Outcome>> = vec![None; items.len()];
-        let mut running = FuturesUnordered::new();
-        let (mut next, mut failing) = (0, false);
-        loop {
-            while !failing && running.len() < self.in_flight.max(1) && next < items.len() {
-                let (i, sent) = (next, send(&items[next]));
-                running.push(async move { (i, sent.await) });
-                next += 1;
-            }
-            let Some((i, o)) = running.next().await else {
-                return out;
-            };
-            failing |= matches!(o.verdict, Verdict::Retry { .. });
-            out[i] = Some(o);
-        }
-    }
-
-    async fn cb_batch(&self, tokens: &TokenSource, url: &str, items: &[Due]) -> Outcome {
+    async fn cb_batch(&self, tokens: &TokenSource, url: &str, items: &[Due]) -> Judged {
         let events: Vec<_> = items
             .iter()
             .map(|d| forms::envelope(&d.job, &d.event))
             .collect();
         let body = match serde_json::to_vec(&serde_json::json!({ "events": events })) {
             Ok(b) => bytes::Bytes::from(b),
-            Err(e) => return Outcome::of(Verdict::Dead { why: e.to_string() }),
+            Err(e) => return Judged::Refused { why: e.to_string() },
         };
         let called = auth::call(tokens, |token| {
             self.http
@@ -240,13 +198,13 @@ impl Sink {
                 .body(body.clone())
         })
         .await;
-        Outcome::of(self.judge(called, policy::classify))
+        self.judge(called, Receiver::CentralBase)
     }
 
-    async fn webhook(&self, url: &str, signer: &Signer, form: Form, item: &Due) -> Outcome {
+    async fn webhook(&self, url: &str, signer: &Signer, form: Form, item: &Due) -> Judged {
         let body = match serde_json::to_vec(&forms::webhook_body(form, &item.job, &item.event)) {
             Ok(b) => b,
-            Err(e) => return Outcome::of(Verdict::Dead { why: e.to_string() }),
+            Err(e) => return Judged::Refused { why: e.to_string() },
         };
         // The event id is the message id: the same across retries, the
         // receiver's de-duplication key. The time stamp is the attempt's.
@@ -264,19 +222,8 @@ impl Sink {
             .send()
             .await;
         let (answer, _) = http::answer(result).await;
-        let verdict = policy::classify(&answer);
         self.health.observe(&self.name, &answer);
-        Outcome::of(match (&answer, verdict) {
-            // A webhook endpoint answering 401 refuses our signature: the
-            // secret is wrong on one side; the event is fine and waits.
-            (Answer::Status { code: 401, .. }, Verdict::Dead { why }) => Verdict::Retry {
-                why: format!(
-                    "{why}: the receiver refuses the signature (check the webhook secret)"
-                ),
-                not_before: None,
-            },
-            (_, v) => v,
-        })
+        policy::judge(&answer, Receiver::Webhook)
     }
 
     async fn d1(
@@ -286,12 +233,12 @@ impl Sink {
         issuer_id: &str,
         site: &str,
         item: &Due,
-    ) -> Outcome {
+    ) -> Judged {
         let card_id = &item.job.meta.card_id;
         if card_id.is_empty() {
-            return Outcome::of(Verdict::Dead {
+            return Judged::Refused {
                 why: "the card has no cardId: D1 cannot be told".into(),
-            });
+            };
         }
         let url = match reqwest::Url::parse(&format!("{base}/issuers/")).and_then(|u| {
             let mut u = u;
@@ -302,7 +249,7 @@ impl Sink {
             Ok(u)
         }) {
             Ok(u) => u,
-            Err(e) => return Outcome::of(Verdict::Dead { why: e.to_string() }),
+            Err(e) => return Judged::Refused { why: e.to_string() },
         };
         let body = serde_json::json!({ "trackingType": "PRODUCTION", "productionSite": site });
         let called = auth::call(tokens, |token| {
@@ -327,72 +274,29 @@ impl Sink {
                 }),
             _ => None,
         };
-        let mut out = Outcome::of(self.judge(called, d1_classify));
-        out.d1_operation = op;
-        out
+        match self.judge(called, Receiver::D1) {
+            Judged::Delivered { .. } => Judged::Delivered { operation: op },
+            other => other,
+        }
     }
 
-    /// The verdict of an authenticated call; the link's health on the way.
-    fn judge(&self, called: Called, classify: fn(&Answer) -> Verdict) -> Verdict {
+    /// The endpoint fails as a whole (the scheduler paused the sink): health
+    /// shows it with its code.
+    pub fn down(&self, code: crate::codes::ErrorCode, why: &str) {
+        self.health.down(&self.name, code, why);
+    }
+
+    /// What an authenticated call came to; the link's health on the way.
+    fn judge(&self, called: Called, receiver: Receiver) -> Judged {
         match called {
             Called::NoToken(e) => {
                 self.health.no_token(&self.name, &e);
-                Verdict::Retry {
-                    why: e.to_string(),
-                    not_before: None,
-                }
+                Judged::endpoint(super::health::auth_code(&e), e.to_string())
             }
             Called::Answered(answer, _) => {
                 self.health.observe(&self.name, &answer);
-                match (&answer, classify(&answer)) {
-                    // Still refused after a renewed token: our credentials,
-                    // not the event. It waits until they are fixed.
-                    (Answer::Status { code: 401, .. }, Verdict::Dead { why }) => Verdict::Retry {
-                        why: format!("{why}: the access token is refused even renewed"),
-                        not_before: None,
-                    },
-                    (_, v) => v,
-                }
+                policy::judge(&answer, receiver)
             }
         }
-    }
-}
-
-/// D1's tables: 503 and time-outs may be retried; every error it documents
-/// (400, 403, 404, and 500 `INTERNAL_ERROR`) says "Retry Possible: no".
-pub fn d1_classify(answer: &Answer) -> Verdict {
-    match answer {
-        Answer::Status {
-            code: 500, detail, ..
-        } => Verdict::Dead {
-            why: policy::describe(500, detail),
-        },
-        other => policy::classify(other),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn d1_errors_follow_its_tables() {
-        let s = |code| Answer::Status {
-            code,
-            retry_after: None,
-            detail: String::new(),
-        };
-        assert!(matches!(d1_classify(&s(202)), Verdict::Delivered));
-        assert!(matches!(d1_classify(&s(503)), Verdict::Retry { .. }));
-        for code in [400, 403, 404, 500] {
-            assert!(
-                matches!(d1_classify(&s(code)), Verdict::Dead { .. }),
-                "{code}"
-            );
-        }
-        assert!(matches!(
-            d1_classify(&Answer::Timeout),
-            Verdict::Retry { .. }
-        ));
     }
 }

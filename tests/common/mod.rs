@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod http;
+pub mod immutable;
 pub mod kiosk;
 pub mod notify;
 pub mod python;

@@ -84,7 +84,7 @@ fn oauth_code(status: u16) -> &'static str {
 /// The answer a fault makes up for a call in `group`.
 pub fn fault(group: Group, f: &Fault) -> Response {
     let (n, retry_after) = match f {
-        Fault::Status(n) => (*n, None),
+        Fault::Status(n) | Fault::Poison(n, _) => (*n, None),
         Fault::Unavailable(s) => (503, Some(*s)),
         Fault::UnauthorizedOnce => (401, None),
         Fault::DataError(code) => {

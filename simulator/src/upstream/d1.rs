@@ -74,6 +74,9 @@ pub async fn track(
     if let Err(r) = gate::d1(&s, &headers) {
         return r;
     }
+    if let Err(r) = gate::poison(&s, Group::D1track, &body, &card) {
+        return r;
+    }
     if issuer != s.cfg.d1_issuer_id {
         return answer::d1(
             StatusCode::FORBIDDEN,

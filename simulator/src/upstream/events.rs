@@ -46,6 +46,9 @@ pub async fn post(
     if let Err(r) = gate::cb(&s, &headers, &kiosk) {
         return r;
     }
+    if let Err(r) = gate::poison(&s, Group::Events, &body, "") {
+        return r;
+    }
     let value: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {

@@ -32,7 +32,7 @@ impl FromStr for Group {
 
 /// One fault. Written as in the control API: `down`, `status:N`,
 /// `unavailable:S`, `slow:MS`, `unauthorized_once`, `duplicate`,
-/// `data_error:CODE`.
+/// `data_error:CODE`, `poison:N:TEXT`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// The upstream listener stops accepting (whatever the group).
@@ -49,6 +49,10 @@ pub enum Fault {
     Duplicate,
     /// Deferred card data answers this `CB_`/`DP_` code.
     DataError(String),
+    /// A receiver bug triggered by one payload: any call whose body or path
+    /// contains the text (a card token, say) is answered with this status;
+    /// every other call is served.
+    Poison(u16, String),
 }
 
 /// The deferred-data failures a `data_error` fault may name, with the status
@@ -89,6 +93,14 @@ impl FromStr for Fault {
             ("data_error", Some(a)) if DATA_ERRORS.iter().any(|(c, _)| *c == a) => {
                 Fault::DataError(a.to_owned())
             }
+            ("poison", Some(a)) => {
+                let (n, text) = a.split_once(':').ok_or_else(bad)?;
+                let n: u16 = n.parse().map_err(|_| bad())?;
+                if !(400..=599).contains(&n) || text.is_empty() {
+                    return Err(bad());
+                }
+                Fault::Poison(n, text.to_owned())
+            }
             _ => return Err(bad()),
         })
     }
@@ -104,6 +116,7 @@ impl fmt::Display for Fault {
             Fault::UnauthorizedOnce => write!(f, "unauthorized_once"),
             Fault::Duplicate => write!(f, "duplicate"),
             Fault::DataError(c) => write!(f, "data_error:{c}"),
+            Fault::Poison(n, text) => write!(f, "poison:{n}:{text}"),
         }
     }
 }
@@ -179,7 +192,7 @@ impl Faults {
                 continue;
             }
             let used = match &a.fault {
-                Fault::Down | Fault::Duplicate => false,
+                Fault::Down | Fault::Duplicate | Fault::Poison(..) => false,
                 Fault::Slow(ms) => {
                     d.delay_ms += ms;
                     true
@@ -212,6 +225,23 @@ impl Faults {
         d
     }
 
+    /// The status a poisoned payload of `group` is answered with: the
+    /// first `poison` fault whose text `seen` contains (counted).
+    pub fn poisoned(&mut self, group: Group, seen: &str) -> Option<u16> {
+        let hit = self.active.iter_mut().find(|a| {
+            matches!(&a.fault, Fault::Poison(_, text) if seen.contains(text.as_str()))
+                && (a.group == group || a.group == Group::All)
+        })?;
+        let Fault::Poison(n, _) = hit.fault else {
+            return None;
+        };
+        if let Some(r) = hit.remaining.as_mut() {
+            *r = r.saturating_sub(1);
+        }
+        self.active.retain(|a| a.remaining != Some(0));
+        Some(n)
+    }
+
     /// Whether an intake answer with requests in it is to duplicate them
     /// (counts that answer).
     pub fn take_duplicate(&mut self) -> bool {
@@ -242,10 +272,19 @@ mod tests {
             "unauthorized_once",
             "duplicate",
             "data_error:DP_TIMEOUT",
+            "poison:500:tok-7",
         ] {
             assert_eq!(s.parse::<Fault>().unwrap().to_string(), s);
         }
-        for bad in ["status", "status:42", "slow:x", "data_error:NOPE", "later"] {
+        for bad in [
+            "status",
+            "status:42",
+            "slow:x",
+            "data_error:NOPE",
+            "later",
+            "poison:500",
+            "poison:200:x",
+        ] {
             assert!(bad.parse::<Fault>().is_err(), "{bad}");
         }
         assert_eq!("d1track".parse::<Group>(), Ok(Group::D1track));

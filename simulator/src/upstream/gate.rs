@@ -28,6 +28,16 @@ pub async fn faults(shared: &Shared, group: Group) -> Result<Option<String>, Res
     }
 }
 
+/// A `poison` fault's answer when the call's body or path contains its
+/// text: the receiver fails that payload alone.
+pub fn poison(shared: &Shared, group: Group, body: &[u8], path: &str) -> Result<(), Response> {
+    let seen = format!("{path} {}", String::from_utf8_lossy(body));
+    match shared.lock().faults.poisoned(group, &seen) {
+        Some(n) => Err(answer::fault(group, &super::faults::Fault::Status(n))),
+        None => Ok(()),
+    }
+}
+
 /// The central base's bearer check and kiosk check.
 pub fn cb(shared: &Shared, headers: &HeaderMap, kiosk: &str) -> Result<(), Response> {
     let checked = shared.lock().tokens.check(bearer(headers), Audience::Cb);

@@ -3,8 +3,8 @@
 //! listener (HTTP or TLS, optionally mutual), the central-base protocol of
 //! `docs/central-base.openapi.yaml` (OAuth 2.0 client credentials, the
 //! request long poll and its acks, deferred card data, production-status
-//! events, heartbeats), the issuer's Standard Webhooks receiver and D1's
-//! token and track-card calls. It records everything received with its
+//! events, heartbeats), the issuer's Standard Webhooks receiver
+//! (`docs/issuer-webhook.openapi.yaml`) and D1's token and track-card calls. It records everything received with its
 //! arrival time, reconciles events per card as the issuer's receiver would,
 //! and injects faults on demand, through [`Control`] in process or the
 //! control HTTP listener of the `upstream-stub` binary.

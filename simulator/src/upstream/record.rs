@@ -2,7 +2,9 @@
 //! each entry numbered and stamped on arrival (tests measure latency from
 //! it), optionally appended to a JSON-lines file. Secrets (client secrets,
 //! assertions, `Authorization`) are never logged; nor is card data, which
-//! only ever travels in answers.
+//! only ever travels in answers. Each answer (status, headers, body) is
+//! kept in memory for tests that check the exchange against the protocol's
+//! document, and never written to the file.
 
 use super::faults::Group;
 use super::time;
@@ -32,6 +34,37 @@ pub struct Received {
     /// The body as JSON when it is JSON, else as text, `null` when empty;
     /// token calls show their form with secret values masked.
     pub body: Value,
+    /// The request's headers, in order; `Authorization` masked to its
+    /// scheme (`Bearer ***`).
+    pub headers: Vec<(String, String)>,
+    /// The answer as sent, once answered: in memory only (it may carry
+    /// card data or a token), never in the file.
+    #[serde(skip)]
+    pub answer: Option<Answered>,
+}
+
+/// One answer of the listener, as sent.
+#[derive(Clone, Debug)]
+pub struct Answered {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Request headers fit for the log: `Authorization` keeps its scheme only.
+pub fn shown_headers(headers: &axum::http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            let v = v.to_str().unwrap_or("(not text)");
+            let v = if k == axum::http::header::AUTHORIZATION {
+                format!("{} ***", v.split(' ').next().unwrap_or(""))
+            } else {
+                v.to_owned()
+            };
+            (k.as_str().to_owned(), v)
+        })
+        .collect()
 }
 
 /// The log itself.
@@ -61,6 +94,7 @@ impl Log {
         method: &str,
         path: &str,
         body: Value,
+        headers: Vec<(String, String)>,
     ) -> u64 {
         let n = self.entries.len() as u64 + 1;
         self.entries.push(Received {
@@ -72,17 +106,20 @@ impl Log {
             path: path.to_owned(),
             status: None,
             body,
+            headers,
+            answer: None,
         });
         n
     }
 
     /// Notes the answer to call `n` and writes the entry to the file: a
     /// line per answered call (a call cut by "down" never gets one).
-    pub fn answer(&mut self, n: u64, status: u16) {
+    pub fn answer(&mut self, n: u64, answered: Answered) {
         let Some(e) = self.entries.get_mut((n - 1) as usize) else {
             return;
         };
-        e.status = Some(status);
+        e.status = Some(answered.status);
+        e.answer = Some(answered);
         if let Some(f) = self.file.as_mut() {
             if let Ok(line) = serde_json::to_string(e) {
                 // A failed write must not fail the call being answered.
@@ -141,11 +178,29 @@ mod tests {
     }
 
     #[test]
+    fn authorization_keeps_its_scheme_only() {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert("authorization", "Bearer s3cret".parse().unwrap());
+        h.insert("content-type", "application/json".parse().unwrap());
+        let shown = shown_headers(&h);
+        assert!(shown.contains(&("authorization".into(), "Bearer ***".into())));
+        assert!(shown.contains(&("content-type".into(), "application/json".into())));
+        assert!(!format!("{shown:?}").contains("s3cret"));
+    }
+
+    #[test]
     fn numbers_follow_arrival() {
         let mut log = Log::default();
-        let a = log.arrive(SystemTime::now(), None, "GET", "/a", Value::Null);
-        let b = log.arrive(SystemTime::now(), None, "GET", "/b", Value::Null);
-        log.answer(b, 204);
+        let a = log.arrive(SystemTime::now(), None, "GET", "/a", Value::Null, vec![]);
+        let b = log.arrive(SystemTime::now(), None, "GET", "/b", Value::Null, vec![]);
+        log.answer(
+            b,
+            Answered {
+                status: 204,
+                headers: vec![],
+                body: vec![],
+            },
+        );
         assert_eq!((a, b), (1, 2));
         assert_eq!(log.entries()[1].status, Some(204));
         assert_eq!(log.entries()[0].status, None);

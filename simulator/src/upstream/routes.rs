@@ -2,7 +2,7 @@
 //! and time-stamps every call on arrival.
 
 use super::faults::Group;
-use super::record::body_view;
+use super::record::{body_view, shown_headers, Answered};
 use super::state::{Arrival, Shared};
 use super::{answer, d1, data, events, heartbeat, intake, oauth, webhook};
 use axum::body::{to_bytes, Body};
@@ -93,11 +93,30 @@ async fn record(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Respo
         parts.method.as_str(),
         &shown,
         body_view(group, &bytes),
+        shown_headers(&parts.headers),
     );
     parts.extensions.insert(Arrival { n, at });
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
-    s.lock().log.answer(n, response.status().as_u16());
-    response
+    // The answer is kept (in memory) as sent, for tests that check it
+    // against the protocol's document.
+    let (rparts, rbody) = response.into_parts();
+    let rbytes = to_bytes(rbody, usize::MAX).await.unwrap_or_default();
+    s.lock().log.answer(
+        n,
+        Answered {
+            status: rparts.status.as_u16(),
+            headers: rparts
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    let v = v.to_str().unwrap_or("(not text)").to_owned();
+                    (k.as_str().to_owned(), v)
+                })
+                .collect(),
+            body: rbytes.to_vec(),
+        },
+    );
+    Response::from_parts(rparts, Body::from(rbytes))
 }

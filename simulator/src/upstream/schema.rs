@@ -6,13 +6,13 @@
 use super::time;
 use serde_json::{Map, Value};
 
+/// The seed's five: a cancellation is sent as REQUEST_ERROR (docs/EVENT-FORMS.md).
 pub const PRODUCTION_STATUSES: &[&str] = &[
     "READY",
     "IN_PROGRESS",
     "PRODUCED",
     "PRODUCTION_ERROR",
     "REQUEST_ERROR",
-    "CANCELLED",
 ];
 pub const OPERATION_STATUSES: &[&str] = &["PENDING", "SUCCESSFUL", "FAILED"];
 pub const DETAIL_STATUSES: &[&str] = &[

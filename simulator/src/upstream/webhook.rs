@@ -50,6 +50,9 @@ pub async fn post(
     if let Err(r) = gate::faults(&s, Group::Webhook).await {
         return r;
     }
+    if let Err(r) = gate::poison(&s, Group::Webhook, &body, "") {
+        return r;
+    }
     let (id, ts, sig) = (
         header(&headers, "webhook-id"),
         header(&headers, "webhook-timestamp"),
