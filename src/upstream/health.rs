@@ -208,9 +208,14 @@ impl Health {
     }
 }
 
+/// The longest alarm message kept (`maxLength` 1000 in the documents).
+const ALARM_MESSAGE_MAX_CHARS: usize = 500;
+
 /// Sets alarm `code` (its message updated, its `since` kept); true when
 /// anything changed.
 fn raise(h: &mut LinkHealth, code: &'static str, message: String) -> bool {
+    // A panic's message can be anything: the health document stays small.
+    let message: String = message.chars().take(ALARM_MESSAGE_MAX_CHARS).collect();
     match h.alarms.iter_mut().find(|a| a.code == code) {
         Some(a) if a.message == message => false,
         Some(a) => {
