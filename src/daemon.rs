@@ -210,19 +210,10 @@ impl Daemon {
                 if let Err(e) = crate::logging::set_level(level.as_deref()) {
                     tracing::warn!(error = %e, "log_level not applied");
                 }
-                // The old tasks end (what they had not delivered stays in
-                // the outbox) before the new ones start.
-                let old = std::mem::replace(
-                    &mut self.upstream,
-                    crate::upstream::service::Upstream::idle(),
-                );
-                old.stop().await;
-                match crate::upstream::service::Upstream::launch(&self.engine, plan.upstream).await
-                {
-                    Ok(u) => self.upstream = u,
-                    Err(e) => {
-                        tracing::error!(error = %e, "upstream could not restart with the reloaded configuration: nothing is delivered until the next reload or restart")
-                    }
+                // The new sinks are registered before the old tasks stop: a
+                // store that refuses them leaves the running tasks in place.
+                if let Err(e) = self.upstream.replace(&self.engine, plan.upstream).await {
+                    tracing::error!(error = %e, "upstream could not take the reloaded configuration: the previous upstream tasks keep running (reload again once the cause is fixed)");
                 }
                 let changed = if plan.changed.is_empty() {
                     "nothing".to_string()

@@ -191,6 +191,33 @@ async fn a_server_certificate_not_trusted_gets_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_ca_file_only_that_ca_vouches_for_the_server() {
+    // The bank's private CA is configured; the server's certificate comes
+    // from another CA (standing for any public one): `ca_file` is the only
+    // trust, so the handshake fails. (A public root's signature cannot be
+    // made in a test; the built-in roots are off whenever `ca_file` is set,
+    // `src/upstream/http.rs`.)
+    let bank = Pki::new("the bank's private CA");
+    let other = Pki::new("another CA");
+    let files = tempfile::tempdir().unwrap();
+    let stub = up::stub_with(|c| c.tls = Some(other.server(false))).await;
+    let link = Link {
+        ca_file: Some(bank.ca_file(files.path())),
+        ..Link::default()
+    };
+    let k = up::start_with(stub, &link, &["cb"], false, |_| {}).await;
+    let tokens = submit(&k.kiosk.client, "private", 2, 300).await;
+    let s = down_with_backlog(&k.kiosk.client, &tokens).await;
+    let error = s["upstream"]["central-base"]["error"]
+        .as_str()
+        .unwrap_or("");
+    assert!(error.contains("UnknownIssuer"), "{s}");
+    assert!(k.stub.control().received().is_empty());
+    assert!(k.stub.control().events().is_empty());
+    k.kiosk.daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_delivers_with_the_client_certificate() {
     let pki = Pki::new("kiosk test CA");
     let files = tempfile::tempdir().unwrap();

@@ -412,6 +412,7 @@ mod tests {
                 last_ok_at: None,
                 since: crate::time::rfc3339(at),
                 clock_skew_ms: None,
+                alarms: Vec::new(),
             },
         );
         Published {

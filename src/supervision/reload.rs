@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `[[card_type]]`, `[production]`, `printer.timeouts.take`, `log_level` | at once (the next request, the next card) |
 //! | `[supplies]` | at once (the next forecast: status, metrics, heartbeat, the log) |
-//! | `[upstream]` | at once: the upstream tasks restart with it (secret files are read again) |
+//! | `[upstream]` | at once: the upstream tasks restart with it (secret files are read again; a store that refuses the new sinks leaves the running tasks in place) |
 //! | `[printer]`, `[chip]` | before the next card: the link is closed and opened with the new settings |
 //! | `kiosk_id`, `[store]`, `[api]` | refused: restart the agent |
 //!

@@ -42,7 +42,13 @@ pub struct TokenSource {
     scope: Option<String>,
     auth: ClientAuth,
     cache: Mutex<Option<Cached>>,
+    /// Told the clock skew of each answer (the token endpoint's and the
+    /// API's), when someone listens.
+    clock: std::sync::OnceLock<Box<dyn Fn(i64) + Send + Sync>>,
 }
+
+/// The most read of a token endpoint's answer: a token and a few fields.
+pub const TOKEN_BODY_LIMIT: usize = 64 * 1024;
 
 #[derive(serde::Deserialize)]
 struct TokenAnswer {
@@ -71,7 +77,20 @@ impl TokenSource {
             scope: cfg.scope.clone(),
             auth: cfg.client_auth(at)?,
             cache: Mutex::new(None),
+            clock: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Calls `f` with this clock minus the upstream's (ms) from the `Date`
+    /// of every answer this source's calls get. Set once.
+    pub fn observe_clock(&self, f: impl Fn(i64) + Send + Sync + 'static) {
+        let _ = self.clock.set(Box::new(f));
+    }
+
+    fn saw(&self, skew_ms: Option<i64>) {
+        if let (Some(s), Some(f)) = (skew_ms, self.clock.get()) {
+            f(s);
+        }
     }
 
     /// A valid token: the cached one, or a new one.
@@ -118,7 +137,9 @@ impl TokenSource {
         let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let sent = Instant::now();
         let result = self.http.post(&self.token_url).form(&pairs).send().await;
-        let (answer, body) = http::answer(result).await;
+        let got = http::read(result, TOKEN_BODY_LIMIT).await;
+        self.saw(got.skew_ms);
+        let (answer, body) = (got.answer, got.body);
         match &answer {
             Answer::Status { code: 200, .. } => {}
             Answer::Status { code, detail, .. } if matches!(code, 400 | 401 | 403) => {
@@ -185,14 +206,26 @@ pub enum Called {
 }
 
 /// Sends `build(token)`; a 401 renews the token once and sends once more.
+/// The answer's body is read up to [`http::BODY_LIMIT`].
 pub async fn call(tokens: &TokenSource, build: impl Fn(&str) -> reqwest::RequestBuilder) -> Called {
+    call_within(tokens, http::BODY_LIMIT, build).await
+}
+
+/// [`call`] reading a 2xx's body up to `limit` bytes.
+pub async fn call_within(
+    tokens: &TokenSource,
+    limit: usize,
+    build: impl Fn(&str) -> reqwest::RequestBuilder,
+) -> Called {
     let mut renewed = false;
     loop {
         let token = match tokens.token().await {
             Ok(t) => t,
             Err(e) => return Called::NoToken(e),
         };
-        let (answer, body) = http::answer(build(&token).send().await).await;
+        let got = http::read(build(&token).send().await, limit).await;
+        tokens.saw(got.skew_ms);
+        let (answer, body) = (got.answer, got.body);
         if matches!(answer, Answer::Status { code: 401, .. }) && !renewed {
             tracing::info!(upstream = %tokens.at, "the access token was refused: renewing it once");
             tokens.invalidate(&token).await;

@@ -18,6 +18,12 @@ use zeroize::Zeroizing;
 /// endpoint is the `central-base` sink.
 pub const API_LINK: &str = "central-base-api";
 
+/// The most read of a poll's answer, and the most requests taken from one
+/// (the protocol gives at most 50; what is not taken is not acknowledged,
+/// so it comes again on the next poll).
+pub const POLL_BODY_LIMIT: usize = 16 * 1024 * 1024;
+pub const POLL_MAX_REQUESTS: usize = 100;
+
 /// One production request as the long poll hands it over.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -78,6 +84,10 @@ impl CentralBase {
         let http = http::client(at, &cfg.tls, Duration::from_millis(cfg.timeout_ms))?;
         let tokens = Arc::new(TokenSource::new(at, http.clone(), &cfg.auth)?);
         health.register(API_LINK);
+        // Every answer of the central base (token, API, events) tells its
+        // time, not only the heartbeat's.
+        let h = health.clone();
+        tokens.observe_clock(move |skew| h.clock_skew(API_LINK, skew));
         Ok(CentralBase {
             http,
             tokens,
@@ -103,16 +113,25 @@ impl CentralBase {
         let url = format!("{}/requests?wait={wait}", self.base);
         // The server holds the call up to `wait`: the time-out is on top.
         let timeout = Duration::from_secs(wait) + Duration::from_millis(self.cfg.timeout_ms);
-        let called = auth::call(&self.tokens, |t| {
+        let called = auth::call_within(&self.tokens, POLL_BODY_LIMIT, |t| {
             self.http.get(&url).bearer_auth(t).timeout(timeout)
         })
         .await;
-        match self.expect_ok(API_LINK, called)? {
+        let mut requests = match self.expect_ok(API_LINK, called)? {
             Some(body) => serde_json::from_slice::<Poll>(&body)
                 .map(|p| p.requests)
-                .map_err(|e| format!("the central base's requests answer is malformed: {e}")),
-            None => Ok(Vec::new()),
+                .map_err(|e| format!("the central base's requests answer is malformed: {e}"))?,
+            None => Vec::new(),
+        };
+        if requests.len() > POLL_MAX_REQUESTS {
+            tracing::warn!(
+                received = requests.len(),
+                taken = POLL_MAX_REQUESTS,
+                "the central base sent more requests than one poll takes: the rest come on the next poll"
+            );
+            requests.truncate(POLL_MAX_REQUESTS);
         }
+        Ok(requests)
     }
 
     /// Tells the central base what became of a request.

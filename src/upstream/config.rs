@@ -269,8 +269,12 @@ impl UpstreamConfig {
             check_url("upstream.central_base.auth.token_url", &cb.auth.token_url)?;
             cb.auth.client_auth("upstream.central_base")?;
             check_tls("upstream.central_base.tls", &cb.tls)?;
-            if cb.poll_wait_s > 60 {
-                return Err("upstream.central_base.poll_wait_s: at most 60".into());
+            // 0 would be a poll without a wait: a request loop, not a long poll.
+            if !(1..=60).contains(&cb.poll_wait_s) {
+                return Err(format!(
+                    "upstream.central_base.poll_wait_s: {} is not a long poll's wait; 1 to 60 seconds",
+                    cb.poll_wait_s
+                ));
             }
             if cb.heartbeat_s == 0 {
                 return Err("upstream.central_base.heartbeat_s: at least 1".into());
@@ -479,6 +483,30 @@ mod tests {
             let e = cb(bad).unwrap_err();
             assert!(e.contains("data_patience_s: 1 to 86400"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_poll_without_a_wait_is_refused_with_its_bound() {
+        let cb = |wait: u64| {
+            parse(&format!(
+                r#"
+                [central_base]
+                url = "https://cb.example.com/cb/v1"
+                poll_wait_s = {wait}
+                [central_base.auth]
+                token_url = "https://cb.example.com/oauth/token"
+                client_id = "k"
+                client_secret_file = "/s"
+                "#
+            ))
+        };
+        let e = cb(0).unwrap_err();
+        assert!(
+            e.contains("upstream.central_base.poll_wait_s: 0") && e.contains("1 to 60"),
+            "{e}"
+        );
+        assert!(cb(61).is_err());
+        assert!(cb(1).is_ok() && cb(60).is_ok());
     }
 
     #[test]

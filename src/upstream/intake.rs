@@ -11,8 +11,21 @@ use super::central::{Ack, CentralBase, Delivery};
 use super::policy::Backoff;
 use crate::engine::{Engine, SubmitError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+/// The least time between the starts of two polls when the central base
+/// answers early with nothing (a server that does not hold the poll, or a
+/// proxy that cuts it): one poll a second at most, instead of a loop as
+/// fast as the link allows. A request still comes within a second.
+pub const MIN_EMPTY_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long to wait before the next poll after one that started
+/// `elapsed` ago and brought `requests` requests: none when it brought
+/// some (more may be waiting) or when it was held long enough.
+pub fn pace(elapsed: Duration, requests: usize) -> Option<Duration> {
+    (requests == 0 && elapsed < MIN_EMPTY_POLL_INTERVAL).then(|| MIN_EMPTY_POLL_INTERVAL - elapsed)
+}
 
 /// Runs until `stop`.
 pub async fn run(cb: Arc<CentralBase>, engine: Engine, backoff: Backoff, stop: CancellationToken) {
@@ -27,6 +40,7 @@ pub async fn run(cb: Arc<CentralBase>, engine: Engine, backoff: Backoff, stop: C
     // then at a slowing rate, and when they are answered again.
     let mut unanswered = crate::outage::Outage::default();
     loop {
+        let started = Instant::now();
         let polled = tokio::select! {
             _ = stop.cancelled() => return,
             p = cb.poll() => p,
@@ -34,6 +48,7 @@ pub async fn run(cb: Arc<CentralBase>, engine: Engine, backoff: Backoff, stop: C
         let pause = match polled {
             Ok(deliveries) => {
                 failures = 0;
+                let early = pace(started.elapsed(), deliveries.len());
                 let mut all_acked = true;
                 for d in deliveries {
                     if stop.is_cancelled() {
@@ -43,7 +58,11 @@ pub async fn run(cb: Arc<CentralBase>, engine: Engine, backoff: Backoff, stop: C
                 }
                 // An acknowledgement that did not go through brings the
                 // request back at once: do not spin on it.
-                (!all_acked).then(|| backoff.delay(1, 0.5, None))
+                if all_acked {
+                    early
+                } else {
+                    Some(backoff.delay(1, 0.5, None))
+                }
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
@@ -118,5 +137,21 @@ async fn handle(
             tracing::warn!(card_token = token.as_deref().unwrap_or(""), delivery = %d.delivery_id, error = %e, "acknowledgement not delivered: the request comes again (a refusal for now is considered afresh, any other answer is the same)");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_early_empty_answer_waits_out_the_interval() {
+        let ms = Duration::from_millis;
+        assert_eq!(pace(ms(0), 0), Some(MIN_EMPTY_POLL_INTERVAL));
+        assert_eq!(pace(ms(300), 0), Some(ms(700)));
+        // Held for its wait, or brought requests: poll again at once.
+        assert_eq!(pace(ms(1000), 0), None);
+        assert_eq!(pace(Duration::from_secs(25), 0), None);
+        assert_eq!(pace(ms(5), 3), None);
     }
 }

@@ -13,6 +13,8 @@
 //! * [`sink`], [`relay`]: the receivers, and one task per receiver carrying
 //!   out its scheduler's decisions on the store's outbox.
 //! * [`health`]: each link's state with its SAT_ code, published.
+//! * [`service`], [`supervisor`]: the tasks started for a configuration,
+//!   each restarted (and shown in health) when it panics or returns.
 
 pub mod auth;
 pub mod bounds;
@@ -29,6 +31,7 @@ pub mod secret;
 pub mod service;
 pub mod signing;
 pub mod sink;
+pub mod supervisor;
 
 pub use config::UpstreamConfig;
 pub use health::Health;

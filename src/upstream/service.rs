@@ -1,17 +1,24 @@
 //! Starts what the configuration asks upstream: one relay per sink, the
 //! central base's intake and heartbeat, and the outbox's upkeep (pruning,
-//! the size alarm). Stops them all with one token.
+//! the size alarm). Stops them all with one token. Each runs under a
+//! supervisor (`supervisor.rs`): one that panics or returns on its own is
+//! logged, shown in health and started again.
 
 use super::central::CentralBase;
 use super::sink::Sink;
+use super::supervisor::{self, Start};
 use crate::engine::Engine;
-use std::sync::Arc;
+use futures::FutureExt;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// How often delivered history is pruned and the store's size checked.
 const UPKEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// Where health shows a failure of the upkeep task (it has no link).
+pub const UPKEEP: &str = "upkeep";
 
 /// The running upstream tasks.
 pub struct Upstream {
@@ -24,6 +31,7 @@ pub struct Upstream {
 /// they refuse leaves the old ones running.
 pub struct Prepared {
     cfg: super::UpstreamConfig,
+    kiosk: String,
     cb: Option<Arc<CentralBase>>,
     sinks: Vec<Sink>,
 }
@@ -52,50 +60,31 @@ impl Upstream {
             cb.as_ref().map(|c| (&c.http, &c.tokens)),
             health,
         )?;
-        Ok(Prepared { cfg, cb, sinks })
+        Ok(Prepared {
+            cfg,
+            kiosk: kiosk.clone(),
+            cb,
+            sinks,
+        })
     }
 
     /// Registers the sinks with the store and starts the tasks.
     pub async fn launch(engine: &Engine, prepared: Prepared) -> Result<Upstream, String> {
-        let Prepared { cfg, cb, sinks } = prepared;
-        let store = engine.store();
-        store.set_size_limit(cfg.store_limit_mb.saturating_mul(1024 * 1024));
-        engine.set_central(cb.clone());
-        let specs: Vec<_> = sinks.iter().map(Sink::spec).collect();
-        {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || store.configure_sinks(&specs))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("the outbox cannot register its sinks: {e}"))?;
-        }
-        let stop = CancellationToken::new();
-        let mut tasks = JoinSet::new();
-        for sink in sinks {
-            tracing::info!(sink = %sink.name, "delivering status changes upstream");
-            let limits = cfg.limits(sink.batch, sink.batched());
-            tasks.spawn(super::relay::run(
-                sink,
-                store.clone(),
-                limits,
-                engine.metrics().clone(),
-                stop.clone(),
-            ));
-        }
-        if let Some(cb) = cb {
-            if cb.config().intake {
-                tracing::info!("taking production requests from the central base");
-                tasks.spawn(super::intake::run(
-                    cb.clone(),
-                    engine.clone(),
-                    cfg.backoff(),
-                    stop.clone(),
-                ));
-            }
-            tasks.spawn(heartbeat(cb, engine.clone(), stop.clone()));
-        }
-        tasks.spawn(upkeep(engine.clone(), cfg.retention_days, stop.clone()));
-        Ok(Upstream { stop, tasks })
+        register(engine, &prepared).await?;
+        Ok(spawn(engine, prepared))
+    }
+
+    /// Puts `prepared`'s tasks in place of the running ones (a reload). The
+    /// new sinks are registered first: when that fails, the running tasks
+    /// stay as they were, untouched, and the error says why.
+    pub async fn replace(&mut self, engine: &Engine, prepared: Prepared) -> Result<(), String> {
+        register(engine, &prepared).await?;
+        // The old tasks end (what they had not delivered stays in the
+        // outbox) before the new ones start.
+        let old = std::mem::replace(self, Upstream::idle());
+        old.stop().await;
+        *self = spawn(engine, prepared);
+        Ok(())
     }
 
     /// No tasks (a placeholder while a reload swaps them).
@@ -110,6 +99,103 @@ impl Upstream {
         self.stop.cancel();
         while self.tasks.join_next().await.is_some() {}
     }
+}
+
+/// Tells the store which sinks are active, and the store's size limit.
+async fn register(engine: &Engine, prepared: &Prepared) -> Result<(), String> {
+    let store = engine.store();
+    let specs: Vec<_> = prepared.sinks.iter().map(Sink::spec).collect();
+    let limit = prepared.cfg.store_limit_mb.saturating_mul(1024 * 1024);
+    tokio::task::spawn_blocking(move || {
+        store.configure_sinks(&specs)?;
+        store.set_size_limit(limit);
+        Ok::<_, crate::store::StoreError>(())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("the outbox cannot register its sinks: {e}"))
+}
+
+/// Starts every task, each under its supervisor.
+fn spawn(engine: &Engine, prepared: Prepared) -> Upstream {
+    let Prepared {
+        cfg,
+        kiosk,
+        cb,
+        sinks,
+    } = prepared;
+    engine.set_central(cb.clone());
+    let health = engine.upstream().clone();
+    let stop = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let mut supervised = |name: String, link: &str, start: Start| {
+        tasks.spawn(supervisor::supervise(
+            name,
+            link.to_string(),
+            health.clone(),
+            stop.clone(),
+            start,
+        ));
+    };
+    for sink in sinks {
+        tracing::info!(sink = %sink.name, "delivering status changes upstream");
+        let name = sink.name.clone();
+        // The first run takes the sink built for the start; a restart
+        // builds it again from the configuration (a relay consumes it).
+        let first = Mutex::new(Some(sink));
+        let (cfg, kiosk, cb, engine, stop) = (
+            cfg.clone(),
+            kiosk.clone(),
+            cb.clone(),
+            engine.clone(),
+            stop.clone(),
+        );
+        let sink_name = name.clone();
+        let start: Start = Box::new(move || {
+            let sink = match first.lock().ok().and_then(|mut f| f.take()) {
+                Some(s) => s,
+                None => Sink::all(
+                    &cfg,
+                    &kiosk,
+                    cb.as_ref().map(|c| (&c.http, &c.tokens)),
+                    engine.upstream(),
+                )?
+                .into_iter()
+                .find(|s| s.name == sink_name)
+                .ok_or_else(|| format!("the sink {sink_name} is no longer configured"))?,
+            };
+            let limits = cfg.limits(sink.batch, sink.batched());
+            Ok(super::relay::run(
+                sink,
+                engine.store(),
+                limits,
+                engine.metrics().clone(),
+                stop.clone(),
+            )
+            .boxed())
+        });
+        supervised(format!("relay {name}"), &name, start);
+    }
+    if let Some(cb) = cb {
+        let link = super::central::API_LINK;
+        if cb.config().intake {
+            tracing::info!("taking production requests from the central base");
+            let (cb, engine, backoff, stop) =
+                (cb.clone(), engine.clone(), cfg.backoff(), stop.clone());
+            let start: Start = Box::new(move || {
+                Ok(super::intake::run(cb.clone(), engine.clone(), backoff, stop.clone()).boxed())
+            });
+            supervised("intake".into(), link, start);
+        }
+        let (engine, stop2) = (engine.clone(), stop.clone());
+        let start: Start =
+            Box::new(move || Ok(heartbeat(cb.clone(), engine.clone(), stop2.clone()).boxed()));
+        supervised("heartbeat".into(), link, start);
+    }
+    let (engine2, days, stop2) = (engine.clone(), cfg.retention_days, stop.clone());
+    let start: Start = Box::new(move || Ok(upkeep(engine2.clone(), days, stop2.clone()).boxed()));
+    supervised("upkeep".into(), UPKEEP, start);
+    Upstream { stop, tasks }
 }
 
 /// The kiosk's health to the central base, at once and then every
