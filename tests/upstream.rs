@@ -220,12 +220,14 @@ async fn the_central_base_down_mid_run_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retry_after_is_honoured() {
-    let k = up::start(&["cb"], false, |_| {}).await;
+async fn retry_after_is_honoured_on_events_and_the_poll() {
+    let k = up::start(&["cb"], true, |_| {}).await;
     let c = k.stub.control();
     let client = &k.kiosk.client;
-    // The events endpoint is busy once, asking for 2 s.
+    // The events endpoint is busy once, asking for 2 s; so is the poll.
     c.set_fault(Group::Events, Fault::Unavailable(2), Some(1))
+        .await;
+    c.set_fault(Group::Intake, Fault::Unavailable(2), Some(1))
         .await;
     let a = client
         .post(
@@ -249,6 +251,31 @@ async fn retry_after_is_honoured() {
     assert!(
         gap >= Duration::from_millis(1900),
         "Retry-After 2 s honoured: {gap:?}"
+    );
+    let polls = || -> Vec<_> {
+        c.received()
+            .into_iter()
+            .filter(|r| r.group == Some(Group::Intake))
+            .collect()
+    };
+    // A poll is recorded when it ends (it is held up to 2 s).
+    until("a poll after the busy one", 20, || {
+        let p = polls();
+        p.iter()
+            .position(|r| r.status == Some(503))
+            .is_some_and(|i| p.len() > i + 1)
+    })
+    .await;
+    let polls = polls();
+    let busy = polls
+        .iter()
+        .position(|r| r.status == Some(503))
+        .expect("the busy poll");
+    let next = polls.get(busy + 1).expect("a poll after the busy one");
+    let gap = next.at.duration_since(polls[busy].at).unwrap();
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "the poll's Retry-After 2 s honoured: {gap:?}"
     );
     k.kiosk.daemon.stop().await;
 }

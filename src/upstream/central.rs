@@ -108,7 +108,7 @@ impl CentralBase {
 
     /// One long poll: the requests waiting for this kiosk (none after the
     /// wait). `Err` is why the call failed, already reported to health.
-    pub async fn poll(&self) -> Result<Vec<Delivery>, String> {
+    pub async fn poll(&self) -> Result<Vec<Delivery>, CallError> {
         let wait = self.cfg.poll_wait_s;
         let url = format!("{}/requests?wait={wait}", self.base);
         // The server holds the call up to `wait`: the time-out is on top.
@@ -120,7 +120,11 @@ impl CentralBase {
         let mut requests = match self.expect_ok(API_LINK, called)? {
             Some(body) => serde_json::from_slice::<Poll>(&body)
                 .map(|p| p.requests)
-                .map_err(|e| format!("the central base's requests answer is malformed: {e}"))?,
+                .map_err(|e| {
+                    CallError::from(format!(
+                        "the central base's requests answer is malformed: {e}"
+                    ))
+                })?,
             None => Vec::new(),
         };
         if requests.len() > POLL_MAX_REQUESTS {
@@ -135,7 +139,7 @@ impl CentralBase {
     }
 
     /// Tells the central base what became of a request.
-    pub async fn ack(&self, delivery_id: &str, ack: &Ack) -> Result<(), String> {
+    pub async fn ack(&self, delivery_id: &str, ack: &Ack) -> Result<(), CallError> {
         let url = format!("{}/requests/{}/ack", self.base, encode(delivery_id));
         let called = auth::call(&self.tokens, |t| {
             self.http.post(&url).bearer_auth(t).json(ack)
@@ -145,7 +149,7 @@ impl CentralBase {
     }
 
     /// The heartbeat; answers the server's time, if it gave it.
-    pub async fn heartbeat(&self, body: &serde_json::Value) -> Result<Option<String>, String> {
+    pub async fn heartbeat(&self, body: &serde_json::Value) -> Result<Option<String>, CallError> {
         let url = format!("{}/heartbeat", self.base);
         let called = auth::call(&self.tokens, |t| {
             self.http.put(&url).bearer_auth(t).json(body)
@@ -186,25 +190,54 @@ impl CentralBase {
         }
     }
 
-    /// A 2xx gives its body; anything else is an error, told to health.
-    fn expect_ok(&self, link: &str, called: Called) -> Result<Option<bytes::Bytes>, String> {
+    /// A 2xx gives its body; anything else is an error, told to health,
+    /// with the server's `Retry-After`.
+    fn expect_ok(&self, link: &str, called: Called) -> Result<Option<bytes::Bytes>, CallError> {
         match called {
             Called::NoToken(e) => {
                 self.health.no_token(link, &e);
-                Err(e.to_string())
+                Err(e.to_string().into())
             }
             Called::Answered(answer, body) => {
                 self.health.observe(link, &answer);
                 match answer {
                     Answer::Status { code, .. } if (200..300).contains(&code) => Ok(body),
-                    Answer::Status { code, detail, .. } => {
-                        Err(super::policy::describe(code, &detail))
-                    }
-                    Answer::Timeout => Err("no answer within the time-out".into()),
-                    Answer::Link(e) => Err(format!("cannot reach the central base: {e}")),
+                    Answer::Status {
+                        code,
+                        detail,
+                        retry_after,
+                    } => Err(CallError {
+                        why: super::policy::describe(code, &detail),
+                        retry_after,
+                    }),
+                    Answer::Timeout => Err("no answer within the time-out".to_string().into()),
+                    Answer::Link(e) => Err(format!("cannot reach the central base: {e}").into()),
                 }
             }
         }
+    }
+}
+
+/// Why a call to the central base failed, and when it asks to be called
+/// again (`Retry-After`, on any endpoint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    pub why: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl From<String> for CallError {
+    fn from(why: String) -> CallError {
+        CallError {
+            why,
+            retry_after: None,
+        }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
     }
 }
 

@@ -66,7 +66,8 @@ pub async fn run(cb: Arc<CentralBase>, engine: Engine, backoff: Backoff, stop: C
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
-                let d = backoff.delay(failures, super::relay::draw(), None);
+                // A `Retry-After` is honoured here as on every endpoint.
+                let d = backoff.delay(failures, super::relay::draw(), e.retry_after);
                 tracing::debug!(error = %e, retry_in_ms = d.as_millis() as u64, "central base poll failed");
                 Some(d)
             }

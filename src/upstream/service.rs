@@ -213,20 +213,27 @@ async fn heartbeat(cb: Arc<CentralBase>, engine: Engine, stop: CancellationToken
             _ = stop.cancelled() => return,
             r = cb.heartbeat(&body) => r,
         };
-        match sent {
+        match &sent {
             Ok(Some(server_time)) => {
-                if let Some(skew) =
-                    clock_skew_ms(before, std::time::SystemTime::now(), &server_time)
+                if let Some(skew) = clock_skew_ms(before, std::time::SystemTime::now(), server_time)
                 {
                     engine.upstream().clock_skew(super::central::API_LINK, skew);
                 }
             }
             Ok(None) => {}
-            Err(e) => tracing::debug!(error = %e, "heartbeat not delivered"),
+            Err(ref e) => tracing::debug!(error = %e, "heartbeat not delivered"),
         }
+        // A central base that asks for more time (`Retry-After`) gets it:
+        // the next heartbeat waits for the longer of the two.
+        let next = match &sent {
+            Err(e) => e
+                .retry_after
+                .map_or(every, |ra| every.max(ra.min(Duration::from_secs(86_400)))),
+            Ok(_) => every,
+        };
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(next) => {}
         }
     }
 }

@@ -106,10 +106,14 @@ impl Sink {
         }
         if let Some(d) = &cfg.d1 {
             let client = http::client("upstream.d1", &d.tls, Duration::from_millis(d.timeout_ms))?;
+            let tokens = TokenSource::new("upstream.d1", client.clone(), &d.auth)?;
+            // D1's answers tell the clock's skew too (token and track calls).
+            let h = health.clone();
+            tokens.observe_clock(move |skew| h.clock_skew(config::D1_SINK, skew));
             sinks.push(Sink {
                 name: config::D1_SINK.into(),
                 kind: Kind::D1 {
-                    tokens: Box::new(TokenSource::new("upstream.d1", client.clone(), &d.auth)?),
+                    tokens: Box::new(tokens),
                     base: d.url.trim_end_matches('/').to_string(),
                     issuer_id: d.issuer_id.clone(),
                     site: d
@@ -221,9 +225,12 @@ impl Sink {
             .body(body)
             .send()
             .await;
-        let (answer, _) = http::answer(result).await;
-        self.health.observe(&self.name, &answer);
-        policy::judge(&answer, Receiver::Webhook)
+        let got = http::read(result, http::BODY_LIMIT).await;
+        if let Some(skew) = got.skew_ms {
+            self.health.clock_skew(&self.name, skew);
+        }
+        self.health.observe(&self.name, &got.answer);
+        policy::judge(&got.answer, Receiver::Webhook)
     }
 
     async fn d1(
