@@ -185,6 +185,24 @@ impl fmt::Display for Fault {
 
 impl std::error::Error for Fault {}
 
+/// The error code a cancellation by the issuer carries in the kiosk form, upstream
+/// and in the local API alike.
+///
+/// The seed (kiosk card production status) has no status and no code for a
+/// cancellation: its statuses are READY, IN_PROGRESS, PRODUCED,
+/// PRODUCTION_ERROR and REQUEST_ERROR, and a REQUEST_ERROR carries one of
+/// the request-error codes. A cancelled request is one that did not go
+/// ahead (REQUEST_ERROR, "card production request failed"); of the seed's
+/// request codes, UNKNOWN_ERROR is the only one that does not claim a fault
+/// that did not happen (a duplicate, a bad field, a busy kiosk...), and the
+/// agent already gives it to any error that has no code of its own. The
+/// `description` says what happened ("cancelled by the issuer before
+/// production started"), and the D1 form keeps the exact status
+/// (`CARD_PROD_CANCELED`, no code). So every kiosk-form body validates
+/// against the seed's field lists, and no receiver meets a CANCELLED status
+/// or a REQUEST_ERROR without a code.
+pub const CANCELLATION_CODE: ErrorCode = ErrorCode::UNKNOWN_ERROR;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,21 +324,3 @@ mod tests {
         assert!("PRT_NOPE".parse::<ErrorCode>().is_err());
     }
 }
-
-/// The error code a cancellation by the issuer carries in the kiosk form, upstream
-/// and in the local API alike.
-///
-/// The seed (kiosk card production status) has no status and no code for a
-/// cancellation: its statuses are READY, IN_PROGRESS, PRODUCED,
-/// PRODUCTION_ERROR and REQUEST_ERROR, and a REQUEST_ERROR carries one of
-/// the request-error codes. A cancelled request is one that did not go
-/// ahead (REQUEST_ERROR, "card production request failed"); of the seed's
-/// request codes, UNKNOWN_ERROR is the only one that does not claim a fault
-/// that did not happen (a duplicate, a bad field, a busy kiosk...), and the
-/// agent already gives it to any error that has no code of its own. The
-/// `description` says what happened ("cancelled by the issuer before
-/// production started"), and the D1 form keeps the exact status
-/// (`CARD_PROD_CANCELED`, no code). So every kiosk-form body validates
-/// against the seed's field lists, and no receiver meets a CANCELLED status
-/// or a REQUEST_ERROR without a code.
-pub const CANCELLATION_CODE: ErrorCode = ErrorCode::UNKNOWN_ERROR;
