@@ -182,7 +182,7 @@ async fn the_satellite_codes_say_the_central_base_cannot_be_reached_or_refuses_t
         short_patience(c);
         let cb = c.upstream.central_base.as_mut().unwrap();
         cb.url = "https://central-base.invalid/cb/v1".into();
-        cb.auth.token_url = "https://central-base.invalid/oauth/token".into();
+        cb.auth.as_mut().unwrap().token_url = "https://central-base.invalid/oauth/token".into();
     })
     .await;
     submit(&k.kiosk.client, &deferred("sat-net")).await;

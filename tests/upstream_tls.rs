@@ -233,6 +233,42 @@ async fn mutual_tls_delivers_with_the_client_certificate() {
     k.kiosk.daemon.stop().await;
 }
 
+/// When mutual TLS identifies the kiosk, OAuth is optional: with no
+/// `[central_base.auth]`, requests come and events go with no token asked
+/// for and no `Authorization` sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_alone_identifies_the_kiosk_without_oauth() {
+    let pki = Pki::new("kiosk test CA");
+    let files = tempfile::tempdir().unwrap();
+    let stub = up::stub_with(|c| c.tls = Some(pki.server(true))).await;
+    let link = Link {
+        ca_file: Some(pki.ca_file(files.path())),
+        client_cert: Some(pki.client_files(files.path())),
+        no_oauth: true,
+        ..Link::default()
+    };
+    let k = up::start_with(stub, &link, &["cb"], true, |_| {}).await;
+    let c = k.stub.control();
+    c.enqueue(&up::request("mtls-polled", &up::pan(310)));
+    up::until("the polled request acknowledged", 30, || {
+        !c.acks().is_empty()
+    })
+    .await;
+    let mut tokens = submit(&k.kiosk.client, "mtls-only", 2, 320).await;
+    tokens.push("mtls-polled".into());
+    delivered(&k.stub, &tokens).await;
+    let received = c.received();
+    assert!(
+        received.iter().all(|r| r.group != Some(Group::Token)),
+        "no token asked for"
+    );
+    assert!(received.iter().all(|r| r
+        .headers
+        .iter()
+        .all(|(h, _)| !h.eq_ignore_ascii_case("authorization"))));
+    k.kiosk.daemon.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_without_a_client_certificate_gets_nothing() {
     let pki = Pki::new("kiosk test CA");

@@ -33,18 +33,23 @@ struct Cached {
     renew_at: Instant,
 }
 
-/// The token of one upstream.
+/// The token of one upstream: OAuth 2.0 client credentials, or none at all
+/// when mutual TLS identifies the kiosk (no `Authorization` is sent).
 pub struct TokenSource {
     at: String,
     http: reqwest::Client,
-    token_url: String,
-    client_id: String,
-    scope: Option<String>,
-    auth: ClientAuth,
+    oauth: Option<OAuth>,
     cache: Mutex<Option<Cached>>,
     /// Told the clock skew of each answer (the token endpoint's and the
     /// API's), when someone listens.
     clock: std::sync::OnceLock<Box<dyn Fn(i64) + Send + Sync>>,
+}
+
+struct OAuth {
+    token_url: String,
+    client_id: String,
+    scope: Option<String>,
+    auth: ClientAuth,
 }
 
 /// The most read of a token endpoint's answer: a token and a few fields.
@@ -68,14 +73,25 @@ struct Claims<'a> {
 }
 
 impl TokenSource {
-    pub fn new(at: &str, http: reqwest::Client, cfg: &AuthConfig) -> Result<TokenSource, String> {
+    /// `cfg` `None`: no token (mutual TLS identifies the kiosk).
+    pub fn new(
+        at: &str,
+        http: reqwest::Client,
+        cfg: Option<&AuthConfig>,
+    ) -> Result<TokenSource, String> {
+        let oauth = match cfg {
+            Some(cfg) => Some(OAuth {
+                token_url: cfg.token_url.clone(),
+                client_id: cfg.client_id.clone(),
+                scope: cfg.scope.clone(),
+                auth: cfg.client_auth(at)?,
+            }),
+            None => None,
+        };
         Ok(TokenSource {
             at: at.to_string(),
             http,
-            token_url: cfg.token_url.clone(),
-            client_id: cfg.client_id.clone(),
-            scope: cfg.scope.clone(),
-            auth: cfg.client_auth(at)?,
+            oauth,
             cache: Mutex::new(None),
             clock: std::sync::OnceLock::new(),
         })
@@ -93,13 +109,17 @@ impl TokenSource {
         }
     }
 
-    /// A valid token: the cached one, or a new one.
+    /// A valid token: the cached one, or a new one; empty when the kiosk
+    /// goes without (mutual TLS).
     pub async fn token(&self) -> Result<Zeroizing<String>, AuthError> {
+        let Some(oauth) = &self.oauth else {
+            return Ok(Zeroizing::new(String::new()));
+        };
         let mut cache = self.cache.lock().await;
         if let Some(c) = cache.as_ref().filter(|c| Instant::now() < c.renew_at) {
             return Ok(c.token.clone());
         }
-        let fresh = self.fetch().await?;
+        let fresh = self.fetch(oauth).await?;
         let token = fresh.token.clone();
         *cache = Some(fresh);
         Ok(token)
@@ -114,15 +134,15 @@ impl TokenSource {
         }
     }
 
-    async fn fetch(&self) -> Result<Cached, AuthError> {
+    async fn fetch(&self, oauth: &OAuth) -> Result<Cached, AuthError> {
         let mut form: Vec<(&str, Zeroizing<String>)> = vec![
             ("grant_type", Zeroizing::new("client_credentials".into())),
-            ("client_id", Zeroizing::new(self.client_id.clone())),
+            ("client_id", Zeroizing::new(oauth.client_id.clone())),
         ];
-        if let Some(s) = &self.scope {
+        if let Some(s) = &oauth.scope {
             form.push(("scope", Zeroizing::new(s.clone())));
         }
-        match &self.auth {
+        match &oauth.auth {
             ClientAuth::Secret(src) => {
                 form.push(("client_secret", src.read().map_err(AuthError::Local)?));
             }
@@ -131,12 +151,12 @@ impl TokenSource {
                     "client_assertion_type",
                     Zeroizing::new("urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into()),
                 ));
-                form.push(("client_assertion", self.assertion(src)?));
+                form.push(("client_assertion", self.assertion(oauth, src)?));
             }
         }
         let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let sent = Instant::now();
-        let result = self.http.post(&self.token_url).form(&pairs).send().await;
+        let result = self.http.post(&oauth.token_url).form(&pairs).send().await;
         let got = http::read(result, TOKEN_BODY_LIMIT).await;
         self.saw(got.skew_ms);
         let (answer, body) = (got.answer, got.body);
@@ -170,7 +190,11 @@ impl TokenSource {
         })
     }
 
-    fn assertion(&self, key: &super::secret::SecretSource) -> Result<Zeroizing<String>, AuthError> {
+    fn assertion(
+        &self,
+        oauth: &OAuth,
+        key: &super::secret::SecretSource,
+    ) -> Result<Zeroizing<String>, AuthError> {
         let pem = key.read().map_err(AuthError::Local)?;
         let (alg, enc) = if let Ok(k) = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()) {
             (jsonwebtoken::Algorithm::ES256, k)
@@ -184,9 +208,9 @@ impl TokenSource {
         };
         let now = http::unix_now();
         let claims = Claims {
-            iss: &self.client_id,
-            sub: &self.client_id,
-            aud: &self.token_url,
+            iss: &oauth.client_id,
+            sub: &oauth.client_id,
+            aud: &oauth.token_url,
             iat: now,
             exp: now + 60,
             jti: uuid::Uuid::new_v4().to_string(),
@@ -205,9 +229,10 @@ pub enum Called {
     NoToken(AuthError),
 }
 
-/// Sends `build(token)`; a 401 renews the token once and sends once more.
-/// The answer's body is read up to [`http::BODY_LIMIT`].
-pub async fn call(tokens: &TokenSource, build: impl Fn(&str) -> reqwest::RequestBuilder) -> Called {
+/// Sends `build()` with the bearer token (none under mutual TLS alone); a
+/// 401 renews the token once and sends once more. The answer's body is read
+/// up to [`http::BODY_LIMIT`].
+pub async fn call(tokens: &TokenSource, build: impl Fn() -> reqwest::RequestBuilder) -> Called {
     call_within(tokens, http::BODY_LIMIT, build).await
 }
 
@@ -215,15 +240,21 @@ pub async fn call(tokens: &TokenSource, build: impl Fn(&str) -> reqwest::Request
 pub async fn call_within(
     tokens: &TokenSource,
     limit: usize,
-    build: impl Fn(&str) -> reqwest::RequestBuilder,
+    build: impl Fn() -> reqwest::RequestBuilder,
 ) -> Called {
-    let mut renewed = false;
+    // Without OAuth there is nothing to renew.
+    let mut renewed = tokens.oauth.is_none();
     loop {
         let token = match tokens.token().await {
             Ok(t) => t,
             Err(e) => return Called::NoToken(e),
         };
-        let got = http::read(build(&token).send().await, limit).await;
+        let request = if token.is_empty() {
+            build()
+        } else {
+            build().bearer_auth(token.as_str())
+        };
+        let got = http::read(request.send().await, limit).await;
         tokens.saw(got.skew_ms);
         let (answer, body) = (got.answer, got.body);
         if matches!(answer, Answer::Status { code: 401, .. }) && !renewed {

@@ -82,7 +82,7 @@ impl CentralBase {
     ) -> Result<CentralBase, String> {
         let at = "upstream.central_base";
         let http = http::client(at, &cfg.tls, Duration::from_millis(cfg.timeout_ms))?;
-        let tokens = Arc::new(TokenSource::new(at, http.clone(), &cfg.auth)?);
+        let tokens = Arc::new(TokenSource::new(at, http.clone(), cfg.auth.as_ref())?);
         health.register(API_LINK);
         // Every answer of the central base (token, API, events) tells its
         // time, not only the heartbeat's.
@@ -113,8 +113,8 @@ impl CentralBase {
         let url = format!("{}/requests?wait={wait}", self.base);
         // The server holds the call up to `wait`: the time-out is on top.
         let timeout = Duration::from_secs(wait) + Duration::from_millis(self.cfg.timeout_ms);
-        let called = auth::call_within(&self.tokens, POLL_BODY_LIMIT, |t| {
-            self.http.get(&url).bearer_auth(t).timeout(timeout)
+        let called = auth::call_within(&self.tokens, POLL_BODY_LIMIT, || {
+            self.http.get(&url).timeout(timeout)
         })
         .await;
         let mut requests = match self.expect_ok(API_LINK, called)? {
@@ -141,20 +141,14 @@ impl CentralBase {
     /// Tells the central base what became of a request.
     pub async fn ack(&self, delivery_id: &str, ack: &Ack) -> Result<(), CallError> {
         let url = format!("{}/requests/{}/ack", self.base, encode(delivery_id));
-        let called = auth::call(&self.tokens, |t| {
-            self.http.post(&url).bearer_auth(t).json(ack)
-        })
-        .await;
+        let called = auth::call(&self.tokens, || self.http.post(&url).json(ack)).await;
         self.expect_ok(API_LINK, called).map(|_| ())
     }
 
     /// The heartbeat; answers the server's time, if it gave it.
     pub async fn heartbeat(&self, body: &serde_json::Value) -> Result<Option<String>, CallError> {
         let url = format!("{}/heartbeat", self.base);
-        let called = auth::call(&self.tokens, |t| {
-            self.http.put(&url).bearer_auth(t).json(body)
-        })
-        .await;
+        let called = auth::call(&self.tokens, || self.http.put(&url).json(body)).await;
         let body = self.expect_ok(API_LINK, called)?;
         Ok(body
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
@@ -165,7 +159,7 @@ impl CentralBase {
     /// data fields, in a buffer wiped when dropped.
     pub async fn card_data(&self, card_token: &str) -> Result<Zeroizing<Vec<u8>>, DataError> {
         let url = format!("{}/cards/{}/data", self.base, encode(card_token));
-        let called = auth::call(&self.tokens, |t| self.http.get(&url).bearer_auth(t)).await;
+        let called = auth::call(&self.tokens, || self.http.get(&url)).await;
         match called {
             Called::NoToken(e) => {
                 let code = health::auth_code(&e);

@@ -149,7 +149,10 @@ pub struct TlsConfig {
 pub struct CentralBaseConfig {
     /// The protocol's base, e.g. `https://cb.example.com/cb/v1`.
     pub url: String,
-    pub auth: AuthConfig,
+    /// OAuth 2.0 client credentials; optional when mutual TLS identifies
+    /// the kiosk (`tls.client_cert_file`): then no bearer token is sent.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
     #[serde(default)]
     pub tls: TlsConfig,
     /// Take production requests from the central base (long poll).
@@ -266,8 +269,20 @@ impl UpstreamConfig {
     pub fn check(&self) -> Result<(), String> {
         if let Some(cb) = &self.central_base {
             check_url("upstream.central_base.url", &cb.url)?;
-            check_url("upstream.central_base.auth.token_url", &cb.auth.token_url)?;
-            cb.auth.client_auth("upstream.central_base")?;
+            match &cb.auth {
+                Some(auth) => {
+                    check_url("upstream.central_base.auth.token_url", &auth.token_url)?;
+                    auth.client_auth("upstream.central_base")?;
+                }
+                None if cb.tls.client_cert_file.is_none() => {
+                    return Err(
+                        "upstream.central_base.auth: needed unless mutual TLS identifies \
+                                the kiosk (tls.client_cert_file and its key)"
+                            .into(),
+                    )
+                }
+                None => {}
+            }
             check_tls("upstream.central_base.tls", &cb.tls)?;
             // 0 would be a poll without a wait: a request loop, not a long poll.
             if !(1..=60).contains(&cb.poll_wait_s) {
@@ -523,6 +538,25 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("plain http"), "{e}");
+        // No OAuth: only when mutual TLS identifies the kiosk.
+        let e = parse(
+            r#"
+            [central_base]
+            url = "https://cb.example.com/cb/v1"
+            "#,
+        )
+        .unwrap_err();
+        assert!(e.contains("central_base.auth: needed unless mutual TLS"), "{e}");
+        parse(
+            r#"
+            [central_base]
+            url = "https://cb.example.com/cb/v1"
+            [central_base.tls]
+            client_cert_file = "/c.pem"
+            client_key_file = "/c.key"
+            "#,
+        )
+        .unwrap();
         let e = parse(
             r#"
             [[webhook]]

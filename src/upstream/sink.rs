@@ -106,7 +106,7 @@ impl Sink {
         }
         if let Some(d) = &cfg.d1 {
             let client = http::client("upstream.d1", &d.tls, Duration::from_millis(d.timeout_ms))?;
-            let tokens = TokenSource::new("upstream.d1", client.clone(), &d.auth)?;
+            let tokens = TokenSource::new("upstream.d1", client.clone(), Some(&d.auth))?;
             // D1's answers tell the clock's skew too (token and track calls).
             let h = health.clone();
             tokens.observe_clock(move |skew| h.clock_skew(config::D1_SINK, skew));
@@ -194,10 +194,9 @@ impl Sink {
             Ok(b) => bytes::Bytes::from(b),
             Err(e) => return Judged::Refused { why: e.to_string() },
         };
-        let called = auth::call(tokens, |token| {
+        let called = auth::call(tokens, || {
             self.http
                 .post(url)
-                .bearer_auth(token)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.clone())
         })
@@ -259,10 +258,7 @@ impl Sink {
             Err(e) => return Judged::Refused { why: e.to_string() },
         };
         let body = serde_json::json!({ "trackingType": "PRODUCTION", "productionSite": site });
-        let called = auth::call(tokens, |token| {
-            self.http.post(url.clone()).bearer_auth(token).json(&body)
-        })
-        .await;
+        let called = auth::call(tokens, || self.http.post(url.clone()).json(&body)).await;
         let op = match &called {
             Called::Answered(
                 Answer::Status {

@@ -47,6 +47,9 @@ pub struct Link {
     pub client_cert: Option<(PathBuf, PathBuf)>,
     /// `auth.assertion_key_file` instead of `auth.client_secret_file`.
     pub assertion_key: Option<PathBuf>,
+    /// No `[central_base.auth]` at all: mutual TLS alone identifies the
+    /// kiosk.
+    pub no_oauth: bool,
 }
 
 /// Writes a secret file readable by its owner only.
@@ -98,15 +101,19 @@ pub fn config_with(
         events = {events}
         poll_wait_s = 2
         heartbeat_s = 1
-        [central_base.auth]
-        token_url = "{token}"
-        client_id = "satellite"
-        {client_auth}
+        {auth}
         [central_base.tls]
         {tls}
         "#,
         base = stub.base_url(),
-        token = stub.token_url(),
+        auth = if link.no_oauth {
+            String::new()
+        } else {
+            format!(
+                "[central_base.auth]\ntoken_url = \"{}\"\nclient_id = \"satellite\"\n{client_auth}",
+                stub.token_url()
+            )
+        },
         events = sinks.contains(&"cb"),
     );
     if sinks.contains(&"webhook") {
