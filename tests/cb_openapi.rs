@@ -12,33 +12,12 @@
 mod common;
 
 use common::python;
-use common::upstream::{self as up, cb_events, distinct, request, until};
+use common::upstream::{self as up, card_data, cb_events, deferred, distinct, request, until};
 use printer_sim::upstream::Received;
 use printer_sim::Condition;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-fn deferred(token: &str) -> Value {
-    json!({
-        "cardToken": token,
-        "profileId": 42,
-        "kioskId": up::KIOSK,
-        "cardType": "debit",
-        "issuerRequestId": format!("req-{token}"),
-        "cardId": format!("card-{token}"),
-        "deferredCardData": true
-    })
-}
-
-fn card_data(pan: &str) -> Value {
-    json!({
-        "pan": pan,
-        "expiry": "2812",
-        "cardholderName": "ADA LOVELACE",
-        "tracks": { "track2": format!("{pan}=2812101") }
-    })
-}
 
 /// One exchange, as the checker reads it.
 fn exchange(origin: &str, r: &Received) -> Value {

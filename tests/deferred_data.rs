@@ -8,23 +8,11 @@
 
 mod common;
 
-use common::upstream::{self as up, until};
+use common::upstream::{self as up, deferred, until};
 use printer_sim::upstream::{Fault, Group, StubHandle};
 use satellite::api::client::Client;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-fn deferred(token: &str) -> Value {
-    json!({
-        "cardToken": token,
-        "profileId": 42,
-        "kioskId": up::KIOSK,
-        "cardType": "debit",
-        "issuerRequestId": format!("req-{token}"),
-        "cardId": format!("card-{token}"),
-        "deferredCardData": true
-    })
-}
 
 /// Card data as the central base gives it: `name` printed on the card.
 fn card_data(pan: &str, name: &str) -> Value {

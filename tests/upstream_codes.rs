@@ -7,32 +7,11 @@
 
 mod common;
 
-use common::upstream::{self as up, until};
+use common::upstream::{self as up, card_data, deferred, until};
 use printer_sim::upstream::{Fault, Group};
 use satellite::api::client::Client;
 use serde_json::{json, Value};
 use std::time::Duration;
-
-fn deferred(token: &str) -> Value {
-    json!({
-        "cardToken": token,
-        "profileId": 42,
-        "kioskId": up::KIOSK,
-        "cardType": "debit",
-        "issuerRequestId": format!("req-{token}"),
-        "cardId": format!("card-{token}"),
-        "deferredCardData": true
-    })
-}
-
-fn card_data(pan: &str) -> Value {
-    json!({
-        "pan": pan,
-        "expiry": "2812",
-        "cardholderName": "ADA LOVELACE",
-        "tracks": { "track2": format!("{pan}=2812101") }
-    })
-}
 
 /// Failures for now end the card after 1 s.
 fn short_patience(c: &mut satellite::config::Config) {

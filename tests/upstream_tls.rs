@@ -83,6 +83,22 @@ impl Pki {
     }
 }
 
+/// A kiosk reaching `stub` as `link` says: its cards' status changes wait,
+/// the central base's link is down with `why` in its error, and the stub's
+/// application never saw a call (the handshake refused it).
+async fn handshake_refused(stub: StubHandle, link: &Link, prefix: &str, pan_base: u32, why: &str) {
+    let k = up::start_with(stub, link, &["cb"], false, |_| {}).await;
+    let tokens = submit(&k.kiosk.client, prefix, 2, pan_base).await;
+    let s = down_with_backlog(&k.kiosk.client, &tokens).await;
+    let error = s["upstream"]["central-base"]["error"]
+        .as_str()
+        .unwrap_or("");
+    assert!(error.contains(why), "{s}");
+    assert!(k.stub.control().received().is_empty());
+    assert!(k.stub.control().events().is_empty());
+    k.kiosk.daemon.stop().await;
+}
+
 /// Submits `n` cards through the local API; their tokens.
 async fn submit(client: &Client, prefix: &str, n: u32, pan_base: u32) -> Vec<String> {
     let mut tokens = Vec::new();
@@ -177,17 +193,8 @@ async fn a_server_certificate_not_trusted_gets_nothing() {
     // do not know it, and certificates are always checked.
     let pki = Pki::new("a CA the kiosk does not know");
     let stub = up::stub_with(|c| c.tls = Some(pki.server(false))).await;
-    let k = up::start_with(stub, &Link::default(), &["cb"], false, |_| {}).await;
-    let tokens = submit(&k.kiosk.client, "untrusted", 2, 200).await;
-    let s = down_with_backlog(&k.kiosk.client, &tokens).await;
-    let error = s["upstream"]["central-base"]["error"]
-        .as_str()
-        .unwrap_or("");
-    assert!(error.contains("UnknownIssuer"), "{s}");
-    // The handshake failed: not even a token request reached the server.
-    assert!(k.stub.control().received().is_empty());
-    assert!(k.stub.control().events().is_empty());
-    k.kiosk.daemon.stop().await;
+    // The handshake fails: not even a token request reaches the server.
+    handshake_refused(stub, &Link::default(), "untrusted", 200, "UnknownIssuer").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,16 +212,7 @@ async fn with_a_ca_file_only_that_ca_vouches_for_the_server() {
         ca_file: Some(bank.ca_file(files.path())),
         ..Link::default()
     };
-    let k = up::start_with(stub, &link, &["cb"], false, |_| {}).await;
-    let tokens = submit(&k.kiosk.client, "private", 2, 300).await;
-    let s = down_with_backlog(&k.kiosk.client, &tokens).await;
-    let error = s["upstream"]["central-base"]["error"]
-        .as_str()
-        .unwrap_or("");
-    assert!(error.contains("UnknownIssuer"), "{s}");
-    assert!(k.stub.control().received().is_empty());
-    assert!(k.stub.control().events().is_empty());
-    k.kiosk.daemon.stop().await;
+    handshake_refused(stub, &link, "private", 300, "UnknownIssuer").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,17 +276,7 @@ async fn mutual_tls_without_a_client_certificate_gets_nothing() {
         ca_file: Some(pki.ca_file(files.path())),
         ..Link::default()
     };
-    let k = up::start_with(stub, &link, &["cb"], false, |_| {}).await;
-    let tokens = submit(&k.kiosk.client, "anon", 2, 400).await;
-    let s = down_with_backlog(&k.kiosk.client, &tokens).await;
-    let error = s["upstream"]["central-base"]["error"]
-        .as_str()
-        .unwrap_or("");
-    assert!(error.contains("CertificateRequired"), "{s}");
-    // Refused handshakes never reach the application.
-    assert!(k.stub.control().received().is_empty());
-    assert!(k.stub.control().events().is_empty());
-    k.kiosk.daemon.stop().await;
+    handshake_refused(stub, &link, "anon", 400, "CertificateRequired").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

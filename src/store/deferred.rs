@@ -3,7 +3,7 @@
 //! reads it the same way), and ending a card whose data never came.
 
 use super::error::Context;
-use super::{close_job, erase_card_data, expect, load_state, now, push_event, JobState};
+use super::{close_job, erase_card_data, expect, load_state, now, push_event, start_in};
 use super::{Event, Status, Store, StoreError};
 use crate::codes::ErrorCode;
 use rusqlite::params;
@@ -72,37 +72,8 @@ impl Store {
     ) -> Result<Event, StoreError> {
         self.write("fail_unstarted", |tx| {
             let state = load_state(tx, card_token)?;
-            expect(&state, Status::Ready)?;
             let at = now();
-            let started = push_event(
-                tx,
-                card_token,
-                &state,
-                Status::InProgress,
-                None,
-                None,
-                None,
-                &at,
-            )?;
-            tx.prepare_cached(
-                "UPDATE jobs SET status = ?1, step = NULL, occurred_at = ?2, last_event_seq = ?3 \
-                 WHERE seq = ?4",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    Status::InProgress.as_str(),
-                    at,
-                    started.seq,
-                    state.seq
-                ])
-            })
-            .ctx("fail_unstarted: start")?;
-            let state = JobState {
-                status: Status::InProgress,
-                step: None,
-                last_event_seq: started.seq,
-                ..state
-            };
+            let (_, state) = start_in(tx, card_token, &state, &at)?;
             erase_card_data(tx, state.seq)?;
             let event = push_event(
                 tx,

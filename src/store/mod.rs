@@ -87,6 +87,7 @@ impl fmt::Debug for Store {
 }
 
 /// What a write transaction needs to know of a job.
+#[derive(Clone)]
 struct JobState {
     seq: i64,
     status: Status,
@@ -543,32 +544,7 @@ impl Store {
     pub fn start(&self, card_token: &str) -> Result<Event, StoreError> {
         self.write("start", |tx| {
             let state = load_state(tx, card_token)?;
-            expect(&state, Status::Ready)?;
-            let at = now();
-            let event = push_event(
-                tx,
-                card_token,
-                &state,
-                Status::InProgress,
-                None,
-                None,
-                None,
-                &at,
-            )?;
-            tx.prepare_cached(
-                "UPDATE jobs SET status = ?1, step = NULL, occurred_at = ?2, last_event_seq = ?3 \
-                 WHERE seq = ?4",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    Status::InProgress.as_str(),
-                    at,
-                    event.seq,
-                    state.seq
-                ])
-            })
-            .ctx("start: update")?;
-            Ok(event)
+            start_in(tx, card_token, &state, &now()).map(|(event, _)| event)
         })
     }
 
@@ -1179,6 +1155,46 @@ fn erase_card_data(tx: &Transaction<'_>, job_seq: i64) -> Result<(), StoreError>
         .and_then(|mut st| st.execute([job_seq]))
         .ctx("erase card data")?;
     Ok(())
+}
+
+/// READY -> IN_PROGRESS inside `tx`: the event, and the job's state after.
+fn start_in(
+    tx: &Transaction<'_>,
+    card_token: &str,
+    state: &JobState,
+    at: &str,
+) -> Result<(Event, JobState), StoreError> {
+    expect(state, Status::Ready)?;
+    let event = push_event(
+        tx,
+        card_token,
+        state,
+        Status::InProgress,
+        None,
+        None,
+        None,
+        at,
+    )?;
+    tx.prepare_cached(
+        "UPDATE jobs SET status = ?1, step = NULL, occurred_at = ?2, last_event_seq = ?3 \
+         WHERE seq = ?4",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            Status::InProgress.as_str(),
+            at,
+            event.seq,
+            state.seq
+        ])
+    })
+    .ctx("start: update")?;
+    let started = JobState {
+        status: Status::InProgress,
+        step: None,
+        last_event_seq: event.seq,
+        ..state.clone()
+    };
+    Ok((event, started))
 }
 
 /// The final status, with the fingerprint cleared.

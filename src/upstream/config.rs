@@ -546,7 +546,10 @@ mod tests {
             "#,
         )
         .unwrap_err();
-        assert!(e.contains("central_base.auth: needed unless mutual TLS"), "{e}");
+        assert!(
+            e.contains("central_base.auth: needed unless mutual TLS"),
+            "{e}"
+        );
         parse(
             r#"
             [central_base]

@@ -193,6 +193,29 @@ pub fn request(token: &str, pan: &str) -> Value {
     })
 }
 
+/// A request whose card data the central base gives later (deferred).
+pub fn deferred(token: &str) -> Value {
+    json!({
+        "cardToken": token,
+        "profileId": 42,
+        "kioskId": KIOSK,
+        "cardType": "debit",
+        "issuerRequestId": format!("req-{token}"),
+        "cardId": format!("card-{token}"),
+        "deferredCardData": true
+    })
+}
+
+/// The card data of a deferred request, as the central base answers it.
+pub fn card_data(pan: &str) -> Value {
+    json!({
+        "pan": pan,
+        "expiry": "2812",
+        "cardholderName": "ADA LOVELACE",
+        "tracks": { "track2": format!("{pan}=2812101") }
+    })
+}
+
 /// A Luhn-valid PAN, different for each `i`.
 pub fn pan(i: u32) -> String {
     satellite::request::with_luhn_digit(&format!("400000{i:09}")).unwrap()
