@@ -92,6 +92,21 @@ impl FakeClock {
     }
 }
 
+/// libfaketime leaves a shared memory segment and a semaphore in /dev/shm
+/// for each process it ran in (named by its pid), removed only when the
+/// process exits by itself: a daemon killed (a failing test drops it) leaves
+/// them, and a later process under libfaketime that gets the same pid
+/// refuses to start ("shm_open failed: File exists"). Removed on drop.
+struct FaketimeLeftovers(u32);
+
+impl Drop for FaketimeLeftovers {
+    fn drop(&mut self) {
+        let pid = self.0;
+        let _ = std::fs::remove_file(format!("/dev/shm/faketime_shm_{pid}"));
+        let _ = std::fs::remove_file(format!("/dev/shm/sem.faketime_sem_{pid}"));
+    }
+}
+
 /// `GET /v1/status` every 100 ms until stopped: the answers, and each
 /// failure (no answer within 5 s, or not 200).
 struct StatusWatch {
@@ -231,6 +246,7 @@ async fn a_wall_clock_stepped_back_delays_no_delivery() {
         cmd.env("RUST_LOG", "info").stderr(stderr);
     })
     .await;
+    let _leftovers = FaketimeLeftovers(daemon.id().unwrap());
     let watch = StatusWatch::start(&socket);
     let client = Client::new(&socket);
 
@@ -292,9 +308,10 @@ async fn a_wall_clock_stepped_back_delays_no_delivery() {
     );
     let (depth, _, _) = issuer(&client).await;
     let waiting = depth.as_u64().unwrap_or_default();
-    assert!(
-        waiting >= CARDS as u64 * 3,
-        "READY, IN_PROGRESS, PRODUCED wait: depth {depth}"
+    assert_eq!(
+        waiting,
+        CARDS as u64 * 3,
+        "READY, IN_PROGRESS, PRODUCED of each card wait: depth {depth}"
     );
 
     // The step back, while the relay is paused on its back-off; the
@@ -340,8 +357,18 @@ async fn a_wall_clock_stepped_back_delays_no_delivery() {
         answered >= 20,
         "GET /v1/status answered only {answered} times"
     );
-    daemon.start_kill().unwrap();
-    let _ = daemon.wait().await;
+    // Stopped as systemd stops it: it exits by itself.
+    let pid = nix::unistd::Pid::from_raw(daemon.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(20), daemon.wait())
+        .await
+        .expect("the daemon stops on SIGTERM")
+        .unwrap();
+    assert!(
+        exit.success(),
+        "the daemon's exit: {exit}\n{}",
+        log_tail(&log)
+    );
     let daemon_log = std::fs::read_to_string(&log).unwrap();
     assert!(!daemon_log.contains("panicked"), "{}", log_tail(&log));
 
