@@ -2,14 +2,15 @@
 # The test command. On a fresh Debian machine it installs what the tests need
 # (pcsc-lite's daemon and client library, the vpcd virtual reader, pcsc_scan;
 # Python's venv module; the prometheus package for promtool, which
-# tests/metrics.rs runs on a scrape), starts pcscd, makes the Python venv of
-# the external checkers (scripts/pyenv.sh: target/pyvenv, from PyPI), then
+# tests/metrics.rs runs on a scrape; faketime for libfaketime, under which
+# tests/upstream_clock.rs steps the daemon's wall clock back), starts pcscd,
+# makes the Python venv of the external checkers (scripts/pyenv.sh: target/pyvenv, from PyPI), then
 # runs every test of the workspace. The build itself needs no PC/SC headers nor pkg-config:
 # the agent loads libpcsclite.so.1 at run time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(pcscd libpcsclite1 vsmartcard-vpcd pcsc-tools prometheus)
+packages=(pcscd libpcsclite1 vsmartcard-vpcd pcsc-tools prometheus faketime)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

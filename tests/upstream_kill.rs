@@ -11,6 +11,7 @@
 
 mod common;
 
+use common::child::{self, start, status_changes};
 use common::upstream as up;
 use printer_sim::upstream::{Fault, Group, StubHandle};
 use printer_sim::{Customer, SimConfig, Simulator};
@@ -20,7 +21,6 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tokio::process::{Child, Command};
 
 const CARDS: usize = 12;
 const KILLS: usize = 12;
@@ -44,34 +44,12 @@ fn holder(i: usize) -> String {
     format!("HOLDER {}", (b'A' + i as u8) as char)
 }
 
-async fn start(config: &Path, socket: &Path) -> Child {
-    let _ = std::fs::remove_file(socket);
-    let child = Command::new(env!("CARGO_BIN_EXE_satellite"))
-        .args(["run", "--config"])
-        .arg(config)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    for _ in 0..500 {
-        if tokio::net::UnixStream::connect(socket).await.is_ok() {
-            return child;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the daemon did not open its socket");
-}
-
 /// The configuration: the simulator's pty, the store, and upstream the
 /// stub's central base (events only) and its webhook receiver.
 fn write_config(dir: &Path, link: &Path, stub: &StubHandle) -> std::path::PathBuf {
     let cb_secret = up::secret(dir, "cb.secret", "stub-secret\n");
-    let wh_secret = up::secret(dir, "webhook.secret", up::WEBHOOK_SECRET);
-    let config = dir.join("satellite.toml");
-    std::fs::write(
-        &config,
-        common::daemon_toml(up::KIOSK, link, dir)
-            + &format!(
-                r#"
+    let upstream = format!(
+        r#"
 [upstream]
 backoff_first_ms = 100
 backoff_cap_ms = 500
@@ -85,21 +63,12 @@ timeout_ms = 5000
 token_url = "{token}"
 client_id = "satellite"
 client_secret_file = "{cb_secret}"
-[[upstream.webhook]]
-name = "issuer"
-url = "{webhook}"
-secret_file = "{wh_secret}"
-timeout_ms = 5000
 "#,
-                base = stub.base_url(),
-                token = stub.token_url(),
-                cb_secret = cb_secret.display(),
-                webhook = stub.webhook_url(),
-                wh_secret = wh_secret.display(),
-            ),
-    )
-    .unwrap();
-    config
+        base = stub.base_url(),
+        token = stub.token_url(),
+        cb_secret = cb_secret.display(),
+    ) + &child::webhook_sink(dir, stub, "issuer");
+    child::write_config(dir, link, &upstream)
 }
 
 /// Deliveries that arrived at the stub (since call `since`) and are not
@@ -127,20 +96,6 @@ struct Landing {
     webhooks_in_flight: usize,
     /// Cards final in the store at the kill.
     done: usize,
-}
-
-/// The card's status changes as the store has them: (event id, sequence,
-/// status), each event whose status differs from the one before it.
-fn status_changes(store: &Store, token: &str) -> Vec<(String, i64, String)> {
-    let mut out = Vec::new();
-    let mut previous: Option<Status> = None;
-    for e in store.events(token).unwrap() {
-        if previous != Some(e.status) {
-            out.push((e.id.clone(), e.seq, e.status.as_str().to_string()));
-        }
-        previous = Some(e.status);
-    }
-    out
 }
 
 /// First arrivals of each id, in arrival order, and the number of

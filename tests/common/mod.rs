@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod child;
 pub mod http;
 pub mod immutable;
 pub mod kiosk;
