@@ -226,6 +226,9 @@ impl Relay {
                 Some(_) => {
                     tracing::error!(sink = %name, error = %why, "sink disabled: nothing is sent until `satellite outbox enable {name}`")
                 }
+                None if code.is_none() => {
+                    tracing::info!(sink = %name, error = %why, retry_in_ms = pause.as_millis() as u64, "deliveries failed and whose fault is not known yet: they wait, new ones go meanwhile")
+                }
                 None => {
                     tracing::info!(sink = %name, error = %why, retry_in_ms = pause.as_millis() as u64, "sink paused; will retry")
                 }

@@ -18,10 +18,12 @@
 //!   is the round's only failure (that evidence serves once). Then the
 //!   refusal makes a dead letter, the 5xx an attempt of that delivery alone,
 //!   backed off on its own and parked after `max_attempts` or `max_age`.
-//! * Without evidence the sink pauses, and the failed deliveries become
-//!   suspects: next round they go in requests of their own beside the
-//!   others (a batch is split in halves, so that one bad event in a batch
-//!   of 200 is found in 8 rounds), and the others' fate tells which it was.
+//! * Without evidence the failed deliveries become suspects: they wait a
+//!   growing delay while new deliveries keep going, then go in requests of
+//!   their own beside the others (a batch is split in halves, so that one
+//!   bad event in a batch of 200 is found in 8 rounds), and the others'
+//!   fate tells which it was. A receiver down for everyone thus costs one
+//!   request per new status change, and charges no event.
 //!
 //! A parked or dead delivery holds its card's later events back (the store
 //! does that), so that a receiver never sees a card's statuses out of order.
@@ -109,6 +111,10 @@ pub struct Scheduler {
     /// The sink's error as last recorded (written again only on change).
     error: Option<String>,
     paused_until: Option<Instant>,
+    /// Until when the suspects wait after a round that failed without
+    /// telling whose fault (other deliveries may go meanwhile: their fate
+    /// is the evidence).
+    suspects_until: Option<Instant>,
     /// Sink-wide failures in a row.
     streak: u32,
     /// The sink delivered since its last failure.
@@ -130,6 +136,7 @@ impl Scheduler {
             disabled: state.disabled,
             error: state.error,
             paused_until: None,
+            suspects_until: None,
             streak: 0,
             proven: false,
             backoff: HashMap::new(),
@@ -175,6 +182,14 @@ impl Scheduler {
             .filter(|p| !self.backoff.contains_key(&p.ord))
             .collect();
         let mut apart = Vec::new();
+        if self.suspects_until.is_some_and(|t| t > now) {
+            // The suspects wait; others go (they may be the evidence).
+            let held: std::collections::HashSet<i64> =
+                self.suspects.iter().flatten().copied().collect();
+            pool.retain(|p| !held.contains(&p.ord));
+            pool.truncate(self.limits.batch);
+            return self.requests_of(pool, Vec::new());
+        }
         for group in std::mem::take(&mut self.suspects) {
             let members: Vec<Pending> = group
                 .iter()
@@ -221,6 +236,12 @@ impl Scheduler {
             .batch
             .saturating_sub(apart.iter().map(Vec::len).sum());
         pool.truncate(room);
+        self.requests_of(pool, apart)
+    }
+
+    /// The round's requests: `pool` (one batch, or one request each) first,
+    /// then the suspect groups, as many as the round takes.
+    fn requests_of(&mut self, pool: Vec<Pending>, apart: Vec<Vec<Pending>>) -> Vec<Request> {
         let mut requests = Vec::new();
         if self.limits.batched {
             if !pool.is_empty() {
@@ -251,9 +272,11 @@ impl Scheduler {
         requests
     }
 
-    /// When the earliest delivery backed off on its own falls due.
+    /// When the earliest delivery backed off on its own, or the waiting
+    /// suspects, fall due.
     pub fn next_wake(&self) -> Option<Instant> {
-        self.backoff.values().min().copied()
+        let suspects = self.suspects_until.filter(|_| !self.suspects.is_empty());
+        self.backoff.values().copied().chain(suspects).min()
     }
 
     /// Whether to start another request of the round, given the answers so
@@ -383,7 +406,12 @@ impl Scheduler {
                 self.proven = false;
                 self.streak = self.streak.saturating_add(1);
                 let pause = self.limits.sink.delay(self.streak, draw, retry_after);
-                self.paused_until = Some(now + pause);
+                // The endpoint's own error stops everything; a failure
+                // whose fault is unknown holds back only the suspects.
+                match code {
+                    Some(_) => self.paused_until = Some(now + pause),
+                    None => self.suspects_until = Some(now + pause),
+                }
                 if self.error.as_deref() != Some(why.as_str()) {
                     self.error = Some(why.clone());
                     out.records.push(Record::SinkError {
@@ -396,6 +424,7 @@ impl Scheduler {
                 self.proven = true;
                 self.streak = 0;
                 self.paused_until = None;
+                self.suspects_until = None;
                 out.up = true;
                 if self.error.take().is_some() {
                     out.records.push(Record::SinkError { why: None });
@@ -434,6 +463,7 @@ impl Scheduler {
     /// not).
     pub fn nudge(&mut self, state: SinkState) {
         self.paused_until = None;
+        self.suspects_until = None;
         self.streak = 0;
         self.backoff.clear();
         self.store_until = None;

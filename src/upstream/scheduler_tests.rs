@@ -51,6 +51,18 @@ fn ok() -> Judged {
     status(200)
 }
 
+/// When the sink may send its suspects again: past a pause of the whole
+/// sink, and past the suspects' own wait.
+fn waited(s: &Scheduler, now: Instant) -> Option<Instant> {
+    let hard = match s.blocked(now) {
+        Some(Blocked::Until(t)) => Some(t),
+        _ => None,
+    };
+    hard.into_iter()
+        .chain(s.suspects_until.filter(|t| *t > now))
+        .max()
+}
+
 /// Answers each request: `poison` ords fail with `bad`, the rest with `rest`.
 fn answer(
     requests: Vec<Request>,
@@ -147,9 +159,7 @@ fn a_receiver_down_for_everyone_pauses_the_sink_and_counts_no_attempt() {
             "no delivery is charged an attempt: {:?}",
             o.records
         );
-        let Some(Blocked::Until(t)) = s.blocked(now) else {
-            panic!("paused")
-        };
+        let t = waited(&s, now).expect("paused");
         pauses.push(t - now);
         now = t;
     }
@@ -241,9 +251,11 @@ fn a_refusal_is_a_dead_letter_only_when_the_receiver_takes_others() {
     let o = s.judge(now, 0, 0.0, answer(requests, &[1], &status(422), &ok()));
     assert!(!o.records.iter().any(|r| matches!(r, Record::Dead { .. })));
     assert!(o.paused.as_ref().is_some_and(|p| p.0.is_none()));
-    let Some(Blocked::Until(t)) = s.blocked(now) else {
-        panic!("paused")
-    };
+    let t = waited(&s, now).expect("the suspect waits");
+    assert!(
+        s.blocked(now).is_none(),
+        "only the suspect waits, not the sink"
+    );
     now = t;
     // Next round it goes apart, beside a newcomer that goes through.
     let requests = s.plan(now, pending(1..3));
@@ -268,7 +280,7 @@ fn a_bad_event_in_a_central_base_batch_is_found_by_halving() {
     loop {
         rounds += 1;
         assert!(rounds < 20, "never isolated");
-        if let Some(Blocked::Until(t)) = s.blocked(now) {
+        if let Some(t) = waited(&s, now) {
             now = t;
         }
         let requests = s.plan(now, due.clone());
@@ -300,7 +312,7 @@ fn a_batch_refused_as_a_whole_is_an_endpoint_matter_and_nothing_dies() {
     let mut now = Instant::now();
     let due = pending(0..200);
     for _ in 0..12 {
-        if let Some(Blocked::Until(t)) = s.blocked(now) {
+        if let Some(t) = waited(&s, now) {
             now = t;
         }
         let requests = s.plan(now, due.clone());
@@ -327,11 +339,12 @@ fn proof_of_a_working_receiver_serves_once() {
         .iter()
         .any(|r| matches!(r, Record::Failed { ord: 3, .. })));
     assert!(s.blocked(now).is_none());
-    // The next lone failure is not: the sink pauses, no attempt counted.
+    // The next lone failure is not: it waits as a suspect, no attempt
+    // counted.
     let requests = s.plan(now, pending(4..5));
     let o = s.judge(now, 0, 0.0, answer(requests, &[4], &status(500), &ok()));
     assert!(!o.records.iter().any(|r| matches!(r, Record::Failed { .. })));
-    assert!(s.blocked(now).is_some());
+    assert!(waited(&s, now).is_some());
 }
 
 #[test]
@@ -354,9 +367,10 @@ fn a_nudge_sends_at_once_past_pauses_and_back_offs() {
     let now = Instant::now();
     let requests = s.plan(now, pending(1..4));
     s.judge(now, 0, 0.0, answer(requests, &[], &ok(), &status(503)));
-    assert!(s.blocked(now).is_some());
+    assert!(waited(&s, now).is_some());
+    assert!(s.plan(now, pending(1..4)).is_empty(), "the suspects wait");
     s.nudge(SinkState::default());
-    assert!(s.blocked(now).is_none());
+    assert!(waited(&s, now).is_none());
     assert_eq!(s.plan(now, pending(1..4)).len(), 3);
 }
 
@@ -388,9 +402,32 @@ fn the_sink_error_is_written_on_change_only() {
             .iter()
             .filter(|r| matches!(r, Record::SinkError { why: Some(_) }))
             .count();
-        if let Some(Blocked::Until(t)) = s.blocked(now) {
+        if let Some(t) = waited(&s, now) {
             now = t;
         }
     }
     assert_eq!(errors, 1);
+}
+
+#[test]
+fn fresh_deliveries_go_while_suspects_wait_and_their_success_is_the_evidence() {
+    // A poison event alone on a quiet kiosk: whose fault is unknown.
+    let mut s = Scheduler::new(limits(false), SinkState::default());
+    let now = Instant::now();
+    let requests = s.plan(now, pending(1..2));
+    s.judge(now, 0, 0.0, answer(requests, &[1], &status(500), &ok()));
+    assert!(s.blocked(now).is_none(), "the sink is not stopped");
+    // A new card's status change goes at once, without the suspect.
+    let requests = s.plan(now, pending(1..3));
+    assert_eq!(ords(&requests), [vec![2]]);
+    let o = s.judge(now, 0, 0.0, answer(requests, &[1], &status(500), &ok()));
+    assert_eq!(delivered(&o), [2]);
+    // It went through: the suspect goes now, and its failure is its own.
+    let requests = s.plan(now, pending(1..2));
+    assert_eq!(ords(&requests), [vec![1]]);
+    let o = s.judge(now, 0, 0.0, answer(requests, &[1], &status(500), &ok()));
+    assert!(o
+        .records
+        .iter()
+        .any(|r| matches!(r, Record::Failed { ord: 1, .. })));
 }
