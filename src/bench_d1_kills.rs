@@ -91,7 +91,10 @@ pub async fn run(kills: usize, json_out: bool) -> Result<(), String> {
     let mut daemon = start(&exe, &config, &socket, dir.path()).await?;
     let client = Client::new(&socket);
     let a = client
-        .put("/v1/inventory/1", br#"{"cardType":"debit","count":1000000}"#)
+        .put(
+            "/v1/inventory/1",
+            br#"{"cardType":"debit","count":1000000}"#,
+        )
         .await?;
     if a.status != 204 {
         return Err(format!("inventory: {} {}", a.status, a.body));

@@ -300,7 +300,10 @@ pub(crate) fn summary(v: &[f64]) -> Value {
 
 /// A summary as one line: p50, p99, max and n.
 pub(crate) fn row(v: &Value) -> String {
-    let f = |k: &str| v[k].as_f64().map_or("       -".into(), |x| format!("{x:>8.2}"));
+    let f = |k: &str| {
+        v[k].as_f64()
+            .map_or("       -".into(), |x| format!("{x:>8.2}"))
+    };
     format!("{} {} {}   (n={})", f("p50"), f("p99"), f("max"), v["n"])
 }
 
