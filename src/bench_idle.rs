@@ -197,12 +197,14 @@ pub async fn run(
 }
 
 /// A child process killed (and reaped) when dropped.
-struct Proc {
-    pid: u32,
-    _child: Child,
+/// A child process, killed when dropped (`bench --d1-kills` too).
+pub(crate) struct Proc {
+    pub(crate) pid: u32,
+    pub(crate) child: Child,
 }
 
-fn spawn(cmd: &mut Command, log: &Path) -> Result<Proc, String> {
+/// Starts `cmd` with its output in `log`.
+pub(crate) fn spawn(cmd: &mut Command, log: &Path) -> Result<Proc, String> {
     let err = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let child = cmd
         .stdin(Stdio::null())
@@ -212,7 +214,7 @@ fn spawn(cmd: &mut Command, log: &Path) -> Result<Proc, String> {
         .spawn()
         .map_err(|e| format!("{:?}: {e}", cmd.as_std().get_program()))?;
     let pid = child.id().ok_or("the child exited at once")?;
-    Ok(Proc { pid, _child: child })
+    Ok(Proc { pid, child })
 }
 
 /// `satellite run` with a configuration like a kiosk's, less the chip and
@@ -677,7 +679,7 @@ async fn until(api: &Client, ok: impl Fn(&Value) -> bool) -> Result<Duration, St
 }
 
 /// A random number below `n`, for picking moments.
-fn random_below(n: u64) -> u64 {
+pub(crate) fn random_below(n: u64) -> u64 {
     let mut b = [0u8; 8];
     if getrandom::fill(&mut b).is_err() {
         return n / 2;

@@ -1,66 +1,124 @@
 //! `satellite bench --upstream`: how fast status changes reach the upstream,
-//! against the reference central base (`printer_sim::upstream::Stub`) in this
-//! process on loopback, plain HTTP.
+//! against the reference central base (`printer_sim::upstream::Stub`, which
+//! also serves the webhook receiver and D1) in this process on loopback,
+//! plain HTTP, with three sinks: the central base's events, one issuer
+//! webhook and D1 (told of PRODUCED only).
 //!
 //! * Latency: N cards through the engine on the simulator at speed 0 (as
-//!   `satellite bench`), with the central base's events sink and one issuer
-//!   webhook. For every status change, the stub's receipt time minus the
-//!   event's `occurredAt` (written when the change is committed); for each
-//!   PRODUCED, also from the printer's own record of the card being taken
-//!   (the simulator's card log) to the stub's receipt.
+//!   `satellite bench`). For every status change and sink, the stub's
+//!   receipt time minus the event's `occurredAt` (written when the change
+//!   is committed); for each PRODUCED, also from the printer's own record of
+//!   the card being taken (the simulator's card log) to the stub's receipt.
 //! * Drain: with the stub down, M status changes queued through the store
 //!   (accept, start, finish: three a card) while the real relays run and
 //!   fail; then the stub comes back and the time until it has received them
-//!   all is taken from its own receipt times, per sink.
+//!   all is taken from its own receipt times, per sink. D1, told of one
+//!   status change in three, is drained again alone with M deliveries.
+//! * Poison: both again with one card whose every payload the receivers
+//!   answer 500 (the stub's `poison` fault, on every sink): the other
+//!   cards' figures beside the clean run's, and where the poison delivery
+//!   ended (parked after `park_after_attempts`, or still backing off).
 //!
 //! Figures, not assertions: machines are noisy. The simulator runs in this
 //! process (its card log's clock is needed), as does the stub.
 
+use crate::bench_upstream_parts::{
+    first_receipts, receipts, row, signed_ms, stub, summary, upstream_config, Poison, Receipt,
+    SinkKind, KIOSK,
+};
 use crate::config::Config;
 use crate::daemon::Daemon;
 use crate::printer::Endpoint;
 use crate::store::{JobMeta, Keys, NewJob, Status, Store};
 use crate::upstream::central::CentralBase;
 use crate::upstream::sink::Sink;
-use crate::upstream::{Health, UpstreamConfig};
-use printer_sim::upstream::{Fault, Group, Stub, StubConfig, StubHandle};
+use crate::upstream::Health;
+use printer_sim::upstream::{Fault, Group};
 use printer_sim::{Customer, SimConfig, Simulator};
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 
-const KIOSK: &str = "BENCH01";
-const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-const WEBHOOK: &str = "issuer";
-/// The receiver-side target for p99 on loopback, and for the drain.
-const TARGET_P99_MS: f64 = 25.0;
-const TARGET_DRAIN_S_PER_10K: f64 = 5.0;
+/// Issue 17's targets: p99 on loopback for every sink, and the drain.
+const TARGET_P99_MS: f64 = 10.0;
+const TARGET_DRAIN_S_PER_10K: f64 = 2.0;
+/// With one poison event: the others' drain within this much of the clean
+/// run's.
+const TARGET_POISON_DRAIN_RATIO: f64 = 1.10;
+/// The back-off caps of the bench's `[upstream]`: a sink's pause and a
+/// delivery backed off alone (the defaults: a minute, ten minutes).
+const BACKOFF_CAP_MS: u64 = 1000;
+/// How long the poison delivery is watched, once the others are through,
+/// for it to be parked.
+const POISON_SETTLE: Duration = Duration::from_secs(30);
+/// Cards submitted after that, one at a time, while the poison delivery
+/// is all that is left: how long a quiet kiosk's next card waits.
+const LATE_CARDS: usize = 5;
 
 pub async fn run(cards: usize, events: usize, json_out: bool) -> Result<(), String> {
-    let latency = latency(cards.max(1), json_out).await?;
-    let drain = drain(events.max(1), json_out).await?;
+    let cards = cards.max(2);
+    let events = events.max(6);
+    let say = !json_out;
+    let clean = latency(cards, None).await?;
+    if say {
+        print_latency(&clean);
+    }
+    let poisoned = latency(cards, Some(cards / 2)).await?;
+    if say {
+        print_poison_latency(&clean, &poisoned);
+    }
+    let mut drains = serde_json::Map::new();
+    // All three sinks on M status changes; then D1 alone on M deliveries
+    // (3M status changes: it is told of PRODUCED only).
+    for (name, sinks, written) in [
+        ("all_sinks", &SinkKind::ALL[..], events),
+        ("d1_alone", &[SinkKind::D1][..], events * 3),
+    ] {
+        let cards_written = written.div_ceil(3);
+        let clean = drain(written, sinks, None).await?;
+        if say {
+            print_drain(&clean);
+        }
+        let poisoned = drain(written, sinks, Some(cards_written / 2)).await?;
+        if say {
+            print_poison_drain(&clean, &poisoned);
+        }
+        drains.insert(name.into(), json!({ "clean": clean, "poison": poisoned }));
+    }
     if json_out {
         println!(
             "{:#}",
             json!({
-                "latency": latency,
-                "drain": drain,
-                "targets": { "p99_ms": TARGET_P99_MS, "drain_s_per_10000": TARGET_DRAIN_S_PER_10K },
+                "latency": { "clean": clean, "poison": poisoned },
+                "drain": drains,
+                "targets": {
+                    "p99_ms": TARGET_P99_MS,
+                    "drain_s_per_10000": TARGET_DRAIN_S_PER_10K,
+                    "poison_drain_ratio": TARGET_POISON_DRAIN_RATIO,
+                },
+                "backoff_caps_ms": BACKOFF_CAP_MS,
             })
         );
     }
     Ok(())
 }
 
-/// Latency of N cards' status changes, per sink.
-async fn latency(cards: usize, json_out: bool) -> Result<Value, String> {
+/// Latency of N cards' status changes, per sink; with `poison`, that card's
+/// payloads fail on every sink.
+async fn latency(cards: usize, poison: Option<usize>) -> Result<Value, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     Keys::generate(&dir.path().join("card.key")).map_err(|e| e.to_string())?;
     let stub = stub().await?;
+    let control = stub.control();
+    let poison = poison.map(|i| Poison {
+        token: format!("bench-{i}"),
+        card_id: format!("c{i}"),
+    });
+    if let Some(p) = &poison {
+        p.apply(&control).await;
+    }
 
     let mut sc = SimConfig::for_model("evolis-km500b").map_err(|e| e.to_string())?;
     sc.speed = 0.0;
@@ -83,7 +141,7 @@ async fn latency(cards: usize, json_out: bool) -> Result<Value, String> {
 
     let mut config = Config::local(dir.path(), KIOSK);
     config.production.queue_limit = cards;
-    config.upstream = upstream_config(dir.path(), &stub, 1000)?;
+    config.upstream = upstream_config(dir.path(), &stub, &SinkKind::ALL, BACKOFF_CAP_MS)?;
     let daemon = Daemon::start(config, Some(Endpoint::Serial(link))).await?;
     let engine = daemon.engine.clone();
     engine
@@ -102,51 +160,33 @@ async fn latency(cards: usize, json_out: bool) -> Result<Value, String> {
             .map_err(|e| format!("card {i}: {e}"))?;
         tokens.push(token);
     }
-    let mut next = 0;
-    while next < cards {
-        let p = engine
-            .production(&tokens[next])
-            .await
-            .map_err(|e| e.to_string())?;
-        match p.status {
-            "PRODUCED" => next += 1,
-            "PRODUCTION_ERROR" | "REQUEST_ERROR" => {
-                return Err(format!(
-                    "{}: {:?} {:?}",
-                    tokens[next], p.error_code, p.description
-                ))
-            }
-            _ => tokio::time::sleep(Duration::from_millis(5)).await,
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            return Err(format!("only {next} of {cards} cards after 10 minutes"));
-        }
-    }
+    produced(&engine, &tokens, started).await?;
     let produced_in = started.elapsed();
-    // Three status changes a card (READY, IN_PROGRESS, PRODUCED), each to
-    // both sinks.
-    let expected = cards * 3;
     let store = engine.store();
-    wait_delivered(&store, Duration::from_secs(60)).await?;
-    daemon.stop().await;
-    let control = stub.control();
-
-    let cb: Vec<Arrival> = first_receipts(control.events().into_iter().map(|e| {
-        let p = &e.envelope["production"];
-        arrival(p, e.at, e.duplicate)
-    }))?;
-    let wh: Vec<Arrival> = first_receipts(control.webhooks().into_iter().map(|w| {
-        let body: Value = serde_json::from_str(&w.body).unwrap_or(Value::Null);
-        arrival(&body["data"], w.at, w.duplicate)
-    }))?;
-    for (name, got) in [("central base", &cb), ("webhook", &wh)] {
-        if got.len() != expected {
-            return Err(format!(
-                "the {name} received {} distinct status changes of {expected}",
-                got.len()
-            ));
+    let poisoned = usize::from(poison.is_some());
+    wait_others(&store, &SinkKind::ALL, poisoned, Duration::from_secs(120)).await?;
+    let others_in = started.elapsed();
+    let fate = match &poison {
+        Some(p) => Some(poison_fate(&store, &SinkKind::ALL, p, started).await?),
+        None => None,
+    };
+    if poison.is_some() {
+        // The poison delivery alone is left: a few more cards, one at a
+        // time, each delivered before the next.
+        for j in 0..LATE_CARDS {
+            let i = cards + j;
+            let token = format!("bench-{i}");
+            let body = crate::bench::request(i, &token, KIOSK);
+            engine
+                .submit(body.to_string().as_bytes())
+                .await
+                .map_err(|e| format!("card {i}: {e}"))?;
+            tokens.push(token);
+            produced(&engine, &tokens[i..], Instant::now()).await?;
+            wait_others(&store, &SinkKind::ALL, poisoned, Duration::from_secs(300)).await?;
         }
     }
+    daemon.stop().await;
 
     // The printer's record of each card being taken: cards leave in order.
     let state = sim.state();
@@ -162,112 +202,235 @@ async fn latency(cards: usize, json_out: bool) -> Result<Value, String> {
                 .map(|e| sim_epoch + Duration::from_millis(e.t_ms))
         })
         .collect();
-    if taken.len() != cards {
+    if taken.len() != tokens.len() {
         return Err(format!(
-            "the simulator logged {} cards taken for {cards} PRODUCED",
-            taken.len()
+            "the simulator logged {} cards taken for {} PRODUCED",
+            taken.len(),
+            tokens.len()
         ));
     }
-    let index: HashMap<&str, usize> = tokens
+    let index: HashMap<String, usize> = tokens
         .iter()
         .enumerate()
-        .map(|(i, t)| (t.as_str(), i))
+        .flat_map(|(i, t)| [(t.clone(), i), (format!("c{i}"), i)])
         .collect();
-    let from_printer = |got: &[Arrival]| -> Vec<f64> {
-        got.iter()
-            .filter(|a| a.status == "PRODUCED")
-            .filter_map(|a| {
-                let t = taken[*index.get(a.card.as_str())?];
-                Some(signed_ms(a.received, t))
-            })
-            .collect()
-    };
+
+    let mut got: Vec<(SinkKind, Vec<Receipt>, usize)> = Vec::new();
+    for sink in SinkKind::ALL {
+        let (first, again) = first_receipts(receipts(&control, sink)?);
+        got.push((sink, first, again));
+    }
+    // D1's body names no event: its PRODUCED's occurredAt is the one the
+    // central base received for the same card.
+    let produced_at: HashMap<usize, SystemTime> = got[0]
+        .1
+        .iter()
+        .filter(|r| r.status.as_deref() == Some("PRODUCED"))
+        .filter_map(|r| Some((*index.get(&r.card)?, r.occurred?)))
+        .collect();
 
     let mut sinks = serde_json::Map::new();
-    let mut lines = Vec::new();
-    for (name, got) in [("central_base", &cb), ("webhook", &wh)] {
-        let all: Vec<f64> = got.iter().map(|a| a.latency_ms).collect();
-        let per_status: Vec<(&str, Value)> = ["READY", "IN_PROGRESS", "PRODUCED"]
-            .into_iter()
-            .map(|s| {
-                let v: Vec<f64> = got
-                    .iter()
-                    .filter(|a| a.status == s)
-                    .map(|a| a.latency_ms)
-                    .collect();
-                (s, summary(&v))
-            })
+    for (sink, first, again) in &got {
+        let expected = sink.deliveries((tokens.len() - poisoned) * 3);
+        if first.len() != expected {
+            return Err(format!(
+                "the {} received {} distinct status changes of {expected}",
+                sink.label(),
+                first.len()
+            ));
+        }
+        let latency_of = |r: &Receipt| -> Option<f64> {
+            let occurred = match r.occurred {
+                Some(t) => t,
+                None => *produced_at.get(index.get(&r.card)?)?,
+            };
+            Some(signed_ms(r.at, occurred))
+        };
+        // The late cards apart.
+        let late = |r: &Receipt| index.get(&r.card).is_some_and(|i| *i >= cards);
+        let first_late: Vec<&Receipt> = first.iter().filter(|r| late(r)).collect();
+        let first: Vec<&Receipt> = first.iter().filter(|r| !late(r)).collect();
+        let all: Vec<f64> = first.iter().copied().filter_map(latency_of).collect();
+        let late_ms: Vec<f64> = first_late.iter().copied().filter_map(latency_of).collect();
+        let mut by_status = serde_json::Map::new();
+        for s in ["READY", "IN_PROGRESS", "PRODUCED"] {
+            let v: Vec<f64> = first
+                .iter()
+                .copied()
+                .filter(|r| r.status.as_deref() == Some(s))
+                .filter_map(latency_of)
+                .collect();
+            if !v.is_empty() {
+                by_status.insert(s.into(), summary(&v));
+            }
+        }
+        let printer: Vec<f64> = first
+            .iter()
+            .copied()
+            .filter(|r| r.status.as_deref() == Some("PRODUCED"))
+            .filter_map(|r| Some(signed_ms(r.at, taken[*index.get(&r.card)?])))
             .collect();
-        let printer = from_printer(got);
-        let duplicates = got.iter().filter(|a| a.duplicates > 0).count();
-        lines.push((name, summary(&all), per_status.clone(), summary(&printer)));
         sinks.insert(
-            name.into(),
+            sink.label().into(),
             json!({
-                "status_changes": got.len(),
-                "redelivered": duplicates,
+                "deliveries": first.len(),
+                "redelivered": again,
                 "commit_to_stub_ms": summary(&all),
-                "by_status_ms": per_status.iter().map(|(s, v)| (s.to_string(), v.clone())).collect::<serde_json::Map<_, _>>(),
+                "by_status_ms": by_status,
                 "printer_taken_to_stub_ms": summary(&printer),
+                "late_cards_commit_to_stub_ms": summary(&late_ms),
             }),
         );
     }
-    let out = json!({
+    Ok(json!({
         "cards": cards,
-        "status_changes_per_sink": expected,
+        "status_changes": cards * 3,
         "cards_per_second": cards as f64 / produced_in.as_secs_f64(),
+        "others_delivered_after_s": others_in.as_secs_f64(),
+        "late_cards": tokens.len() - cards,
         "sinks": sinks,
+        "poison": poison.as_ref().map(Poison::json),
+        "poison_fate": fate,
         "simulator_clock_bracket_ms": bracket.as_secs_f64() * 1000.0,
-    });
-    if !json_out {
-        println!("satellite bench --upstream: latency, {cards} cards through the engine (simulator at speed 0, in process), reference central base on loopback (plain HTTP, in process)");
-        println!(
-            "  {} status changes per sink, produced at {:.1} cards/s",
-            expected,
-            cards as f64 / produced_in.as_secs_f64()
-        );
-        println!("  commit (occurredAt) -> stub receipt, ms        p50      p99      max");
-        for (name, all, per, printer) in &lines {
-            println!("  {:<44} {}", name, row(all));
-            for (s, v) in per {
-                println!("    {:<42} {}", s, row(v));
+    }))
+}
+
+fn print_latency(v: &Value) {
+    println!("satellite bench --upstream: latency, {} cards through the engine (simulator at speed 0, in process), reference central base on loopback (plain HTTP, in process), three sinks", v["cards"]);
+    println!(
+        "  {} status changes (D1: PRODUCED only), produced at {:.1} cards/s",
+        v["status_changes"],
+        v["cards_per_second"].as_f64().unwrap_or(0.0)
+    );
+    println!("  commit (occurredAt) -> stub receipt, ms        p50      p99      max");
+    for sink in SinkKind::ALL {
+        let s = &v["sinks"][sink.label()];
+        println!("  {:<44} {}", sink.label(), row(&s["commit_to_stub_ms"]));
+        if let Some(m) = s["by_status_ms"].as_object() {
+            for st in ["READY", "IN_PROGRESS", "PRODUCED"] {
+                if let Some(x) = m.get(st) {
+                    println!("    {:<42} {}", st, row(x));
+                }
             }
-            println!(
-                "    {:<42} {}",
-                "printer: card taken -> stub (PRODUCED)",
-                row(printer)
-            );
         }
-        println!("  target: p99 <= {TARGET_P99_MS} ms; occurredAt has ms precision (latencies read up to 1 ms high), the simulator's log ms too (+-1 ms, clock bracket {:.3} ms)", bracket.as_secs_f64() * 1000.0);
+        println!(
+            "    {:<42} {}",
+            "printer: card taken -> stub (PRODUCED)",
+            row(&s["printer_taken_to_stub_ms"])
+        );
+        if s["redelivered"].as_u64().unwrap_or(0) > 0 {
+            println!("    redelivered: {}", s["redelivered"]);
+        }
     }
-    Ok(out)
+    println!("  target: p99 <= {TARGET_P99_MS} ms for every sink; occurredAt has ms precision (latencies read up to 1 ms high), the simulator's log ms too (+-1 ms, clock bracket {:.3} ms)", v["simulator_clock_bracket_ms"].as_f64().unwrap_or(0.0));
+}
+
+fn print_poison_latency(clean: &Value, poisoned: &Value) {
+    println!(
+        "satellite bench --upstream: latency again, card {} poisoned (every payload carrying it answered {}), the {} other cards",
+        poisoned["poison"]["card_token"],
+        poisoned["poison"]["status"],
+        poisoned["cards"].as_u64().unwrap_or(1) - 1
+    );
+    println!("  commit -> stub, ms       clean p50  clean p99   poison p50 poison p99  poison max");
+    for sink in SinkKind::ALL {
+        let c = &clean["sinks"][sink.label()]["commit_to_stub_ms"];
+        let p = &poisoned["sinks"][sink.label()]["commit_to_stub_ms"];
+        let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "  {:<22} {:>10.2} {:>10.2}   {:>10.2} {:>10.2}  {:>10.2}",
+            sink.label(),
+            f(c, "p50"),
+            f(c, "p99"),
+            f(p, "p50"),
+            f(p, "p99"),
+            f(p, "max")
+        );
+    }
+    print_fate(&poisoned["poison_fate"]);
+    println!(
+        "  then {} cards one at a time, the poison delivery alone pending: commit -> stub, ms",
+        poisoned["late_cards"]
+    );
+    for sink in SinkKind::ALL {
+        println!(
+            "  {:<44} {}",
+            sink.label(),
+            row(&poisoned["sinks"][sink.label()]["late_cards_commit_to_stub_ms"])
+        );
+    }
+}
+
+/// Until each of `tokens` is PRODUCED (they finish in order).
+async fn produced(
+    engine: &crate::engine::Engine,
+    tokens: &[String],
+    started: Instant,
+) -> Result<(), String> {
+    let mut next = 0;
+    while next < tokens.len() {
+        let p = engine
+            .production(&tokens[next])
+            .await
+            .map_err(|e| e.to_string())?;
+        match p.status {
+            "PRODUCED" => next += 1,
+            "PRODUCTION_ERROR" | "REQUEST_ERROR" => {
+                return Err(format!(
+                    "{}: {:?} {:?}",
+                    tokens[next], p.error_code, p.description
+                ))
+            }
+            _ => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            return Err(format!(
+                "only {next} of {} cards after 10 minutes",
+                tokens.len()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Time for the relays to deliver M queued status changes once the stub is
-/// back.
-async fn drain(events: usize, json_out: bool) -> Result<Value, String> {
+/// back, to `sinks`; with `poison`, card `poison`'s payloads fail.
+async fn drain(events: usize, sinks: &[SinkKind], poison: Option<usize>) -> Result<Value, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let keys = Keys::generate(&dir.path().join("card.key")).map_err(|e| e.to_string())?;
     let store =
         Arc::new(Store::open(&dir.path().join("satellite.db"), keys).map_err(|e| e.to_string())?);
     let stub = stub().await?;
     let control = stub.control();
-    control.set_fault(Group::All, Fault::Down, None).await;
+    let poison = poison.map(|i| Poison {
+        token: format!("drain-{i}"),
+        card_id: format!("c{i}"),
+    });
+    if let Some(p) = &poison {
+        p.apply(&control).await;
+    }
+    // Down until that one fault is cleared (the poison stays): the stub
+    // listens for no group while any `down` is in force.
+    control.set_fault(Group::Heartbeat, Fault::Down, None).await;
 
-    // The relays, as the daemon runs them (the retry wait capped at 1 s).
-    let cfg = upstream_config(dir.path(), &stub, 1000)?;
+    // The relays, as the daemon runs them (the back-off capped at 1 s).
+    let cfg = upstream_config(dir.path(), &stub, sinks, BACKOFF_CAP_MS)?;
     let health = Health::default();
-    let cb_cfg = cfg
-        .central_base
-        .as_ref()
-        .ok_or("no central base configured")?;
-    let cb = CentralBase::new(cb_cfg, KIOSK, &health)?;
-    let sinks = Sink::all(&cfg, KIOSK, Some((&cb.http, &cb.tokens)), &health)?;
-    let specs: Vec<_> = sinks.iter().map(Sink::spec).collect();
+    let cb = match &cfg.central_base {
+        Some(c) => Some(CentralBase::new(c, KIOSK, &health)?),
+        None => None,
+    };
+    let relays = Sink::all(
+        &cfg,
+        KIOSK,
+        cb.as_ref().map(|c| (&c.http, &c.tokens)),
+        &health,
+    )?;
+    let specs: Vec<_> = relays.iter().map(Sink::spec).collect();
     store.configure_sinks(&specs).map_err(|e| e.to_string())?;
     let stop = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
-    for sink in sinks {
+    for sink in relays {
         let limits = cfg.limits(sink.batch, sink.batched());
         tasks.spawn(crate::upstream::relay::run(
             sink,
@@ -286,102 +449,144 @@ async fn drain(events: usize, json_out: bool) -> Result<Value, String> {
             .await
             .map_err(|e| e.to_string())??
     };
-    let pending = store.outbox_depths().map_err(|e| e.to_string())?;
-    for d in &pending {
-        if d.pending != events as u64 {
+    let depths = store.outbox_depths().map_err(|e| e.to_string())?;
+    for sink in sinks {
+        let d = depths
+            .iter()
+            .find(|d| d.sink == sink.sink())
+            .ok_or_else(|| format!("no outbox for {}", sink.sink()))?;
+        if d.pending != sink.deliveries(events) as u64 {
             return Err(format!(
-                "{} has {} pending of {events} queued",
-                d.sink, d.pending
+                "{} has {} pending of {} queued",
+                d.sink,
+                d.pending,
+                sink.deliveries(events)
             ));
         }
     }
 
-    control.clear_faults(None).await;
+    control.clear_faults(Some(Group::Heartbeat)).await;
     let up = SystemTime::now();
     let up_i = Instant::now();
-    wait_delivered(&store, Duration::from_secs(600)).await?;
+    let poisoned = usize::from(poison.is_some());
+    wait_others(&store, sinks, poisoned, Duration::from_secs(600)).await?;
     let noticed = up_i.elapsed();
+    let fate = match &poison {
+        Some(p) => Some(poison_fate(&store, sinks, p, up_i).await?),
+        None => None,
+    };
     stop.cancel();
     while tasks.join_next().await.is_some() {}
 
     let mut out = serde_json::Map::new();
-    let mut lines = Vec::new();
-    let receipts: [(&str, Vec<Receipt>); 2] = [
-        (
-            "central_base",
-            control
-                .events()
-                .into_iter()
-                .map(|e| {
-                    let id = e.envelope["production"]["eventId"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
-                    (id, e.at, e.duplicate)
-                })
-                .collect(),
-        ),
-        (
-            "webhook",
-            control
-                .webhooks()
-                .into_iter()
-                .map(|w| (w.webhook_id, w.at, w.duplicate))
-                .collect(),
-        ),
-    ];
-    for (name, got) in receipts {
-        let distinct: HashSet<&str> = got.iter().map(|(id, _, _)| id.as_str()).collect();
-        if distinct.len() != events {
+    for sink in sinks {
+        // The poison card's deliveries (three status changes, one for D1)
+        // never go through: the first fails, the later ones wait behind it.
+        let expected = sink.deliveries(events) - poisoned * sink.per_card();
+        let (first, again) = first_receipts(receipts(&control, *sink)?);
+        if first.len() != expected {
             return Err(format!(
-                "the {name} received {} distinct status changes of {events}",
-                distinct.len()
+                "the {} received {} distinct deliveries of {expected}",
+                sink.label(),
+                first.len()
             ));
         }
-        let first = got.iter().map(|g| g.1).min().ok_or("nothing received")?;
-        let last = got.iter().map(|g| g.1).max().ok_or("nothing received")?;
-        let from_up = last.duration_since(up).unwrap_or_default().as_secs_f64();
-        let waited = first.duration_since(up).unwrap_or_default().as_secs_f64();
-        let drain = last.duration_since(first).unwrap_or_default().as_secs_f64();
-        let duplicates = got.iter().filter(|g| g.2).count();
-        lines.push((name, from_up, waited, drain, duplicates));
+        let t0 = first.iter().map(|r| r.at).min().ok_or("nothing received")?;
+        let t1 = first.iter().map(|r| r.at).max().ok_or("nothing received")?;
+        let secs = |a: SystemTime, b: SystemTime| a.duration_since(b).unwrap_or_default();
+        let from_up = secs(t1, up).as_secs_f64();
         out.insert(
-            name.into(),
+            sink.label().into(),
             json!({
+                "deliveries": first.len(),
                 "seconds_from_up": from_up,
-                "seconds_to_first": waited,
-                "seconds_first_to_last": drain,
-                "events_per_second": events as f64 / from_up.max(1e-9),
-                "events_per_second_first_to_last": events as f64 / drain.max(1e-9),
-                "redelivered": duplicates,
+                "seconds_to_first": secs(t0, up).as_secs_f64(),
+                "seconds_first_to_last": secs(t1, t0).as_secs_f64(),
+                "per_second_from_up": first.len() as f64 / from_up.max(1e-9),
+                "redelivered": again,
             }),
         );
     }
-    let result = json!({
+    Ok(json!({
         "status_changes": events,
+        "cards": events.div_ceil(3),
         "queued_in_seconds": queued.as_secs_f64(),
         "sinks": out,
         "agent_saw_all_delivered_after_s": noticed.as_secs_f64(),
-    });
-    if !json_out {
-        println!("satellite bench --upstream: drain, {events} status changes queued with the stub down ({:.2} s to queue, {} cards), then the stub back", queued.as_secs_f64(), events.div_ceil(3));
-        println!("  sink            from up    retry wait   first->last   events/s (from up)   redelivered");
-        for (name, from_up, waited, drain, dup) in &lines {
-            println!(
-                "  {:<14} {:>7.2} s   {:>8.2} s   {:>9.2} s   {:>18.0}   {:>11}",
-                name,
-                from_up,
-                waited,
-                drain,
-                events as f64 / from_up.max(1e-9),
-                dup
-            );
-        }
+        "poison": poison.as_ref().map(Poison::json),
+        "poison_fate": fate,
+    }))
+}
+
+fn drain_sinks(v: &Value) -> Vec<SinkKind> {
+    SinkKind::ALL
+        .into_iter()
+        .filter(|s| v["sinks"].get(s.label()).is_some())
+        .collect()
+}
+
+fn print_drain(v: &Value) {
+    println!("satellite bench --upstream: drain, {} status changes queued with the stub down ({:.2} s to queue, {} cards), then the stub back", v["status_changes"], v["queued_in_seconds"].as_f64().unwrap_or(0.0), v["cards"]);
+    println!("  sink           deliveries    from up   retry wait   first->last   per s (from up)   redelivered");
+    for sink in drain_sinks(v) {
+        let s = &v["sinks"][sink.label()];
+        let f = |k: &str| s[k].as_f64().unwrap_or(f64::NAN);
         println!(
-            "  target: <= {TARGET_DRAIN_S_PER_10K} s for 10000 (\"retry wait\": the relay's back-off since its last failure, at most 1 s here)"
+            "  {:<14} {:>10}   {:>6.2} s   {:>8.2} s   {:>9.2} s   {:>15.0}   {:>11}",
+            sink.label(),
+            s["deliveries"].as_u64().unwrap_or(0),
+            f("seconds_from_up"),
+            f("seconds_to_first"),
+            f("seconds_first_to_last"),
+            f("per_second_from_up"),
+            s["redelivered"].as_u64().unwrap_or(0)
         );
     }
-    Ok(result)
+    println!(
+        "  target: <= {TARGET_DRAIN_S_PER_10K} s for 10000 deliveries (\"retry wait\": the relay's back-off since its last failure, at most {} s here)",
+        BACKOFF_CAP_MS as f64 / 1000.0
+    );
+}
+
+fn print_poison_drain(clean: &Value, poisoned: &Value) {
+    println!(
+        "  again with card {} poisoned ({} answered to each payload carrying it): the others",
+        poisoned["poison"]["card_token"], poisoned["poison"]["status"]
+    );
+    println!("  sink           clean from up   poison from up   ratio   target <= {TARGET_POISON_DRAIN_RATIO:.2}");
+    for sink in drain_sinks(poisoned) {
+        let c = clean["sinks"][sink.label()]["seconds_from_up"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        let p = poisoned["sinks"][sink.label()]["seconds_from_up"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        println!(
+            "  {:<14} {:>11.2} s   {:>12.2} s   {:>5.2}",
+            sink.label(),
+            c,
+            p,
+            p / c
+        );
+    }
+    print_fate(&poisoned["poison_fate"]);
+}
+
+fn print_fate(fate: &Value) {
+    let Some(m) = fate.as_object() else { return };
+    for (sink, f) in m {
+        println!(
+            "  poison delivery to {sink}: {} after {} attempts, {:.2} s after sending began{}; the sink's error then: {}",
+            f["state"].as_str().unwrap_or("?"),
+            f["attempts"],
+            f["after_s"].as_f64().unwrap_or(f64::NAN),
+            f["error"]
+                .as_str()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default(),
+            f["sink_error"].as_str().unwrap_or("none")
+        );
+    }
 }
 
 /// Writes `events` status changes: READY, IN_PROGRESS, PRODUCED per card.
@@ -421,19 +626,43 @@ fn queue(store: &Store, events: usize) -> Result<Duration, String> {
     Ok(t.elapsed())
 }
 
-/// Until no sink has anything pending (every delivery answered 2xx).
-async fn wait_delivered(store: &Arc<Store>, limit: Duration) -> Result<(), String> {
+/// Until every delivery but the poison card's (`poisoned` cards: three
+/// status changes each, one for D1) has gone through on every sink; a
+/// dead letter beyond them fails the run.
+async fn wait_others(
+    store: &Arc<Store>,
+    sinks: &[SinkKind],
+    poisoned: usize,
+    limit: Duration,
+) -> Result<(), String> {
     let until = Instant::now() + limit;
+    let share = |name: &str| {
+        let per_card = sinks
+            .iter()
+            .find(|k| k.sink() == name)
+            .map_or(3, |k| k.per_card());
+        (poisoned * per_card) as u64
+    };
     loop {
         let s = store.clone();
         let depths = tokio::task::spawn_blocking(move || s.outbox_depths())
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        if depths.iter().all(|d| d.pending == 0) {
-            if let Some(d) = depths.iter().find(|d| d.dead > 0) {
-                return Err(format!("{}: {} dead letters", d.sink, d.dead));
-            }
+        let depths: Vec<_> = depths
+            .into_iter()
+            .filter(|d| sinks.iter().any(|k| k.sink() == d.sink))
+            .collect();
+        if let Some(d) = depths.iter().find(|d| d.dead + d.parked > poisoned as u64) {
+            return Err(format!(
+                "{}: {} dead and {} parked deliveries",
+                d.sink, d.dead, d.parked
+            ));
+        }
+        if depths
+            .iter()
+            .all(|d| d.pending + d.dead + d.parked <= share(&d.sink))
+        {
             return Ok(());
         }
         if Instant::now() > until {
@@ -450,131 +679,82 @@ async fn wait_delivered(store: &Arc<Store>, limit: Duration) -> Result<(), Strin
     }
 }
 
-/// A receipt: the event's id, when, and whether a repeat.
-type Receipt = (String, SystemTime, bool);
-
-/// One status change as a receiver first got it.
-struct Arrival {
-    event_id: String,
-    card: String,
-    status: String,
-    received: SystemTime,
-    latency_ms: f64,
-    duplicates: usize,
-}
-
-fn arrival(p: &Value, at: SystemTime, duplicate: bool) -> Result<Arrival, String> {
-    let s = |k: &str| {
-        p[k].as_str()
-            .map(str::to_string)
-            .ok_or_else(|| format!("a received status change has no {k}: {p}"))
-    };
-    let occurred =
-        humantime::parse_rfc3339(&s("occurredAt")?).map_err(|e| format!("occurredAt: {e}"))?;
-    Ok(Arrival {
-        event_id: s("eventId")?,
-        card: s("cardToken")?,
-        status: s("status")?,
-        received: at,
-        latency_ms: signed_ms(at, occurred),
-        duplicates: usize::from(duplicate),
-    })
-}
-
-/// The first receipt of each event id, in arrival order; later receipts
-/// counted on it.
-fn first_receipts(
-    all: impl Iterator<Item = Result<Arrival, String>>,
-) -> Result<Vec<Arrival>, String> {
-    let mut out: Vec<Arrival> = Vec::new();
-    let mut at: HashMap<String, usize> = HashMap::new();
-    for a in all {
-        let a = a?;
-        match at.get(&a.event_id) {
-            Some(&i) => out[i].duplicates += 1,
-            None => {
-                at.insert(a.event_id.clone(), out.len());
-                out.push(Arrival { duplicates: 0, ..a });
+/// Where the poison card's first delivery ended on each sink: parked (or
+/// dead), or, after [`POISON_SETTLE`], still pending and backing off, with
+/// its attempts. `since`: when sending began.
+async fn poison_fate(
+    store: &Arc<Store>,
+    sinks: &[SinkKind],
+    poison: &Poison,
+    since: Instant,
+) -> Result<Value, String> {
+    let until = Instant::now() + POISON_SETTLE;
+    let mut fate = serde_json::Map::new();
+    loop {
+        let s = store.clone();
+        let dead = tokio::task::spawn_blocking(move || s.dead_letters(None))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        for sink in sinks {
+            if fate.contains_key(sink.label()) {
+                continue;
+            }
+            if let Some(d) = dead
+                .iter()
+                .find(|d| d.sink == sink.sink() && d.event.card_token == poison.token)
+            {
+                fate.insert(
+                    sink.label().into(),
+                    json!({
+                        "state": d.state,
+                        "status": d.event.status.as_str(),
+                        "attempts": d.attempts,
+                        "after_s": since.elapsed().as_secs_f64(),
+                        "error": d.error,
+                    }),
+                );
             }
         }
+        if fate.len() == sinks.len() || Instant::now() > until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Ok(out)
-}
-
-/// `a - b` in ms, negative when `a` is earlier.
-fn signed_ms(a: SystemTime, b: SystemTime) -> f64 {
-    match a.duration_since(b) {
-        Ok(d) => d.as_secs_f64() * 1000.0,
-        Err(e) => -e.duration().as_secs_f64() * 1000.0,
+    for sink in sinks {
+        if fate.contains_key(sink.label()) {
+            continue;
+        }
+        let (s, name) = (store.clone(), sink.sink());
+        let due = tokio::task::spawn_blocking(move || s.due(name, 100_000))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let d = due.iter().find(|d| d.job.meta.card_token == poison.token);
+        fate.insert(
+            sink.label().into(),
+            json!({
+                "state": if d.is_some() { "PENDING, still backing off" } else { "not found" },
+                "status": d.map(|d| d.event.status.as_str()),
+                "attempts": d.map(|d| d.attempts),
+                "after_s": since.elapsed().as_secs_f64(),
+            }),
+        );
     }
-}
-
-fn summary(v: &[f64]) -> Value {
-    if v.is_empty() {
-        return json!({ "n": 0 });
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let pct = |q: f64| s[((s.len() - 1) as f64 * q).round() as usize];
-    json!({ "n": s.len(), "p50": pct(0.5), "p99": pct(0.99), "max": s[s.len() - 1] })
-}
-
-fn row(v: &Value) -> String {
-    let f = |k: &str| v[k].as_f64().map_or("-".into(), |x| format!("{x:>8.2}"));
-    format!("{} {} {}   (n={})", f("p50"), f("p99"), f("max"), v["n"])
-}
-
-async fn stub() -> Result<StubHandle, String> {
-    Stub::start(StubConfig {
-        kiosk_id: KIOSK.into(),
-        webhook_secrets: vec![WEBHOOK_SECRET.into()],
-        ..StubConfig::default()
-    })
-    .await
-    .map_err(|e| format!("the reference central base: {e}"))
-}
-
-fn secret(dir: &Path, name: &str, text: &str) -> Result<std::path::PathBuf, String> {
-    let p = dir.join(name);
-    std::fs::write(&p, text).map_err(|e| e.to_string())?;
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+    // What `satellite outbox list` shows for the sink meanwhile: whether
+    // the poison alone pauses it as a whole.
+    let s = store.clone();
+    let depths = tokio::task::spawn_blocking(move || s.outbox_depths())
+        .await
+        .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    Ok(p)
-}
-
-/// `[upstream]`: the central base's events sink (no intake) and one
-/// webhook, both on `stub`; otherwise the defaults but the back-off cap.
-fn upstream_config(
-    dir: &Path,
-    stub: &StubHandle,
-    backoff_cap_ms: u64,
-) -> Result<UpstreamConfig, String> {
-    let cb_secret = secret(dir, "cb.secret", "stub-secret\n")?;
-    let wh_secret = secret(dir, "webhook.secret", &format!("{WEBHOOK_SECRET}\n"))?;
-    let text = format!(
-        r#"
-        backoff_first_ms = 100
-        backoff_cap_ms = {backoff_cap_ms}
-        [central_base]
-        url = "{base}"
-        intake = false
-        events = true
-        [central_base.auth]
-        token_url = "{token}"
-        client_id = "satellite"
-        client_secret_file = "{cb_secret}"
-        [[webhook]]
-        name = "{WEBHOOK}"
-        url = "{webhook}"
-        secret_file = "{wh_secret}"
-        "#,
-        base = stub.base_url(),
-        token = stub.token_url(),
-        webhook = stub.webhook_url(),
-        cb_secret = cb_secret.display(),
-        wh_secret = wh_secret.display(),
-    );
-    let c: UpstreamConfig = toml::from_str(&text).map_err(|e| e.to_string())?;
-    c.check()?;
-    Ok(c)
+    for sink in sinks {
+        if let (Some(d), Some(Value::Object(f))) = (
+            depths.iter().find(|d| d.sink == sink.sink()),
+            fate.get_mut(sink.label()),
+        ) {
+            f.insert("sink_error".into(), json!(d.last_error));
+        }
+    }
+    Ok(Value::Object(fate))
 }

@@ -20,6 +20,8 @@ pub mod api;
 #[cfg(feature = "simulator")]
 pub mod bench;
 #[cfg(feature = "simulator")]
+pub mod bench_d1_kills;
+#[cfg(feature = "simulator")]
 pub mod bench_idle;
 #[cfg(feature = "simulator")]
 pub mod bench_link;
@@ -29,6 +31,8 @@ pub mod bench_startup;
 pub mod bench_supplies;
 #[cfg(feature = "simulator")]
 pub mod bench_upstream;
+#[cfg(feature = "simulator")]
+pub mod bench_upstream_parts;
 pub mod bundled_sim;
 pub mod chip;
 pub mod cli;

@@ -92,6 +92,11 @@ pub enum Command {
         /// With --upstream: status changes queued while the upstream is down.
         #[arg(long, default_value_t = 10_000)]
         events: usize,
+        /// Instead: SIGKILL the daemon (`satellite run`, a child process)
+        /// N times while it tells D1 of produced cards, and count D1's
+        /// duplicate Track Card calls per kill.
+        #[arg(long, value_name = "N", conflicts_with_all = ["link", "upstream", "startup", "idle", "supplies"])]
+        d1_kills: Option<usize>,
         /// Instead: the daemon's start-up, exec to READY=1 (sd_notify), on
         /// a store of 10,000 finished cards (--runs starts).
         #[arg(long, conflicts_with_all = ["link", "upstream"])]
@@ -249,6 +254,18 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("satellite bench --idle: {e}");
+                ExitCode::from(1)
+            }
+        },
+        #[cfg(feature = "simulator")]
+        Command::Bench {
+            d1_kills: Some(kills),
+            json,
+            ..
+        } => match crate::bench_d1_kills::run(kills, json).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("satellite bench --d1-kills: {e}");
                 ExitCode::from(1)
             }
         },
