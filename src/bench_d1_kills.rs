@@ -42,7 +42,7 @@ const KILL_WINDOW_MS: u64 = 50;
 const SUBMIT_EVERY: Duration = Duration::from_millis(25);
 /// Before each kill D1 answers 503 this long, so that a backlog of
 /// produced cards builds up and the relay has a full round in flight (its
-/// `concurrency`, 8) when D1 is back: the worst case for answers known and
+/// `concurrency`) when D1 is back: the worst case for answers known and
 /// not yet recorded.
 const BACKLOG: Duration = Duration::from_millis(1000);
 /// The target: duplicate calls per kill.

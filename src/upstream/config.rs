@@ -215,8 +215,15 @@ pub struct D1Config {
     pub tls: TlsConfig,
     #[serde(default = "timeout_ms")]
     pub timeout_ms: u64,
-    #[serde(default = "concurrency")]
+    /// Calls in flight at once. One by default: D1 has no idempotency key,
+    /// so each call in flight when the agent dies may be made again after
+    /// the restart; with one, a crash costs at most one duplicate call.
+    #[serde(default = "d1_concurrency")]
     pub concurrency: usize,
+}
+
+fn d1_concurrency() -> usize {
+    1
 }
 
 fn yes() -> bool {
