@@ -134,19 +134,11 @@ pub async fn run(kills: usize, json_out: bool) -> Result<(), String> {
         if after_ms > 0 {
             tokio::time::sleep(Duration::from_millis(after_ms)).await;
         }
-        let (d1_in_flight, last_call) = if answered {
-            // Read after the kill: reading the whole log first would
-            // delay it.
-            (usize::MAX, 0)
-        } else {
-            in_flight(&control)
-        };
         kill(&mut daemon).await?;
-        let (d1_in_flight, last_call) = if answered {
-            in_flight(&control)
-        } else {
-            (d1_in_flight, last_call)
-        };
+        // Read after the kill: no call of this life can come later (a call
+        // read before it could still be made, and be charged to the next
+        // life), and reading the whole log first would delay the kill.
+        let (d1_in_flight, last_call) = in_flight(&control);
         landings.push(Landing {
             moment: if answered { "answered" } else { "random" },
             after_ms,
