@@ -50,6 +50,8 @@ pub struct Inner {
     pub event_ids: std::collections::HashSet<String>,
     pub heartbeats: Heartbeats,
     pub webhooks: Vec<WebhookRecord>,
+    /// `webhook-id`s received (a retry's is one of them).
+    pub webhook_ids: std::collections::HashSet<String>,
     pub d1_tracks: Vec<D1Track>,
     pub cards: Reconciler,
 }

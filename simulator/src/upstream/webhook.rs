@@ -88,7 +88,7 @@ pub async fn post(
         return answer::cb(StatusCode::BAD_REQUEST, "INVALID_EVENT", field);
     }
     let mut inner = s.lock();
-    let duplicate = inner.webhooks.iter().any(|w| w.webhook_id == id);
+    let duplicate = !inner.webhook_ids.insert(id.to_owned());
     if !duplicate {
         let data = &value["data"];
         if data.get("operationId").is_some() {
