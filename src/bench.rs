@@ -43,27 +43,7 @@ pub async fn run(cards: usize, json_out: bool) -> Result<(), String> {
             .map_err(|e| format!("card {i}: {e}"))?;
         tokens.push(token);
     }
-    // Cards finish in order: watch the oldest unfinished one only.
-    let mut next = 0;
-    while next < cards {
-        let p = engine
-            .production(&tokens[next])
-            .await
-            .map_err(|e| e.to_string())?;
-        match p.status {
-            "PRODUCED" => next += 1,
-            "PRODUCTION_ERROR" | "REQUEST_ERROR" => {
-                return Err(format!(
-                    "{}: {:?} {:?}",
-                    tokens[next], p.error_code, p.description
-                ))
-            }
-            _ => tokio::time::sleep(Duration::from_millis(5)).await,
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            return Err(format!("only {next} of {cards} cards after 10 minutes"));
-        }
-    }
+    produced(&engine, &tokens, started).await?;
     let elapsed = started.elapsed();
     let cpu = cpu_time() - cpu0;
     // The peak of production, before the harness reads the simulator's
@@ -307,6 +287,38 @@ fn peak_rss_kb() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Until each of `tokens` is PRODUCED (they finish in order).
+pub(crate) async fn produced(
+    engine: &crate::engine::Engine,
+    tokens: &[String],
+    started: Instant,
+) -> Result<(), String> {
+    let mut next = 0;
+    while next < tokens.len() {
+        let p = engine
+            .production(&tokens[next])
+            .await
+            .map_err(|e| e.to_string())?;
+        match p.status {
+            "PRODUCED" => next += 1,
+            "PRODUCTION_ERROR" | "REQUEST_ERROR" => {
+                return Err(format!(
+                    "{}: {:?} {:?}",
+                    tokens[next], p.error_code, p.description
+                ))
+            }
+            _ => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            return Err(format!(
+                "only {next} of {} cards after 10 minutes",
+                tokens.len()
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -160,7 +160,7 @@ async fn latency(cards: usize, poison: Option<usize>) -> Result<Value, String> {
             .map_err(|e| format!("card {i}: {e}"))?;
         tokens.push(token);
     }
-    produced(&engine, &tokens, started).await?;
+    crate::bench::produced(&engine, &tokens, started).await?;
     let produced_in = started.elapsed();
     let store = engine.store();
     let poisoned = usize::from(poison.is_some());
@@ -182,7 +182,7 @@ async fn latency(cards: usize, poison: Option<usize>) -> Result<Value, String> {
                 .await
                 .map_err(|e| format!("card {i}: {e}"))?;
             tokens.push(token);
-            produced(&engine, &tokens[i..], Instant::now()).await?;
+            crate::bench::produced(&engine, &tokens[i..], Instant::now()).await?;
             wait_others(&store, &SinkKind::ALL, poisoned, Duration::from_secs(300)).await?;
         }
     }
@@ -359,38 +359,6 @@ fn print_poison_latency(clean: &Value, poisoned: &Value) {
             row(&poisoned["sinks"][sink.label()]["late_cards_commit_to_stub_ms"])
         );
     }
-}
-
-/// Until each of `tokens` is PRODUCED (they finish in order).
-async fn produced(
-    engine: &crate::engine::Engine,
-    tokens: &[String],
-    started: Instant,
-) -> Result<(), String> {
-    let mut next = 0;
-    while next < tokens.len() {
-        let p = engine
-            .production(&tokens[next])
-            .await
-            .map_err(|e| e.to_string())?;
-        match p.status {
-            "PRODUCED" => next += 1,
-            "PRODUCTION_ERROR" | "REQUEST_ERROR" => {
-                return Err(format!(
-                    "{}: {:?} {:?}",
-                    tokens[next], p.error_code, p.description
-                ))
-            }
-            _ => tokio::time::sleep(Duration::from_millis(5)).await,
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            return Err(format!(
-                "only {next} of {} cards after 10 minutes",
-                tokens.len()
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Time for the relays to deliver M queued status changes once the stub is

@@ -12,12 +12,13 @@
 mod common;
 
 use common::python;
-use common::upstream::{self as up, card_data, cb_events, deferred, distinct, request, until};
+use common::upstream::{
+    self as up, card_data, cb_events, deferred, distinct, final_state, request, until,
+};
 use printer_sim::upstream::Received;
 use printer_sim::Condition;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// One exchange, as the checker reads it.
 fn exchange(origin: &str, r: &Received) -> Value {
@@ -39,26 +40,6 @@ fn exchange(origin: &str, r: &Received) -> Value {
 fn check(lines: &[Value]) -> python::Ran {
     let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
     python::tool("check_cb_exchanges.py", &["--strict-responses"], &input)
-}
-
-/// The card's final production object on the local API (bounded wait).
-async fn final_state(k: &up::Upstreamed, token: &str) -> Value {
-    for _ in 0..1500 {
-        let a = k
-            .kiosk
-            .client
-            .get(&format!("/v1/cards/{token}/production"))
-            .await
-            .unwrap();
-        if matches!(
-            a.body["status"].as_str(),
-            Some("PRODUCED" | "PRODUCTION_ERROR" | "REQUEST_ERROR")
-        ) {
-            return a.body;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("card {token} never reached a final state");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,13 +18,12 @@
 
 mod common;
 
-use common::upstream::{self as up, cb_events, distinct, request, until};
+use common::upstream::{self as up, cb_events, distinct, final_state, request, until};
 use printer_sim::upstream::StubHandle;
 use printer_sim::Condition;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 /// The secret the stub holds and the default sender signs with.
 const OLD: &str = up::WEBHOOK_SECRET;
@@ -126,26 +125,6 @@ async fn submit(k: &up::Upstreamed, body: &Value) -> (u16, Value) {
         .await
         .unwrap();
     (a.status, a.body)
-}
-
-/// Waits for the card's final state on the local API.
-async fn final_state(k: &up::Upstreamed, token: &str) -> Value {
-    for _ in 0..1500 {
-        let a = k
-            .kiosk
-            .client
-            .get(&format!("/v1/cards/{token}/production"))
-            .await
-            .unwrap();
-        if matches!(
-            a.body["status"].as_str(),
-            Some("PRODUCED" | "PRODUCTION_ERROR" | "REQUEST_ERROR")
-        ) {
-            return a.body;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("card {token} never reached a final state");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -216,6 +216,26 @@ pub fn card_data(pan: &str) -> Value {
     })
 }
 
+/// Waits for the card's final state on the local API.
+pub async fn final_state(k: &Upstreamed, token: &str) -> Value {
+    for _ in 0..1500 {
+        let a = k
+            .kiosk
+            .client
+            .get(&format!("/v1/cards/{token}/production"))
+            .await
+            .unwrap();
+        if matches!(
+            a.body["status"].as_str(),
+            Some("PRODUCED" | "PRODUCTION_ERROR" | "REQUEST_ERROR")
+        ) {
+            return a.body;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("card {token} never reached a final state");
+}
+
 /// A Luhn-valid PAN, different for each `i`.
 pub fn pan(i: u32) -> String {
     satellite::request::with_luhn_digit(&format!("400000{i:09}")).unwrap()
