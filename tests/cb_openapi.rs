@@ -56,14 +56,23 @@ async fn every_request_of_a_full_run_and_every_answer_match_the_central_base_doc
     let mut bad = request("cbo-bad", &up::pan(62));
     bad["pan"] = json!("4000001234567801");
     c.enqueue(&bad);
-    assert_eq!(final_state(&k, "cbo-ok").await["status"], "PRODUCED");
-    assert_eq!(final_state(&k, "cbo-def").await["status"], "PRODUCED");
-    assert_eq!(final_state(&k, "cbo-bad").await["status"], "REQUEST_ERROR");
+    assert_eq!(
+        final_state(&k.kiosk.client, "cbo-ok").await["status"],
+        "PRODUCED"
+    );
+    assert_eq!(
+        final_state(&k.kiosk.client, "cbo-def").await["status"],
+        "PRODUCED"
+    );
+    assert_eq!(
+        final_state(&k.kiosk.client, "cbo-bad").await["status"],
+        "REQUEST_ERROR"
+    );
     // A printer fault: PRODUCTION_ERROR.
     sim.raise("mag-read-mismatch".parse::<Condition>().unwrap());
     c.enqueue(&request("cbo-fault", &up::pan(63)));
     assert_eq!(
-        final_state(&k, "cbo-fault").await["status"],
+        final_state(&k.kiosk.client, "cbo-fault").await["status"],
         "PRODUCTION_ERROR"
     );
     sim.clear(None);

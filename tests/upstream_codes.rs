@@ -7,11 +7,10 @@
 
 mod common;
 
-use common::upstream::{self as up, card_data, deferred, until};
+use common::upstream::{self as up, card_data, deferred, final_state, until};
 use printer_sim::upstream::{Fault, Group};
 use satellite::api::client::Client;
 use serde_json::{json, Value};
-use std::time::Duration;
 
 /// Failures for now end the card after 1 s.
 fn short_patience(c: &mut satellite::config::Config) {
@@ -24,24 +23,6 @@ async fn submit(client: &Client, body: &Value) {
         .await
         .unwrap();
     assert_eq!(a.status, 201, "{}", a.body);
-}
-
-/// The card's final production object (bounded wait).
-async fn final_state(client: &Client, token: &str) -> Value {
-    for _ in 0..600 {
-        let a = client
-            .get(&format!("/v1/cards/{token}/production"))
-            .await
-            .unwrap();
-        if matches!(
-            a.body["status"].as_str(),
-            Some("PRODUCED" | "PRODUCTION_ERROR" | "REQUEST_ERROR")
-        ) {
-            return a.body;
-        }
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-    panic!("{token} never reached a final status");
 }
 
 /// Cards that left a feeder, by the simulator's own record.

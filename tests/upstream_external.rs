@@ -137,13 +137,13 @@ async fn every_sink_passes_the_external_checkers_failures_included() {
     for (i, t) in ["ext-ok-0", "ext-ok-1"].iter().enumerate() {
         let (s, b) = submit(&k, &request(t, &up::pan(40 + i as u32))).await;
         assert_eq!(s, 201, "{b}");
-        assert_eq!(final_state(&k, t).await["status"], "PRODUCED");
+        assert_eq!(final_state(&k.kiosk.client, t).await["status"], "PRODUCED");
     }
     // A printer fault: PRODUCTION_ERROR with a PRD_ code.
     sim.raise("mag-read-mismatch".parse::<Condition>().unwrap());
     let (s, b) = submit(&k, &request("ext-fault", &up::pan(42))).await;
     assert_eq!(s, 201, "{b}");
-    let p = final_state(&k, "ext-fault").await;
+    let p = final_state(&k.kiosk.client, "ext-fault").await;
     assert_eq!(p["errorCode"], "PRD_MAGSTRIPE", "{p}");
     sim.clear(None);
     // Cancelled by the issuer while it waits (the cover is open).
@@ -158,7 +158,7 @@ async fn every_sink_passes_the_external_checkers_failures_included() {
         .unwrap();
     assert_eq!(a.status, 200, "{}", a.body);
     sim.clear(None);
-    let p = final_state(&k, "ext-cancel").await;
+    let p = final_state(&k.kiosk.client, "ext-cancel").await;
     assert_eq!(
         (p["status"].as_str(), p["errorCode"].as_str()),
         (Some("REQUEST_ERROR"), Some("UNKNOWN_ERROR")),

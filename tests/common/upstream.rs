@@ -217,11 +217,9 @@ pub fn card_data(pan: &str) -> Value {
 }
 
 /// Waits for the card's final state on the local API.
-pub async fn final_state(k: &Upstreamed, token: &str) -> Value {
+pub async fn final_state(client: &satellite::api::client::Client, token: &str) -> Value {
     for _ in 0..1500 {
-        let a = k
-            .kiosk
-            .client
+        let a = client
             .get(&format!("/v1/cards/{token}/production"))
             .await
             .unwrap();
